@@ -1,0 +1,61 @@
+# samsara — build and test.
+#
+#   make            build everything: apt packages, Go modules, the reference
+#                   guest kernel (cached), initramfs, workloads, bin/samsara
+#   make demo       build, then boot the reference guest on 2 vCPUs
+#   make test       build, then run every test (what CI runs)
+#   make bench      boot-time benchmark against QEMU
+#
+# The guest kernel build is cached outside the tree, in $(SAMSARA_CACHE),
+# keyed by the SHA-256 of its inputs (guest-images/build-kernel.sh).
+
+SHELL := /bin/bash
+export SAMSARA_CACHE ?= $(HOME)/.cache/samsara
+GO ?= go
+BUILD := build
+APT_PACKAGES := $(shell cat guest-images/deps.txt 2>/dev/null) qemu-system-x86
+
+.PHONY: all deps kernel initramfs workloads samsara demo test bench clean
+
+all: samsara kernel initramfs
+
+# Install what the build and the tests need. Skips apt when everything is
+# present (dpkg -s), so repeated builds do not touch the network.
+deps: $(BUILD)/.deps
+$(BUILD)/.deps: guest-images/deps.txt
+	@mkdir -p $(BUILD)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	$(GO) mod download
+	@touch $@
+
+kernel: $(BUILD)/vmlinux
+$(BUILD)/vmlinux: deps guest-images/build-kernel.sh guest-images/kernel/config.fragment $(wildcard guest-images/patches/*.patch)
+	@mkdir -p $(BUILD)
+	dir=$$(guest-images/build-kernel.sh) && cp $$dir/vmlinux $$dir/System.map $(BUILD)/
+
+workloads: deps
+	$(MAKE) -C guest-images/workloads O=$(CURDIR)/$(BUILD)/workloads
+
+initramfs: $(BUILD)/initramfs.cpio
+$(BUILD)/initramfs.cpio: deps workloads $(shell find guest-images/init guest-images/userland guest-images/programs guest-images/workloads -type f 2>/dev/null) guest-images/build-initramfs.sh
+	guest-images/build-initramfs.sh $@ $(BUILD)/workloads
+
+samsara: deps
+	$(GO) build -o bin/samsara ./cmd/samsara
+
+demo: all
+	bin/samsara run --cpus 2
+
+test: all
+	SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) test -count=1 -timeout 25m ./...
+
+bench: all
+	SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) run ./tests/bench boot
+
+clean:
+	rm -rf $(BUILD) bin

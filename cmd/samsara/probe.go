@@ -1,0 +1,79 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/samsara-vmm/samsara/internal/vmm"
+)
+
+func newProbeCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "probe",
+		Short: "Report what this host supports and what samsara will use",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r := vmm.ProbeHost()
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			} else {
+				printProbe(r)
+			}
+			if len(r.Problems) > 0 {
+				return fmt.Errorf("this host cannot run samsara:\n  %s", strings.Join(r.Problems, "\n  "))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
+func printProbe(r *vmm.HostReport) {
+	fmt.Printf("KVM API version:  %d\n", r.APIVersion)
+	desc := map[string]string{
+		"pvm": "PVM (kvm_pvm: guest kernel code is emulated, user code native)",
+		"vmx": "Intel VMX (hardware virtualization)",
+		"svm": "AMD SVM (hardware virtualization)",
+	}[r.Platform]
+	if desc == "" {
+		desc = r.Platform
+	}
+	fmt.Printf("platform:         %s\n", desc)
+	fmt.Println("capabilities:")
+	for _, c := range r.Capabilities {
+		state := "yes"
+		if c.Value <= 0 {
+			state = "no"
+		}
+		req := ""
+		if c.Required {
+			req = " (required)"
+		}
+		fmt.Printf("  %-36s %-4s %s%s\n", c.Name, state, c.Why, req)
+	}
+	fmt.Println("performance counters:")
+	names := make([]string, 0, len(r.Counters))
+	for n := range r.Counters {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Printf("  %-40s %s\n", n, r.Counters[n])
+	}
+	yes := "no"
+	if r.InsnEmulation {
+		yes = "yes"
+	}
+	fmt.Printf("insn_emulation statistic: %s\n", yes)
+}

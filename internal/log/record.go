@@ -1,0 +1,148 @@
+package log
+
+// Record is one entry of a recording. The concrete types are the pointer
+// types below (*Chunk, *PIORead, ...); Reader.Next returns them and
+// Writer.Append accepts them, so consumers use a type switch:
+//
+//	switch r := rec.(type) {
+//	case *log.Chunk: ...
+//	case *log.PIORead: ...
+//	}
+type Record interface {
+	Kind() Kind
+}
+
+// Point is a position in one vCPU's execution: how far it has progressed,
+// plus registers that tell apart the instructions that share one progress
+// value (a loop without conditional branches retires many instructions at
+// the same branch count; RIP and RCX, the usual loop counter, separate them).
+// What the counts mean is defined by internal/pmc for the header's Counter.
+type Point struct {
+	// UserBranches is the guest's retired conditional branches at CPL3 (or
+	// at all CPLs on backends that count both together).
+	UserBranches uint64 `json:"user_branches"`
+	// KernelInsns is the guest kernel instructions counted separately (the
+	// PVM insn_emulation statistic); zero on backends that do not need it.
+	KernelInsns uint64 `json:"kernel_insns"`
+	// RIP is the guest instruction pointer at the point.
+	RIP uint64 `json:"rip"`
+	// RCX disambiguates REP-prefixed string instructions and counted loops.
+	RCX uint64 `json:"rcx"`
+}
+
+// Chunk is a committed chunk: vCPU VCPU ran from the end of its previous
+// chunk to End. Chunks appear in commit order, which is the replay order.
+type Chunk struct {
+	// VCPU is the vCPU index, below Header.Config.CPUs.
+	VCPU uint32 `json:"vcpu"`
+	// End is where the chunk stopped; replay stops the vCPU exactly there.
+	End Point `json:"end"`
+	// Reason is why the chunk ended; replay expects the same exit there.
+	Reason Reason `json:"reason"`
+	// Squashes counts how often this chunk was squashed and re-run before it
+	// committed (always 0 in serialized mode); for inspect and tuning only.
+	Squashes uint32 `json:"squashes"`
+}
+
+// PIORead is the value a userspace device returned for a guest port read
+// whose result came from the host (it is fed back in replay instead of
+// asking the device).
+type PIORead struct {
+	VCPU  uint32 `json:"vcpu"`  // the reading vCPU
+	Port  uint16 `json:"port"`  // the I/O port
+	Size  uint8  `json:"size"`  // access size in bytes
+	Value uint64 `json:"value"` // the value returned, zero-extended
+}
+
+// MMIORead is PIORead for a memory-mapped device register.
+type MMIORead struct {
+	VCPU  uint32 `json:"vcpu"`  // the reading vCPU
+	Addr  uint64 `json:"addr"`  // the guest-physical address
+	Size  uint8  `json:"size"`  // access size in bytes
+	Value uint64 `json:"value"` // the value returned, zero-extended
+}
+
+// Interrupt is an interrupt injected into VCPU at At (a chunk boundary).
+type Interrupt struct {
+	VCPU   uint32 `json:"vcpu"`   // the target vCPU
+	Vector uint8  `json:"vector"` // the IDT vector injected
+	At     Point  `json:"at"`     // where in VCPU's execution it was injected
+}
+
+// DiskCompletion records when the asynchronous disk request Seq completed
+// as seen by VCPU. Its exact use is defined by the virtio-blk device; the
+// kind exists now so the format need not change when async I/O lands.
+type DiskCompletion struct {
+	Seq  uint64 `json:"seq"`  // request sequence number, in submission order
+	VCPU uint32 `json:"vcpu"` // the vCPU that observed the completion
+	At   Point  `json:"at"`   // where it observed it
+}
+
+// ConsoleInput is input that reached the guest's serial console.
+type ConsoleInput struct {
+	// Data is the bytes, in order. A record read by Reader owns its Data.
+	Data []byte `json:"data"`
+}
+
+// Time is a clock value handed to the guest through a device read.
+type Time struct {
+	VCPU  uint32 `json:"vcpu"`  // the reading vCPU
+	Nanos int64  `json:"nanos"` // nanoseconds on the guest clock
+}
+
+// Digest is a hash of machine state at a point of the recording; replay
+// recomputes it at the same point and reports a divergence on mismatch.
+type Digest struct {
+	// Seq numbers digests from 0 so a divergence report can name one.
+	Seq uint64 `json:"seq"`
+	// VCPUs holds one hash of the architectural registers per vCPU, indexed
+	// by vCPU (SHA-256 so that replay can compare without the raw state).
+	VCPUs [][32]byte `json:"vcpus"`
+	// Memory is the SHA-256 of guest memory.
+	Memory [32]byte `json:"memory"`
+}
+
+// End is the last record of a complete recording: how the guest run ended.
+// The Writer does not add it; the recorder appends it before Close because
+// only the recorder knows the exit code.
+type End struct {
+	ExitCode int32  `json:"exit_code"` // guest's exit code (power-off value)
+	Reason   string `json:"reason"`    // human-readable cause, e.g. "poweroff"
+}
+
+// Kind implementations: each record type reports its kind byte.
+
+func (*Chunk) Kind() Kind          { return KindChunk }
+func (*PIORead) Kind() Kind        { return KindPIORead }
+func (*MMIORead) Kind() Kind       { return KindMMIORead }
+func (*Interrupt) Kind() Kind      { return KindInterrupt }
+func (*DiskCompletion) Kind() Kind { return KindDiskCompletion }
+func (*ConsoleInput) Kind() Kind   { return KindConsoleInput }
+func (*Time) Kind() Kind           { return KindTime }
+func (*Digest) Kind() Kind         { return KindDigest }
+func (*End) Kind() Kind            { return KindEnd }
+
+// newRecord returns a zero record of kind k, or nil for an unknown kind.
+func newRecord(k Kind) codec {
+	switch k {
+	case KindChunk:
+		return new(Chunk)
+	case KindPIORead:
+		return new(PIORead)
+	case KindMMIORead:
+		return new(MMIORead)
+	case KindInterrupt:
+		return new(Interrupt)
+	case KindDiskCompletion:
+		return new(DiskCompletion)
+	case KindConsoleInput:
+		return new(ConsoleInput)
+	case KindTime:
+		return new(Time)
+	case KindDigest:
+		return new(Digest)
+	case KindEnd:
+		return new(End)
+	}
+	return nil
+}

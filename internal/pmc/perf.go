@@ -1,0 +1,41 @@
+package pmc
+
+import (
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Events counted for guest progress.
+const (
+	// RawRetiredCondBranches is AMD Zen's "retired conditional branches"
+	// (PPR event 0xd1), the counter rr uses on Zen because it is exact.
+	RawRetiredCondBranches = 0xd1
+)
+
+// OpenCounter opens a per-thread counter on the calling OS thread (tid 0 =
+// self), counting user mode only and starting disabled. typ is
+// unix.PERF_TYPE_HARDWARE or unix.PERF_TYPE_RAW.
+func OpenCounter(typ uint32, config uint64, tid int) (int, error) {
+	attr := unix.PerfEventAttr{
+		Type:   typ,
+		Size:   uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
+		Config: config,
+		Bits:   unix.PerfBitDisabled | unix.PerfBitExcludeKernel | unix.PerfBitExcludeHv,
+	}
+	fd, err := unix.PerfEventOpen(&attr, tid, -1, -1, unix.PERF_FLAG_FD_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("perf_event_open(type %d, config %#x): %w", typ, config, err)
+	}
+	return fd, nil
+}
+
+// ReadCounter returns a counter's value.
+func ReadCounter(fd int) (uint64, error) {
+	var b [8]byte
+	if _, err := unix.Read(fd, b[:]); err != nil {
+		return 0, fmt.Errorf("read perf counter: %w", err)
+	}
+	return *(*uint64)(unsafe.Pointer(&b[0])), nil
+}

@@ -1,0 +1,263 @@
+package vmm
+
+// Thin KVM ioctl layer. Most ioctls go through gokvm's kvm package; this
+// file adds what gokvm lacks or hides:
+//
+//   - KVM_RUN: gokvm's kvm.Run retries EINTR inside kvm.Ioctl and maps
+//     EINTR/EAGAIN to nil, so a kick (signal + immediate_exit) cannot be told
+//     apart from a real exit. runVCPU issues the raw syscall and returns
+//     errInterrupted for EINTR.
+//   - KVM_GET_FPU/KVM_SET_FPU (checkpoints), KVM_SET_GUEST_DEBUG,
+//     KVM_GET_SUPPORTED_CPUID/KVM_SET_CPUID2 with a fixed-size table, and
+//     KVM_GET_STATS_FD: not in gokvm.
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"github.com/bobuhiro11/gokvm/kvm"
+	"golang.org/x/sys/unix"
+)
+
+// errInterrupted is KVM_RUN returning EINTR: a signal (a kick or the Go
+// runtime's preemption signal) or immediate_exit. Not a guest exit.
+var errInterrupted = errors.New("kvm run interrupted")
+
+// KVM ioctl numbers gokvm does not define (linux/kvm.h).
+const (
+	kvmRunNr          = 0x80
+	kvmGetFPUNr       = 0x8c
+	kvmSetFPUNr       = 0x8d
+	kvmGetSupportedNr = 0x05
+	kvmSetCPUID2Nr    = 0x90
+	kvmSetGuestDbgNr  = 0x9b
+	kvmGetStatsFDNr   = 0xce
+	kvmCheckExtNr     = 0x03
+)
+
+// Exit reasons (linux/kvm.h KVM_EXIT_*).
+const (
+	exitIO            = 2
+	exitDebug         = 4
+	exitHLT           = 5
+	exitMMIO          = 6
+	exitIRQWindowOpen = 7
+	exitShutdown      = 8
+	exitFailEntry     = 9
+	exitIntr          = 10
+	exitInternalError = 17
+	exitSystemEvent   = 24
+)
+
+// fpu is struct kvm_fpu (x86).
+type fpu struct {
+	FPR       [8][16]uint8
+	FCW       uint16
+	FSW       uint16
+	FTWX      uint8
+	Pad1      uint8
+	LastOpcode uint16
+	LastIP    uint64
+	LastDP    uint64
+	XMM       [16][16]uint8
+	MXCSR     uint32
+	Pad2      uint32
+}
+
+// maxCPUIDEntries bounds the KVM_GET_SUPPORTED_CPUID table; KVM returns
+// E2BIG if the host has more (current hosts report fewer than 100).
+const maxCPUIDEntries = 256
+
+// cpuidTable is struct kvm_cpuid2 with a fixed-size entry array.
+type cpuidTable struct {
+	Nent    uint32
+	Padding uint32
+	Entries [maxCPUIDEntries]kvm.CPUIDEntry2
+}
+
+func ioctlPtr(fd int, req uintptr, arg unsafe.Pointer) error {
+	_, err := kvm.Ioctl(uintptr(fd), req, uintptr(arg))
+	return err
+}
+
+// runVCPU enters the guest once. It returns errInterrupted on EINTR
+// instead of retrying, so the caller sees kicks.
+func runVCPU(fd int) error {
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvm.IIO(kvmRunNr), 0)
+	switch errno {
+	case 0:
+		return nil
+	case unix.EINTR, unix.EAGAIN:
+		return errInterrupted
+	default:
+		return fmt.Errorf("KVM_RUN: %w", errno)
+	}
+}
+
+func getFPU(fd int) (*fpu, error) {
+	f := &fpu{}
+	err := ioctlPtr(fd, kvm.IIOR(kvmGetFPUNr, unsafe.Sizeof(fpu{})), unsafe.Pointer(f))
+	return f, err
+}
+
+func setFPU(fd int, f *fpu) error {
+	return ioctlPtr(fd, kvm.IIOW(kvmSetFPUNr, unsafe.Sizeof(fpu{})), unsafe.Pointer(f))
+}
+
+func getSupportedCPUID(kvmFD int) (*cpuidTable, error) {
+	t := &cpuidTable{Nent: maxCPUIDEntries}
+	err := ioctlPtr(kvmFD, kvm.IIOWR(kvmGetSupportedNr, 8), unsafe.Pointer(t))
+	return t, err
+}
+
+func setCPUID2(fd int, t *cpuidTable) error {
+	return ioctlPtr(fd, kvm.IIOW(kvmSetCPUID2Nr, 8), unsafe.Pointer(t))
+}
+
+// guestDebug is struct kvm_guest_debug (x86).
+type guestDebug struct {
+	Control uint32
+	Pad     uint32
+	DebugReg [8]uint64
+}
+
+// KVM_GUESTDBG_* control bits.
+const (
+	guestDbgEnable     = 0x1
+	guestDbgSingleStep = 0x2
+)
+
+func setGuestDebug(fd int, control uint32) error {
+	d := guestDebug{Control: control}
+	return ioctlPtr(fd, kvm.IIOW(kvmSetGuestDbgNr, unsafe.Sizeof(d)), unsafe.Pointer(&d))
+}
+
+// checkExtension returns KVM_CHECK_EXTENSION(cap) on fd (system or VM).
+func checkExtension(fd int, capability int) (int, error) {
+	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvm.IIO(kvmCheckExtNr), uintptr(capability))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), nil
+}
+
+// getStatsFD returns the vCPU's binary statistics fd (KVM_GET_STATS_FD).
+func getStatsFD(fd int) (int, error) {
+	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvm.IIO(kvmGetStatsFDNr), 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(r), nil
+}
+
+// runData views the mmap'ed struct kvm_run of a vCPU.
+func runData(buf []byte) *kvm.RunData {
+	return (*kvm.RunData)(unsafe.Pointer(&buf[0]))
+}
+
+// mmioExit decodes a KVM_EXIT_MMIO: data is the access's bytes inside
+// the kvm_run page (written back there for a read).
+func mmioExit(r *kvm.RunData) (addr uint64, data []byte, isWrite bool) {
+	// struct { __u64 phys_addr; __u8 data[8]; __u32 len; __u8 is_write; }
+	base := unsafe.Pointer(&r.Data[0])
+	addr = r.Data[0]
+	n := *(*uint32)(unsafe.Add(base, 16))
+	if n > 8 {
+		n = 8
+	}
+	data = unsafe.Slice((*byte)(unsafe.Add(base, 8)), n)
+	isWrite = *(*uint8)(unsafe.Add(base, 20)) != 0
+	return
+}
+
+// ioExit decodes the port I/O exit. data covers count*size bytes inside
+// the kvm_run page.
+func ioExit(r *kvm.RunData, page []byte) (out bool, size int, port uint16, count int, data []byte) {
+	dir, sz, p, cnt, off := r.IO()
+	size, count = int(sz), int(cnt)
+	end := int(off) + size*count
+	if end > len(page) {
+		end = len(page)
+	}
+	return dir == kvm.EXITIOOUT, size, uint16(p), count, page[off:end]
+}
+
+// internalError decodes KVM_EXIT_INTERNAL_ERROR: suberror and data words.
+func internalError(r *kvm.RunData) (suberror uint32, data []uint64) {
+	base := unsafe.Pointer(&r.Data[0])
+	suberror = *(*uint32)(base)
+	n := *(*uint32)(unsafe.Add(base, 4))
+	if n > 16 {
+		n = 16
+	}
+	words := unsafe.Slice((*uint64)(unsafe.Add(base, 8)), n)
+	return suberror, words
+}
+
+// setImmediateExit sets kvm_run.immediate_exit so that a KVM_RUN entered
+// after a kick returns EINTR at once (closes the race between checking for
+// work and entering the guest).
+func setImmediateExit(r *kvm.RunData, v bool) {
+	if v {
+		r.ImmediateExit = 1
+	} else {
+		r.ImmediateExit = 0
+	}
+}
+
+// unsafePointer returns the address of b's first byte (guest memory base
+// for memslots).
+func unsafePointer(b []byte) unsafe.Pointer {
+	return unsafe.Pointer(&b[0])
+}
+
+// msrTable is struct kvm_msrs with a fixed-size entry array.
+type msrTable struct {
+	N       uint32
+	Pad     uint32
+	Entries [32]struct {
+		Index    uint32
+		Reserved uint32
+		Data     uint64
+	}
+}
+
+const (
+	kvmGetMSRsNr = 0x88
+	kvmSetMSRsNr = 0x89
+)
+
+// getMSRs reads the given MSRs (KVM_GET_MSRS returns how many it read).
+func getMSRs(fd int, indices []uint32) (map[uint32]uint64, error) {
+	t := &msrTable{N: uint32(len(indices))}
+	for i, idx := range indices {
+		t.Entries[i].Index = idx
+	}
+	n, err := kvm.Ioctl(uintptr(fd), kvm.IIOWR(kvmGetMSRsNr, 8), uintptr(unsafe.Pointer(t)))
+	if err != nil {
+		return nil, fmt.Errorf("KVM_GET_MSRS: %w", err)
+	}
+	out := make(map[uint32]uint64, n)
+	for i := 0; i < int(n); i++ {
+		out[t.Entries[i].Index] = t.Entries[i].Data
+	}
+	return out, nil
+}
+
+// setMSRs writes MSRs.
+func setMSRs(fd int, msrs map[uint32]uint64) error {
+	t := &msrTable{}
+	for idx, val := range msrs {
+		t.Entries[t.N].Index, t.Entries[t.N].Data = idx, val
+		t.N++
+	}
+	n, err := kvm.Ioctl(uintptr(fd), kvm.IIOW(kvmSetMSRsNr, 8), uintptr(unsafe.Pointer(t)))
+	if err != nil {
+		return fmt.Errorf("KVM_SET_MSRS: %w", err)
+	}
+	if int(n) != int(t.N) {
+		return fmt.Errorf("KVM_SET_MSRS set %d of %d MSRs", n, t.N)
+	}
+	return nil
+}

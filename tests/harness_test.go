@@ -1,0 +1,195 @@
+// Package tests holds samsara's end-to-end tests: they boot the reference
+// guest under the samsara binary and check what a user would see (console
+// output and exit status).
+package tests
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// samsaraBin is built once by TestMain.
+var samsaraBin string
+
+// buildDir holds the reference vmlinux and initramfs (make all).
+var buildDir string
+
+func TestMain(m *testing.M) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Dir(filepath.Dir(file))
+	buildDir = os.Getenv("SAMSARA_BUILD")
+	if buildDir == "" {
+		buildDir = filepath.Join(root, "build")
+	}
+	tmp, err := os.MkdirTemp("", "samsara-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	samsaraBin = filepath.Join(tmp, "samsara")
+	cmd := exec.Command("go", "build", "-o", samsaraBin, "./cmd/samsara")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build samsara: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(tmp)
+	os.Exit(code)
+}
+
+// requireKVM skips a test that needs /dev/kvm on a host without it.
+func requireKVM(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("needs read-write /dev/kvm: %v", err)
+	}
+	f.Close()
+}
+
+// requireGuest skips when the reference guest has not been built, and
+// returns the kernel and initramfs paths.
+func requireGuest(t *testing.T) (kernel, initrd string) {
+	t.Helper()
+	requireKVM(t)
+	kernel = filepath.Join(buildDir, "vmlinux")
+	initrd = filepath.Join(buildDir, "initramfs.cpio")
+	for _, p := range []string{kernel, initrd} {
+		if _, err := os.Stat(p); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("reference guest missing in CI (make all should have built it): %v", err)
+			}
+			t.Skipf("reference guest not built (run make all): %v", err)
+		}
+	}
+	return kernel, initrd
+}
+
+// result is one samsara invocation.
+type result struct {
+	stdout, stderr string
+	status         int
+	elapsed        time.Duration
+}
+
+// samsara runs the binary with args and a timeout.
+func samsara(t *testing.T, timeout time.Duration, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(samsaraBin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("samsara %s: no result after %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), timeout, tail(out.String()), tail(errb.String()))
+	}
+	r := result{stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.status = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// tail keeps the end of long output for failure messages.
+func tail(s string) string {
+	if len(s) > 4000 {
+		return "..." + s[len(s)-4000:]
+	}
+	return s
+}
+
+// checkpoints caches one booted checkpoint per vCPU count for the run.
+var checkpoints sync.Map // cpus -> *ckptEntry
+
+type ckptEntry struct {
+	once sync.Once
+	path string
+	err  error
+	// coldOut is the console output of the cold boot that saved it.
+	coldOut string
+}
+
+// coldBootTimeout bounds one cold boot of the reference guest (PVM
+// emulates every guest kernel instruction; see shared/PLATFORM.md).
+const coldBootTimeout = 8 * time.Minute
+
+// bootedCheckpoint returns a checkpoint of the reference guest booted on
+// cpus vCPUs, saved when init started. It is cached across test runs in
+// $SAMSARA_CACHE keyed by the kernel, initramfs, samsara binary and cpus.
+func bootedCheckpoint(t *testing.T, cpus int) string {
+	t.Helper()
+	kernel, initrd := requireGuest(t)
+	v, _ := checkpoints.LoadOrStore(cpus, &ckptEntry{})
+	e := v.(*ckptEntry)
+	e.once.Do(func() {
+		key := hashFiles(t, kernel, initrd, samsaraBin) + fmt.Sprintf("-%dcpu", cpus)
+		dir := cacheDir()
+		e.path = filepath.Join(dir, "ckpt-"+key+".ckpt")
+		if _, err := os.Stat(e.path); err == nil {
+			return
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			e.err = err
+			return
+		}
+		r := samsara(t, coldBootTimeout, "run", "--cpus", fmt.Sprint(cpus), "--kernel", kernel, "--initrd", initrd,
+			"--save-checkpoint", e.path, "--", "threads2", "100000")
+		e.coldOut = r.stdout
+		if r.status != 0 {
+			e.err = fmt.Errorf("cold boot on %d vCPUs exited %d\nstdout:\n%s\nstderr:\n%s", cpus, r.status, tail(r.stdout), tail(r.stderr))
+		}
+	})
+	if e.err != nil {
+		t.Fatal(e.err)
+	}
+	return e.path
+}
+
+// cacheDir is where booted checkpoints are kept between runs.
+func cacheDir() string {
+	if d := os.Getenv("SAMSARA_CACHE"); d != "" {
+		return filepath.Join(d, "checkpoints")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "samsara", "checkpoints")
+}
+
+// hashFiles returns a short SHA-256 over the files' contents.
+func hashFiles(t *testing.T, paths ...string) string {
+	t.Helper()
+	h := sha256.New()
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(h, f)
+		f.Close()
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
