@@ -27,6 +27,6 @@ func newRootCmd() *cobra.Command {
 		}
 		return l
 	}
-	root.AddCommand(newRunCmd(logger), newProbeCmd())
+	root.AddCommand(newRunCmd(logger), newProbeCmd(), newCmdlineCmd())
 	return root
 }

@@ -1,0 +1,122 @@
+// Command bench compares samsara with QEMU in one run and prints a
+// markdown table.
+//
+//	go run ./tests/bench boot     boot-to-init wall time, 1 and 2 vCPUs,
+//	                              samsara vs qemu-system-x86_64 -enable-kvm
+//
+// Both boot the same reference kernel and initramfs with the same kernel
+// command line; "boot-to-init" is the wall time from starting the VMM to
+// the reference init's first console line ("samsara: hello from N cpus",
+// printed by the default workload), so both are measured the same way.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// helloMarker is printed by the reference workload right after init
+// starts it.
+const helloMarker = "samsara: hello from"
+
+func main() {
+	build := flag.String("build", envOr("SAMSARA_BUILD", "build"), "directory with vmlinux and initramfs.cpio")
+	samsara := flag.String("samsara", "bin/samsara", "samsara binary")
+	timeout := flag.Duration("timeout", 15*time.Minute, "give up on one boot after this long")
+	flag.Parse()
+	if flag.NArg() != 1 || flag.Arg(0) != "boot" {
+		fmt.Fprintln(os.Stderr, "usage: bench [flags] boot")
+		os.Exit(2)
+	}
+	kernel := filepath.Join(*build, "vmlinux")
+	initrd := filepath.Join(*build, "initramfs.cpio")
+	for _, p := range []string{kernel, initrd, *samsara} {
+		if _, err := os.Stat(p); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v (run make first)\n", err)
+			os.Exit(2)
+		}
+	}
+	cmdline, err := exec.Command(*samsara, "cmdline").Output()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: samsara cmdline: %v\n", err)
+		os.Exit(2)
+	}
+	fmt.Println("| vCPUs | samsara run | qemu -enable-kvm | ratio |")
+	fmt.Println("|---|---|---|---|")
+	for _, cpus := range []int{1, 2} {
+		s := timeToMarker(*timeout, *samsara, "run", "--cpus", fmt.Sprint(cpus), "--kernel", kernel, "--initrd", initrd)
+		q := timeToMarker(*timeout, "qemu-system-x86_64", "-enable-kvm", "-cpu", "host", "-smp", fmt.Sprint(cpus), "-m", "256",
+			"-nographic", "-no-reboot", "-kernel", kernel, "-initrd", initrd, "-append", strings.TrimSpace(string(cmdline)))
+		ratio := "-"
+		if s.err == nil && q.err == nil {
+			ratio = fmt.Sprintf("%.2fx", q.d.Seconds()/s.d.Seconds())
+		}
+		fmt.Printf("| %d | %s | %s | %s |\n", cpus, s, q, ratio)
+	}
+}
+
+// timing is one measured boot.
+type timing struct {
+	d   time.Duration
+	err error
+}
+
+func (t timing) String() string {
+	if t.err != nil {
+		return "failed: " + t.err.Error()
+	}
+	return fmt.Sprintf("%.1f s", t.d.Seconds())
+}
+
+// timeToMarker starts the command and returns the time until helloMarker
+// appears on its stdout; the process is killed then.
+func timeToMarker(timeout time.Duration, name string, args ...string) timing {
+	cmd := exec.Command(name, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return timing{err: err}
+	}
+	cmd.Stderr = io.Discard
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return timing{err: err}
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	found := make(chan time.Duration, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), helloMarker) {
+				found <- time.Since(start)
+				return
+			}
+		}
+		close(found)
+	}()
+	select {
+	case d, ok := <-found:
+		if !ok {
+			return timing{err: fmt.Errorf("exited without reaching init")}
+		}
+		return timing{d: d}
+	case <-time.After(timeout):
+		return timing{err: fmt.Errorf("no init after %v", timeout)}
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
