@@ -39,3 +39,31 @@ func ReadCounter(fd int) (uint64, error) {
 	}
 	return *(*uint64)(unsafe.Pointer(&b[0])), nil
 }
+
+// idlePeriod is the sample period of a progress counter with no overflow
+// armed. The counter must be a sampling event from the start, because
+// PERF_EVENT_IOC_PERIOD is refused on a counting-only event. The x86 PMU
+// clamps a period to its 48-bit counter width, so an idle counter still
+// overflows every 2^47 branches (hours of guest time); with no signal armed
+// that only costs one PMU interrupt.
+const idlePeriod = 1 << 62
+
+// openProgressCounter opens the retired-conditional-branch counter of the
+// calling thread for Counter: user mode only (guest CPL3 under PVM), pinned
+// (it never shares a PMU slot by multiplexing, which would lose events; a
+// pinned event that cannot be scheduled reads as EOF instead), disabled
+// until Counter.Run enables it, and sampling so an overflow can be armed.
+func openProgressCounter() (int, error) {
+	attr := unix.PerfEventAttr{
+		Type:   unix.PERF_TYPE_RAW,
+		Size:   uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
+		Config: RawRetiredCondBranches,
+		Sample: idlePeriod,
+		Bits:   unix.PerfBitDisabled | unix.PerfBitPinned | unix.PerfBitExcludeKernel | unix.PerfBitExcludeHv,
+	}
+	fd, err := unix.PerfEventOpen(&attr, 0, -1, -1, unix.PERF_FLAG_FD_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("perf_event_open(raw %#x, user only, pinned): %w", RawRetiredCondBranches, err)
+	}
+	return fd, nil
+}

@@ -80,6 +80,7 @@ type checkpointMeta struct {
 	PIT      PITState
 	UART     UARTState
 	RTC      RTCState
+	PIC      PICState
 	Virtio   *VirtioState
 	Overlay  *OverlayState
 }
@@ -127,7 +128,7 @@ func (m *Machine) saveCheckpointLocked(path string) error {
 	meta := checkpointMeta{
 		CPUs: m.cfg.CPUs, Mem: m.cfg.Mem, Cmdline: m.cmdline, HasDisk: m.blk != nil,
 		GuestNow: m.clock.Now(),
-		IOAPIC:   m.ioapic.Snapshot(), PIT: m.pit.Snapshot(), UART: m.uart.Snapshot(), RTC: m.rtc.Snapshot(),
+		IOAPIC:   m.ioapic.Snapshot(), PIT: m.pit.Snapshot(), UART: m.uart.Snapshot(), RTC: m.rtc.Snapshot(), PIC: PICState{Chips: m.pic.chips},
 	}
 	for _, v := range m.vcpus {
 		s, err := v.snapshot()
@@ -318,6 +319,7 @@ func (m *Machine) restoreFromFile(path string) error {
 			return fmt.Errorf("%s: %w: lapic %d: %v", path, ErrBadCheckpoint, i, err)
 		}
 	}
+	m.pic.chips = meta.PIC.Chips
 	for name, restore := range map[string]func() error{
 		"ioapic": func() error { return m.ioapic.Restore(meta.IOAPIC) },
 		"pit":    func() error { return m.pit.Restore(meta.PIT) },

@@ -110,6 +110,8 @@ func (m *Machine) portOut(port uint16, data []byte) {
 		m.pokeTimers()
 	case port == 0x70 || port == 0x71:
 		m.rtc.Out(port, data)
+	case port == 0x20 || port == 0x21 || port == 0xA0 || port == 0xA1:
+		m.pic.Out(port, data)
 	case port == portKbdCtl && data[0] == kbdCmdReset:
 		m.stop(-1, ErrGuestReset)
 	}
@@ -126,6 +128,8 @@ func (m *Machine) portIn(port uint16, data []byte) {
 		m.pit.In(port, data)
 	case port == 0x70 || port == 0x71:
 		m.rtc.In(port, data)
+	case port == 0x20 || port == 0x21 || port == 0xA0 || port == 0xA1:
+		m.pic.In(port, data)
 	case port == portKbdCtl:
 		// 8042 status: input buffer empty, so Linux's kb_wait() before a
 		// keyboard-controller reset does not spin.
@@ -220,16 +224,17 @@ func (v *vcpu) emulationFallback() error {
 }
 
 // instructionBytes returns the bytes of the failed instruction: from the
-// exit when KVM supplies them, else read through the guest page tables.
+// exit when KVM supplies them (struct kvm_run.emulation_failure: u64 flags,
+// u8 insn_size, u8 insn_bytes[15]), else read through the guest page
+// tables.
 func (v *vcpu) instructionBytes(rip uint64, words []uint64) []byte {
-	if len(words) >= 2 && words[0]&emulationFlagInstructBytes != 0 {
-		n := min(int(words[1]), 15, 8*(len(words)-2))
-		b := make([]byte, 0, 16)
-		for _, w := range words[2:] {
+	if len(words) >= 3 && words[0]&emulationFlagInstructBytes != 0 {
+		var b []byte
+		for _, w := range words[1:3] {
 			b = binary.LittleEndian.AppendUint64(b, w)
 		}
-		if n > 0 {
-			return b[:n]
+		if n := int(b[0]); n > 0 && n <= 15 {
+			return b[1 : 1+n]
 		}
 	}
 	t := &kvm.Translation{LinearAddress: rip}

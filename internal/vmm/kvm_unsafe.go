@@ -261,3 +261,15 @@ func setMSRs(fd int, msrs map[uint32]uint64) error {
 	}
 	return nil
 }
+
+// kvmInterruptNr is KVM_INTERRUPT, _IOW(KVMIO, 0x86, struct kvm_interrupt).
+const kvmInterruptNr = 0x86
+
+// injectInterrupt queues an external interrupt (userspace irqchip only).
+// gokvm's kvm.InjectInterrupt passes the vector as the ioctl argument
+// instead of a pointer to struct kvm_interrupt, which KVM rejects with
+// EFAULT; this passes the struct.
+func injectInterrupt(fd int, vector uint8) error {
+	irq := uint32(vector)
+	return ioctlPtr(fd, kvm.IIOW(kvmInterruptNr, 4), unsafe.Pointer(&irq))
+}

@@ -88,6 +88,7 @@ type Machine struct {
 	pit    *PIT
 	uart   *UART
 	rtc    *RTC
+	pic    pic8259
 	blk    *VirtioBlock
 	ctl    *controlPage
 	// timed lists every device with a timer, for the timer loop.

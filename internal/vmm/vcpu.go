@@ -244,7 +244,7 @@ func (v *vcpu) injectLocked() error {
 		return nil
 	}
 	if v.run.ReadyForInterruptInjection != 0 && v.run.IfFlag != 0 {
-		if err := kvm.InjectInterrupt(uintptr(v.fd), uint32(vec)); err != nil {
+		if err := injectInterrupt(v.fd, vec); err != nil {
 			return fmt.Errorf("KVM_INTERRUPT vector %d: %w", vec, err)
 		}
 		l.Acknowledge(vec)

@@ -1,0 +1,280 @@
+/*
+ * /init of samsara's reference guest (static, musl).
+ *
+ * Sets up the minimal userland (proc, sys, devtmpfs, tmpfs, optional ext2/4
+ * disk on /mnt), then talks to the VMM through the control page, a page of
+ * guest-physical address space at 0xD0000 that is not RAM: every access
+ * exits to the VMM. It is reached with pread/pwrite on /dev/mem.
+ *
+ *   0xD0000  1 byte, write: power off with this exit status
+ *   0xD0004  1 byte, write: checkpoint here (the VMM may save the machine;
+ *            a resumed machine continues right after this write)
+ *   0xD0100  3840 bytes, read: the command, argv strings each NUL-terminated,
+ *            the list ended by an empty string; an empty list means /bin/hello
+ *
+ * The program runs with PATH=/bin:/mnt HOME=/ TERM=dumb; a name without a
+ * slash is looked up in /bin, then /mnt. Its exit status is WEXITSTATUS, or
+ * 128+signal, or 127 if it could not be executed. On success init prints
+ * nothing, so the console carries only the program's output; diagnostics go
+ * to stderr prefixed "init: ".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#define CTRL_EXIT       0xD0000UL /* write 1 byte: exit status, power off */
+#define CTRL_CHECKPOINT 0xD0004UL /* write 1 byte: checkpoint here */
+#define CTRL_CMD        0xD0100UL /* read: argv list */
+#define CTRL_CMD_LEN    3840      /* up to the end of the page */
+#define MAX_ARGS        256
+
+static const char *const default_argv[] = { "/bin/hello", NULL };
+static char *const envp[] = { "PATH=/bin:/mnt", "HOME=/", "TERM=dumb", NULL };
+
+/*
+ * Concatenate NULL-terminated string arguments into buf (truncating).
+ * No stdio anywhere in init: printf would triple the binary's size, and the
+ * guest kernel unpacks the initramfs at ~30 ms per KB under PVM.
+ */
+static size_t vcat(char *buf, size_t size, va_list ap)
+{
+	size_t n = 0;
+
+	for (const char *s; (s = va_arg(ap, const char *)) != NULL;) {
+		size_t l = strlen(s);
+		if (l > size - 1 - n)
+			l = size - 1 - n;
+		memcpy(buf + n, s, l);
+		n += l;
+	}
+	buf[n] = '\0';
+	return n;
+}
+
+static void cat(char *buf, size_t size, ...)
+{
+	va_list ap;
+
+	va_start(ap, size);
+	vcat(buf, size, ap);
+	va_end(ap);
+}
+
+/* Unbuffered diagnostic on stderr: "init: " + strings + "\n". */
+static void msg(const char *first, ...)
+{
+	char buf[512];
+	size_t n;
+	va_list ap;
+
+	n = strlen("init: ");
+	memcpy(buf, "init: ", n);
+	cat(buf + n, sizeof(buf) - n - 1, first, (char *)NULL);
+	n += strlen(buf + n);
+	va_start(ap, first);
+	n += vcat(buf + n, sizeof(buf) - n - 1, ap);
+	va_end(ap);
+	buf[n++] = '\n';
+	(void)!write(2, buf, n);
+}
+
+/* "init: what[ arg]: strerror(errno)" */
+static void err(const char *what, const char *arg)
+{
+	const char *e = strerror(errno);
+
+	if (arg)
+		msg(what, " ", arg, ": ", e, (char *)NULL);
+	else
+		msg(what, ": ", e, (char *)NULL);
+}
+
+static int do_mount(const char *src, const char *dir, const char *type,
+		    unsigned long flags, int quiet)
+{
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		if (!quiet)
+			err("mkdir", dir);
+		return -1;
+	}
+	if (mount(src, dir, type, flags, NULL) < 0) {
+		if (!quiet)
+			err("mount", dir);
+		return -1;
+	}
+	return 0;
+}
+
+/* Make sure a character device node exists (devtmpfs normally made it). */
+static void ensure_chr(const char *path, mode_t mode, int maj, int min)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0 && S_ISCHR(st.st_mode))
+		return;
+	unlink(path);
+	if (mknod(path, S_IFCHR | mode, makedev(maj, min)) < 0)
+		err("mknod", path);
+}
+
+static void setup_console(void)
+{
+	int fd = open("/dev/console", O_RDWR | O_NOCTTY);
+
+	if (fd < 0) {
+		err("open", "/dev/console");
+		return;
+	}
+	for (int i = 0; i < 3; i++)
+		if (fd != i)
+			dup2(fd, i);
+	if (fd > 2)
+		close(fd);
+}
+
+static int mount_disk(void)
+{
+	struct stat st;
+
+	if (stat("/dev/vda", &st) < 0 || !S_ISBLK(st.st_mode))
+		return 0; /* no disk: fine */
+	if (do_mount("/dev/vda", "/mnt", "ext4", 0, 1) == 0)
+		return 1;
+	if (do_mount("/dev/vda", "/mnt", "ext2", 0, 1) == 0)
+		return 1;
+	err("cannot mount /dev/vda on /mnt as ext4 or ext2", NULL);
+	return 0;
+}
+
+/* argv0 without a slash: /bin/argv0, then /mnt/argv0. */
+static const char *resolve(const char *name, char *buf, size_t len)
+{
+	static const char *const dirs[] = { "/bin/", "/mnt/" };
+
+	if (strchr(name, '/'))
+		return name;
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		cat(buf, len, dirs[i], name, (char *)NULL);
+		if (access(buf, X_OK) == 0)
+			return buf;
+	}
+	return NULL;
+}
+
+static int run(char *const argv[])
+{
+	char pathbuf[4096];
+	const char *path = resolve(argv[0], pathbuf, sizeof(pathbuf));
+	int status;
+	pid_t pid, w;
+
+	if (!path) {
+		msg(argv[0], ": command not found in /bin or /mnt", (char *)NULL);
+		return 127;
+	}
+	pid = fork();
+	if (pid < 0) {
+		err("fork", NULL);
+		return 127;
+	}
+	if (pid == 0) {
+		sigset_t none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		setsid();
+		execve(path, argv, envp);
+		err("cannot execute", path);
+		_exit(127);
+	}
+	/* As PID 1 we also inherit orphans: reap until our child is done. */
+	for (;;) {
+		w = waitpid(-1, &status, 0);
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR) {
+			err("waitpid", NULL);
+			return 127;
+		}
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return 127;
+}
+
+int main(void)
+{
+	static char cmd[CTRL_CMD_LEN + 2];
+	char *argv[MAX_ARGS + 1];
+	int argc = 0, disk, status, mem;
+	unsigned char b;
+
+	/* The kernel gave us /dev/console from the initramfs if it had one. */
+	umask(022);
+	do_mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, 0);
+	do_mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, 0);
+	if (do_mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, 0) < 0)
+		mkdir("/dev", 0755);
+	ensure_chr("/dev/console", 0600, 5, 1);
+	ensure_chr("/dev/mem", 0640, 1, 1);
+	ensure_chr("/dev/null", 0666, 1, 3);
+	setup_console();
+	do_mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, 0);
+	disk = mount_disk();
+
+	mem = open("/dev/mem", O_RDWR | O_SYNC);
+	if (mem < 0) {
+		err("open", "/dev/mem (no VMM control page; running the default program)");
+	} else {
+		/* Checkpoint: a restored machine continues right after this. */
+		b = 1;
+		if (pwrite(mem, &b, 1, CTRL_CHECKPOINT) != 1)
+			err("checkpoint write to /dev/mem", NULL);
+		ssize_t n = pread(mem, cmd, CTRL_CMD_LEN, CTRL_CMD);
+		if (n < 0) {
+			err("reading the command from /dev/mem", NULL);
+			n = 0;
+		}
+		cmd[n] = cmd[n + 1] = '\0';
+		for (char *p = cmd; *p && p < cmd + n; p += strlen(p) + 1) {
+			if (argc == MAX_ARGS) {
+				msg("command has too many arguments; truncated", (char *)NULL);
+				break;
+			}
+			argv[argc++] = p;
+		}
+	}
+	argv[argc] = NULL;
+
+	status = run(argc ? argv : (char *const *)default_argv);
+
+	/* Stop leftovers (daemons, orphans) so /mnt can be unmounted. */
+	kill(-1, SIGKILL);
+	while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+		;
+	sync();
+	if (disk && umount("/mnt") < 0) {
+		err("umount", "/mnt");
+		sync();
+	}
+
+	/* Power off with the status; the VMM should not let this return. */
+	b = (unsigned char)status;
+	if (mem >= 0 && pwrite(mem, &b, 1, CTRL_EXIT) != 1)
+		err("exit-status write to /dev/mem", NULL);
+	reboot(RB_POWER_OFF);
+	err("reboot(RB_POWER_OFF)", NULL);
+	/* Exiting PID 1 panics the kernel, which reboots (panic=-1). */
+	return status;
+}
