@@ -245,8 +245,6 @@ func (v *vcpu) restore(s *vcpuSnapshot) error {
 	return nil
 }
 
-// maxCheckpointMeta bounds the gob-decoded metadata (untrusted input).
-const maxCheckpointMeta = 64 << 20
 
 // restoreFromFile builds the machine from a checkpoint file.
 func (m *Machine) restoreFromFile(path string) error {
@@ -271,7 +269,7 @@ func (m *Machine) restoreFromFile(path string) error {
 	defer zr.Close()
 	br := bufio.NewReaderSize(zr, 1<<20)
 	var meta checkpointMeta
-	if err := gob.NewDecoder(io.LimitReader(br, maxCheckpointMeta)).Decode(&meta); err != nil {
+	if err := gob.NewDecoder(br).Decode(&meta); err != nil {
 		return fmt.Errorf("%s: %w: metadata: %v", path, ErrBadCheckpoint, err)
 	}
 	if len(meta.VCPUs) != meta.CPUs || len(meta.LAPICs) != meta.CPUs {
