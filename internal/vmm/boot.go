@@ -47,13 +47,12 @@ type loadedKernel struct {
 
 // loadKernel copies the PT_LOAD segments of the ELF file at path into mem.
 func loadKernel(mem []byte, path string) (*loadedKernel, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("kernel: %w", err)
+	}
 	f, err := elf.Open(path)
 	if err != nil {
-		var fe *elf.FormatError
-		if errors.As(err, &fe) {
-			return nil, fmt.Errorf("kernel %s: %w (%v); pass the uncompressed vmlinux, not a bzImage", path, ErrNotKernel, fe)
-		}
-		return nil, fmt.Errorf("kernel: %w", err)
+		return nil, fmt.Errorf("kernel %s: %w (%v); pass the uncompressed vmlinux, not a bzImage", path, ErrNotKernel, err)
 	}
 	defer f.Close()
 	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 || f.Type != elf.ET_EXEC {
