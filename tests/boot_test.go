@@ -39,7 +39,7 @@ func TestBootColdAndResume(t *testing.T) {
 
 // TestNproc checks the guest sees the vCPUs it was given.
 func TestNproc(t *testing.T) {
-	for _, cpus := range []int{1, 2} {
+	for _, cpus := range []int{1, 2, 4} {
 		t.Run(fmt.Sprintf("%dcpu", cpus), func(t *testing.T) {
 			ckpt := bootedCheckpoint(t, cpus)
 			r := samsara(t, resumeTimeout, "run", "--cpus", fmt.Sprint(cpus), "--from-checkpoint", ckpt, "--", "nproc")

@@ -43,7 +43,7 @@ var hiddenFeatures = []clearedFeature{
 	{"invpcid", 7, 0, 'b', 10, 298},       // see pcid
 	{"rdseed", 7, 0, 'b', 18, 306},        // non-deterministic, not interceptable
 	{"smap", 7, 0, 'b', 20, 308},          // clac/stac: emulator fails
-	{"rdtscp", 0x80000001, 0, 'd', 27, 251}, // reads the TSC
+	{"rdtscp", 0x80000001, 0, 'd', 27, 59},   // reads the TSC (word 1, bit 27)
 }
 
 // xsaveErrPtrBit is CPUID 0x80000008 EBX[2] (XSAVEERPTR / "FXSAVE leak
