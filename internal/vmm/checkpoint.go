@@ -245,7 +245,6 @@ func (v *vcpu) restore(s *vcpuSnapshot) error {
 	return nil
 }
 
-
 // restoreFromFile builds the machine from a checkpoint file.
 func (m *Machine) restoreFromFile(path string) error {
 	raw, err := os.ReadFile(path)

@@ -27,23 +27,23 @@ type clearedFeature struct {
 }
 
 var hiddenFeatures = []clearedFeature{
-	{"tsc", 1, 0, 'd', 4, 4},              // RDTSC is never seen by userspace KVM
-	{"mwait", 1, 0, 'c', 3, 131},          // idle must HLT (exits); MWAIT would spin in the guest
-	{"cx16", 1, 0, 'c', 13, 141},          // lock cmpxchg16b: emulator fails
-	{"pcid", 1, 0, 'c', 17, 145},          // INVPCID/PCID paths untested under the emulator
-	{"x2apic", 1, 0, 'c', 21, 149},        // the userspace LAPIC is xAPIC (MMIO) only
-	{"popcnt", 1, 0, 'c', 23, 151},        // emulator fails on popcnt
-	{"tsc-deadline", 1, 0, 'c', 24, 152},  // deadline timer is an MSR backed by the TSC
-	{"xsave", 1, 0, 'c', 26, 154},         // xrstor64: emulator fails (also noxsave)
-	{"avx", 1, 0, 'c', 28, 156},           // no XSAVE, so no AVX state
-	{"rdrand", 1, 0, 'c', 30, 158},        // non-deterministic, not interceptable
-	{"fsgsbase", 7, 0, 'b', 0, 288},       // wrfsbase etc. in CPL0 paths
-	{"avx2", 7, 0, 'b', 5, 293},           // no XSAVE, so no AVX state
-	{"smep", 7, 0, 'b', 7, 295},           // CR4 bits the emulator mishandles
-	{"invpcid", 7, 0, 'b', 10, 298},       // see pcid
-	{"rdseed", 7, 0, 'b', 18, 306},        // non-deterministic, not interceptable
-	{"smap", 7, 0, 'b', 20, 308},          // clac/stac: emulator fails
-	{"rdtscp", 0x80000001, 0, 'd', 27, 59},   // reads the TSC (word 1, bit 27)
+	{"tsc", 1, 0, 'd', 4, 4},               // RDTSC is never seen by userspace KVM
+	{"mwait", 1, 0, 'c', 3, 131},           // idle must HLT (exits); MWAIT would spin in the guest
+	{"cx16", 1, 0, 'c', 13, 141},           // lock cmpxchg16b: emulator fails
+	{"pcid", 1, 0, 'c', 17, 145},           // INVPCID/PCID paths untested under the emulator
+	{"x2apic", 1, 0, 'c', 21, 149},         // the userspace LAPIC is xAPIC (MMIO) only
+	{"popcnt", 1, 0, 'c', 23, 151},         // emulator fails on popcnt
+	{"tsc-deadline", 1, 0, 'c', 24, 152},   // deadline timer is an MSR backed by the TSC
+	{"xsave", 1, 0, 'c', 26, 154},          // xrstor64: emulator fails (also noxsave)
+	{"avx", 1, 0, 'c', 28, 156},            // no XSAVE, so no AVX state
+	{"rdrand", 1, 0, 'c', 30, 158},         // non-deterministic, not interceptable
+	{"fsgsbase", 7, 0, 'b', 0, 288},        // wrfsbase etc. in CPL0 paths
+	{"avx2", 7, 0, 'b', 5, 293},            // no XSAVE, so no AVX state
+	{"smep", 7, 0, 'b', 7, 295},            // CR4 bits the emulator mishandles
+	{"invpcid", 7, 0, 'b', 10, 298},        // see pcid
+	{"rdseed", 7, 0, 'b', 18, 306},         // non-deterministic, not interceptable
+	{"smap", 7, 0, 'b', 20, 308},           // clac/stac: emulator fails
+	{"rdtscp", 0x80000001, 0, 'd', 27, 59}, // reads the TSC (word 1, bit 27)
 }
 
 // xsaveErrPtrBit is CPUID 0x80000008 EBX[2] (XSAVEERPTR / "FXSAVE leak

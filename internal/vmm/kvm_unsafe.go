@@ -52,17 +52,17 @@ const (
 
 // fpu is struct kvm_fpu (x86).
 type fpu struct {
-	FPR       [8][16]uint8
-	FCW       uint16
-	FSW       uint16
-	FTWX      uint8
-	Pad1      uint8
+	FPR        [8][16]uint8
+	FCW        uint16
+	FSW        uint16
+	FTWX       uint8
+	Pad1       uint8
 	LastOpcode uint16
-	LastIP    uint64
-	LastDP    uint64
-	XMM       [16][16]uint8
-	MXCSR     uint32
-	Pad2      uint32
+	LastIP     uint64
+	LastDP     uint64
+	XMM        [16][16]uint8
+	MXCSR      uint32
+	Pad2       uint32
 }
 
 // maxCPUIDEntries bounds the KVM_GET_SUPPORTED_CPUID table; KVM returns
@@ -117,8 +117,8 @@ func setCPUID2(fd int, t *cpuidTable) error {
 
 // guestDebug is struct kvm_guest_debug (x86).
 type guestDebug struct {
-	Control uint32
-	Pad     uint32
+	Control  uint32
+	Pad      uint32
 	DebugReg [8]uint64
 }
 

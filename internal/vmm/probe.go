@@ -72,7 +72,7 @@ func ProbeHost() *HostReport {
 		r.InsnEmulation = probeInsnEmulation(fd)
 	}
 	for name, ev := range map[string][2]uint64{
-		"instructions (user)":                     {unix.PERF_TYPE_HARDWARE, unix.PERF_COUNT_HW_INSTRUCTIONS},
+		"instructions (user)":                    {unix.PERF_TYPE_HARDWARE, unix.PERF_COUNT_HW_INSTRUCTIONS},
 		"retired conditional branches, raw 0xd1": {unix.PERF_TYPE_RAW, pmc.RawRetiredCondBranches},
 	} {
 		cfd, err := pmc.OpenCounter(uint32(ev[0]), ev[1], 0)
