@@ -27,6 +27,6 @@ func newRootCmd() *cobra.Command {
 		}
 		return l
 	}
-	root.AddCommand(newRunCmd(logger), newProbeCmd(), newCmdlineCmd())
+	root.AddCommand(newRunCmd(logger), newRecordCmd(logger), newReplayCmd(logger), newInspectCmd(), newProbeCmd(), newCmdlineCmd())
 	return root
 }

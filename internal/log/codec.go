@@ -50,13 +50,15 @@ func checkVCPU(v, cpus uint32) error {
 	return nil
 }
 
-// --- Chunk: vcpu uvarint, end point, reason byte, squashes uvarint.
+// --- Chunk: vcpu uvarint, end point, reason byte, squashes uvarint,
+// exits uvarint.
 
 func (c *Chunk) appendFields(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(c.VCPU))
 	b = appendPoint(b, c.End)
 	b = append(b, byte(c.Reason))
-	return binary.AppendUvarint(b, uint64(c.Squashes))
+	b = binary.AppendUvarint(b, uint64(c.Squashes))
+	return binary.AppendUvarint(b, uint64(c.Exits))
 }
 
 func (c *Chunk) decode(d *decoder) {
@@ -64,6 +66,7 @@ func (c *Chunk) decode(d *decoder) {
 	c.End = d.point()
 	c.Reason = Reason(d.u8())
 	c.Squashes = d.u32()
+	c.Exits = d.u32()
 }
 
 func (c *Chunk) validate(cpus uint32) error {

@@ -42,6 +42,11 @@ type Chunk struct {
 	// Squashes counts how often this chunk was squashed and re-run before it
 	// committed (always 0 in serialized mode); for inspect and tuning only.
 	Squashes uint32 `json:"squashes"`
+	// Exits is the number of guest exits to the VMM (port I/O, MMIO, HLT,
+	// interrupt windows) the chunk handled. Exits happen at deterministic
+	// points, so replay reproduces a chunk that ended at an exit by
+	// running the vCPU through the same number of exits.
+	Exits uint32 `json:"exits"`
 }
 
 // PIORead is the value a userspace device returned for a guest port read

@@ -304,7 +304,7 @@ func (m *Machine) restoreFromFile(path string) error {
 			return fmt.Errorf("%s: %w: memory: %v", path, ErrBadCheckpoint, err)
 		}
 	}
-	m.clock.offset = meta.GuestNow
+	m.clock.set(meta.GuestNow)
 	for i, v := range m.vcpus {
 		if err := v.restore(&meta.VCPUs[i]); err != nil {
 			return fmt.Errorf("restore vcpu %d: %w", i, err)

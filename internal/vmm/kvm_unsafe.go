@@ -128,8 +128,11 @@ const (
 	guestDbgSingleStep = 0x2
 )
 
-func setGuestDebug(fd int, control uint32) error {
+func setGuestDebug(fd int, control uint32, debugRegs *[8]uint64) error {
 	d := guestDebug{Control: control}
+	if debugRegs != nil {
+		d.DebugReg = *debugRegs
+	}
 	return ioctlPtr(fd, kvm.IIOW(kvmSetGuestDbgNr, unsafe.Sizeof(d)), unsafe.Pointer(&d))
 }
 

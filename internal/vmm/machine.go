@@ -10,6 +10,8 @@ import (
 
 	"github.com/bobuhiro11/gokvm/kvm"
 	"go.uber.org/zap"
+
+	"github.com/samsara-vmm/samsara/internal/nde"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,6 +60,11 @@ type Config struct {
 	FromCheckpoint string
 	// Logger for diagnostics; nil means no logging.
 	Logger *zap.Logger
+	// Deterministic selects virtual time and the serialized scheduler
+	// (record and replay); false is a free-running `run`.
+	Deterministic bool
+	// NDE are the non-determinism hooks (nil: plain run).
+	NDE *nde.Source
 }
 
 // Result is how a guest run ended.
@@ -77,7 +84,7 @@ type Machine struct {
 	kvmFD, vmFD int
 	mem         *guestMemory
 	vcpus       []*vcpu
-	clock       *wallClock
+	clock       *machineClock
 	cmdline     string
 
 	// mu serializes every device access and the machine's run state.
@@ -182,13 +189,16 @@ func (m *Machine) build() error {
 	if err := mem.register(m.vmFD); err != nil {
 		return err
 	}
-	m.clock = newWallClock()
+	m.clock = newMachineClock(m.cfg.Deterministic)
 	m.bus = NewAPICBus(m.cfg.CPUs, m.clock, machineHooks{m})
 	m.ioapic = NewIOAPIC(m.bus)
 	m.bus.SetIOAPIC(m.ioapic)
 	m.pit = NewPIT(m.clock, m.ioapic, pinPIT)
 	m.uart = NewUART(m.cfg.Console, m.ioapic, pinUART)
-	m.rtc = NewRTC(time.Now)
+	if m.cfg.NDE == nil {
+		m.cfg.NDE = nde.NewRun()
+	}
+	m.rtc = NewRTC(func() time.Time { return m.cfg.NDE.WallTime(0) })
 	if disk != nil {
 		m.blk = NewVirtioBlock(m.mem.mem, disk, m.ioapic, pinVirtio)
 	}
@@ -328,3 +338,7 @@ func (m *Machine) stop(status int, err error) {
 		v.kick()
 	}
 }
+
+// Cmdline is the kernel command line the machine booted with (from the
+// checkpoint when resumed).
+func (m *Machine) Cmdline() string { return m.cmdline }

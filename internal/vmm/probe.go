@@ -140,3 +140,6 @@ func probeInsnEmulation(kvmFD int) bool {
 	defer s.Close()
 	return s.Has("insn_emulation")
 }
+
+// ProbePlatform returns "pvm", "vmx", "svm" or "unknown".
+func ProbePlatform() string { return detectPlatform() }

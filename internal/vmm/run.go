@@ -6,20 +6,38 @@ import (
 	"time"
 )
 
-// wallClock is guest time in `run` mode: host monotonic time since the
-// machine started (plus an offset carried over from a checkpoint).
-// Record/replay will substitute a clock derived from guest progress.
-type wallClock struct {
-	// start is the host time guest time 0 corresponds to.
+// machineClock is guest time. In `run` mode it is host monotonic time
+// since the machine started (plus an offset carried over from a
+// checkpoint). In record and replay mode it is virtual: it advances only
+// with guest progress (see det_clock.go), so every device reads the same
+// time at the same point of the execution in both runs.
+type machineClock struct {
+	// virtual selects virtual time (record/replay).
+	virtual bool
+	// vt is the virtual time in ns. Guarded by Machine.mu.
+	vt int64
+	// start is the host time guest time offset corresponds to.
 	start time.Time
 	// offset is added to the elapsed time (guest time at restore).
 	offset int64
 }
 
-func newWallClock() *wallClock { return &wallClock{start: time.Now()} }
+func newMachineClock(virtual bool) *machineClock {
+	return &machineClock{virtual: virtual, start: time.Now()}
+}
 
 // Now returns guest nanoseconds.
-func (c *wallClock) Now() int64 { return c.offset + int64(time.Since(c.start)) }
+func (c *machineClock) Now() int64 {
+	if c.virtual {
+		return c.vt
+	}
+	return c.offset + int64(time.Since(c.start))
+}
+
+// set makes the clock read t now (checkpoint restore).
+func (c *machineClock) set(t int64) {
+	c.vt, c.offset, c.start = t, t, time.Now()
+}
 
 // Run starts every vCPU and runs the guest until it powers off, fails, or
 // the machine is stopped. It returns the guest's exit status.

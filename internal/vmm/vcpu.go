@@ -53,6 +53,8 @@ type vcpu struct {
 	sipiPending bool
 	// exits counts guest exits (diagnostics, --profile).
 	exits atomic.Uint64
+	// det is the record/replay state (nil in run mode).
+	det *detVCPU
 }
 
 func (m *Machine) newVCPU(id int) (*vcpu, error) {
@@ -94,6 +96,10 @@ func (m *Machine) newVCPU(id int) (*vcpu, error) {
 }
 
 func (v *vcpu) close() {
+	if v.det != nil {
+		v.det.stats.Close()
+		v.det = nil
+	}
 	if v.page != nil {
 		unix.Munmap(v.page)
 		v.page = nil
@@ -254,3 +260,7 @@ func (v *vcpu) injectLocked() error {
 	v.run.RequestInterruptWindow = 1
 	return nil
 }
+
+// lockOSThread pins the calling goroutine to its OS thread: KVM_RUN must
+// be interruptible by a signal to a known thread.
+func lockOSThread() { runtime.LockOSThread() }

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/samsara-vmm/samsara/internal/log"
+	"github.com/samsara-vmm/samsara/internal/nde"
+	"github.com/samsara-vmm/samsara/internal/vmm"
+)
+
+// version is samsara's version string in log headers.
+const version = "0.1.0"
+
+func newRecordCmd(logger func() *zap.Logger) *cobra.Command {
+	var f vmFlags
+	var out, fromCkpt, mode string
+	cmd := &cobra.Command{
+		Use:   "record [flags] -o rec.zst [-- PROGRAM ARGS...]",
+		Short: "Run the guest and record it for deterministic replay",
+		Long: `Run the guest like 'samsara run' (from a booted checkpoint with
+--from-checkpoint, the normal case, or from a cold boot) and write a
+recording that 'samsara replay' re-executes instruction for instruction.
+Exits with PROGRAM's exit status.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return fmt.Errorf("-o FILE is required: where to write the recording")
+			}
+			if mode != "serialized" {
+				return fmt.Errorf("--mode %s: only the serialized recorder exists so far (the parallel recorder is issue 4)", mode)
+			}
+			cfg, closeConsole, err := f.config(args)
+			if err != nil {
+				return err
+			}
+			defer closeConsole()
+			cfg.Logger, cfg.FromCheckpoint, cfg.Deterministic = logger(), fromCkpt, true
+			h, err := recordHeader(cfg)
+			if err != nil {
+				return err
+			}
+			file, err := os.Create(out)
+			if err != nil {
+				return fmt.Errorf("-o: %w", err)
+			}
+			defer file.Close()
+			bw := bufio.NewWriterSize(file, 1<<20)
+			w, err := log.NewWriter(bw, h)
+			if err != nil {
+				return err
+			}
+			cfg.NDE = nde.NewRecord(w)
+			m, err := vmm.New(cfg)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			res, err := m.Record(w)
+			if cerr := w.Close(); err == nil && cerr != nil {
+				err = cerr
+			}
+			if ferr := bw.Flush(); err == nil && ferr != nil {
+				err = ferr
+			}
+			if err != nil {
+				return fmt.Errorf("record: %w", err)
+			}
+			st := w.Stats()
+			fmt.Fprintf(os.Stderr, "samsara: recorded %d records, %d bytes in %.2fs to %s\n", st.Records, st.CompressedBytes, res.Elapsed.Seconds(), out)
+			if res.ExitStatus != 0 {
+				return &exitError{status: res.ExitStatus}
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the recording to FILE")
+	cmd.Flags().StringVar(&fromCkpt, "from-checkpoint", "", "start from a booted checkpoint (see run --save-checkpoint)")
+	cmd.Flags().StringVar(&mode, "mode", "serialized", "recorder: serialized (one vCPU at a time)")
+	return cmd
+}
+
+// recordHeader fills the log header: the machine's shape and the SHA-256
+// of every input replay must be given again.
+func recordHeader(cfg vmm.Config) (*log.Header, error) {
+	h := &log.Header{
+		Config:         log.VMConfig{CPUs: cfg.CPUs, MemoryBytes: cfg.Mem, Cmdline: cfg.Append, Argv: cfg.Argv},
+		Platform:       hostPlatform(),
+		Counter:        "insn_emulation (guest kernel instructions) + exits",
+		Mode:           log.ModeSerialized,
+		SamsaraVersion: version,
+		Created:        time.Now().UTC(),
+	}
+	var err error
+	if cfg.FromCheckpoint != "" {
+		if h.Hashes.Checkpoint, err = log.HashFile(cfg.FromCheckpoint); err != nil {
+			return nil, fmt.Errorf("--from-checkpoint: %w", err)
+		}
+	} else {
+		if h.Hashes.Kernel, err = log.HashFile(cfg.Kernel); err != nil {
+			return nil, fmt.Errorf("--kernel: %w", err)
+		}
+		if h.Hashes.Initrd, err = log.HashFile(cfg.Initrd); err != nil {
+			return nil, fmt.Errorf("--initrd: %w", err)
+		}
+	}
+	if cfg.Disk != "" {
+		if h.Hashes.Disk, err = log.HashFile(cfg.Disk); err != nil {
+			return nil, fmt.Errorf("--vm: %w", err)
+		}
+	}
+	h.Hashes.Cmdline = log.HashBytes([]byte(cfg.Append))
+	return h, nil
+}
+
+// hostPlatform names the virtualization platform for the header.
+func hostPlatform() log.Platform {
+	switch vmm.ProbePlatform() {
+	case "vmx":
+		return log.PlatformVMX
+	case "svm":
+		return log.PlatformSVM
+	}
+	return log.PlatformPVM
+}

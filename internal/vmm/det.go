@@ -1,0 +1,453 @@
+package vmm
+
+// The serialized recorder and the replayer (DESIGN.md, "One log, one
+// replayer, two recorders"). One vCPU runs at a time; a chunk is one turn
+// of one vCPU. Everything a chunk does is a function of the machine state
+// at its start, because:
+//
+//   - guest time is virtual (det_clock.go): it advances by a fixed amount
+//     per exit and per emulated kernel instruction, never with the host's
+//     clock, so timers fire at the same exits in both runs;
+//   - interrupts are injected only at the first entry of a chunk and at
+//     entries that follow a real exit, never after a kick (EINTR), so they
+//     arrive at the same instruction in both runs;
+//   - exits (port I/O, MMIO, HLT, interrupt windows) happen at the same
+//     guest instructions given the same state, so "the vCPU's k-th exit" is
+//     a point replay can find again without any counter;
+//   - a chunk that does not exit (a guest kernel spinning on another vCPU)
+//     is preempted by a wall-clock watchdog, but only while it runs guest
+//     kernel code: there, KVM's insn_emulation statistic counts it exactly
+//     and replay lands on the same instruction with a hardware breakpoint
+//     and single-steps (measured in internal/pmc). Guest user code cannot
+//     be stopped at an exact point on a host without a PMU (PLATFORM.md;
+//     these machines have none), so a vCPU is never preempted in user mode.
+//
+// Host inputs go through internal/nde (the RTC's wall time).
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bobuhiro11/gokvm/kvm"
+	"golang.org/x/sys/unix"
+
+	"github.com/samsara-vmm/samsara/internal/log"
+	"github.com/samsara-vmm/samsara/internal/pmc"
+)
+
+// Chunk limits of the serialized recorder.
+const (
+	// chunkExitBudget ends a chunk after this many exits, so a vCPU that
+	// keeps exiting (console output, timer programming) takes turns with
+	// the others. 64 exits is a few milliseconds of guest kernel work here;
+	// smaller costs more token hand-offs, larger delays IPIs to other vCPUs.
+	chunkExitBudget = 64
+	// preemptAfter is how long a chunk may run in the guest without an exit
+	// before the watchdog tries to preempt it (a guest kernel spinning on a
+	// lock held by a vCPU that is not running). The emulated kernel runs
+	// ~1.4 M instructions/s, so this is ~30k instructions of spinning.
+	preemptAfter = 20 * time.Millisecond
+	// userSpinLimit bounds how long a chunk may stay in guest user mode
+	// without an exit before the recording fails: user code cannot be
+	// preempted exactly without a PMU (see the file comment).
+	userSpinLimit = 60 * time.Second
+	// replayChunkLimit bounds one replayed chunk; a replay that stops
+	// making progress has diverged.
+	replayChunkLimit = 120 * time.Second
+)
+
+// DivergenceError is a replay that did not reproduce the recording.
+type DivergenceError struct {
+	Chunk int    // index of the chunk record (0-based)
+	VCPU  int    // vCPU of that chunk
+	What  string // what differed
+	Want  string
+	Got   string
+}
+
+func (e *DivergenceError) Error() string {
+	return fmt.Sprintf("replay diverged at chunk %d (vcpu %d): %s: recorded %s, replayed %s", e.Chunk, e.VCPU, e.What, e.Want, e.Got)
+}
+
+// chunkResult is how one chunk ended.
+type chunkResult struct {
+	rec log.Chunk
+	err error
+}
+
+// detVCPU is a vCPU's deterministic-mode state.
+type detVCPU struct {
+	// stats reads insn_emulation.
+	stats *pmc.Stats
+	// base is insn_emulation when the recording started.
+	base uint64
+	// last is the count at the last clock update.
+	last uint64
+	// turn receives the chunk to run (replay: the record; record: nil).
+	turn chan *log.Chunk
+}
+
+// kernelInsns returns the vCPU's emulated kernel instructions since the
+// recording started.
+func (v *vcpu) kernelInsns() (uint64, error) {
+	n, err := v.det.stats.Read("insn_emulation")
+	return n - v.det.base, err
+}
+
+// openDet prepares every vCPU for deterministic mode.
+func (m *Machine) openDet() error {
+	for _, v := range m.vcpus {
+		fd, err := getStatsFD(v.fd)
+		if err != nil {
+			return fmt.Errorf("vcpu %d KVM_GET_STATS_FD: %w (record/replay needs KVM binary statistics)", v.id, err)
+		}
+		s, err := pmc.OpenStats(fd)
+		if err != nil {
+			unix.Close(fd)
+			return err
+		}
+		if !s.Has("insn_emulation") {
+			s.Close()
+			return fmt.Errorf("vcpu %d: KVM has no insn_emulation statistic; record/replay needs it (see samsara probe)", v.id)
+		}
+		base, err := s.Read("insn_emulation")
+		if err != nil {
+			return err
+		}
+		v.det = &detVCPU{stats: s, base: base, turn: make(chan *log.Chunk)}
+	}
+	return nil
+}
+
+// runnableLocked reports whether v can run a chunk now, making a halted
+// vCPU with a pending interrupt running again.
+// Preconditions: m.mu must be held.
+func (v *vcpu) runnableLocked() bool {
+	switch v.state {
+	case stateRunning:
+		return true
+	case stateHalted:
+		if _, ok := v.m.bus.LAPIC(v.id).PendingVector(); ok {
+			v.state = stateRunning
+			return true
+		}
+	case stateWaitSIPI:
+		return v.sipiPending
+	case stateDead:
+	default:
+		panic(fmt.Sprintf("vcpu %d: impossible state %d", v.id, v.state))
+	}
+	return false
+}
+
+// advanceIdleLocked jumps virtual time to the earliest timer deadline
+// when no vCPU can run, and fires it. It returns false when nothing is
+// armed: the guest can never wake up.
+// Preconditions: m.mu must be held.
+func (m *Machine) advanceIdleLocked() bool {
+	next, ok := int64(0), false
+	for _, d := range m.timed {
+		if dl, armed := d.NextDeadline(); armed && (!ok || dl < next) {
+			next, ok = dl, true
+		}
+	}
+	if !ok {
+		return false
+	}
+	if next > m.clock.vt {
+		m.clock.vt = next
+	}
+	m.pollTimersLocked()
+	return true
+}
+
+// pollTimersLocked fires every device timer due at the current time.
+// Preconditions: m.mu must be held.
+func (m *Machine) pollTimersLocked() {
+	now := m.clock.Now()
+	for _, d := range m.timed {
+		d.Poll(now)
+	}
+}
+
+// detLoop is a vCPU's goroutine in deterministic mode: it runs one chunk
+// per turn and reports the result.
+func (v *vcpu) detLoop(done chan<- chunkResult) {
+	lockThread(v)
+	for {
+		select {
+		case <-v.m.stopped:
+			return
+		case want := <-v.det.turn:
+			rec, err := v.runChunk(want)
+			done <- chunkResult{rec: rec, err: err}
+		}
+	}
+}
+
+// runChunk runs one chunk. In replay, want is the recorded chunk to
+// reproduce; in record, want is nil.
+func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
+	m := v.m
+	rec := log.Chunk{VCPU: uint32(v.id)}
+	m.mu.Lock()
+	startSIPI := v.state == stateWaitSIPI && v.sipiPending
+	if startSIPI {
+		v.sipiPending, v.state = false, stateRunning
+	}
+	m.mu.Unlock()
+	if startSIPI {
+		if err := v.startAt(v.sipiVector); err != nil {
+			return rec, err
+		}
+	}
+	inject := true // first entry of the chunk, or right after a real exit
+	started := time.Now()
+	if want == nil {
+		stopWatchdog := v.startWatchdog()
+		defer stopWatchdog()
+	}
+	for {
+		if want != nil && rec.Exits == want.Exits {
+			if want.Reason == log.ReasonBudget {
+				// The recorder preempted here, right after an entry that
+				// may have injected an interrupt without running the
+				// guest (immediate exit): do the same, then run to the
+				// recorded point.
+				if inject {
+					m.mu.Lock()
+					err := v.injectLocked()
+					m.mu.Unlock()
+					if err != nil {
+						return rec, err
+					}
+					setImmediateExit(v.run, true)
+					if err := runVCPU(v.fd); err != nil && err != errInterrupted {
+						return rec, err
+					}
+				}
+				if err := v.runTo(want.End); err != nil {
+					return rec, err
+				}
+			}
+			return v.finishChunk(rec, want.Reason)
+		}
+		if want != nil && time.Since(started) > replayChunkLimit {
+			return rec, fmt.Errorf("replay of the chunk made no progress for %v", replayChunkLimit)
+		}
+		// The recorder preempts only here: after a kick (EINTR), before
+		// any injection, which replay can reproduce exactly.
+		if want == nil && !inject && time.Since(started) >= preemptAfter {
+			preempted, err := v.tryPreempt(&rec, started)
+			if preempted || err != nil {
+				return rec, err
+			}
+		}
+		setImmediateExit(v.run, false)
+		if inject {
+			m.mu.Lock()
+			err := v.injectLocked()
+			m.mu.Unlock()
+			if err != nil {
+				return rec, err
+			}
+		}
+		err := runVCPU(v.fd)
+		if err == errInterrupted {
+			inject = false
+			if m.isStopped() {
+				return v.finishChunk(rec, log.ReasonExit)
+			}
+			continue
+		}
+		if err != nil {
+			return rec, err
+		}
+		inject = true
+		rec.Exits++
+		if err := v.tickClock(); err != nil {
+			return rec, err
+		}
+		reason := exitReason(v.run.ExitReason)
+		if err := v.handleExit(); err != nil {
+			return rec, err
+		}
+		if err := m.cfg.NDE.Err(); err != nil {
+			return rec, err
+		}
+		m.mu.Lock()
+		m.pollTimersLocked()
+		state := v.state
+		m.mu.Unlock()
+		if want != nil {
+			continue
+		}
+		switch {
+		case m.isStopped():
+			return v.finishChunk(rec, log.ReasonExit)
+		case state != stateRunning:
+			return v.finishChunk(rec, log.ReasonHalt)
+		case rec.Exits >= chunkExitBudget:
+			return v.finishChunk(rec, reason)
+		}
+	}
+}
+
+// startWatchdog kicks the vCPU every preemptAfter until stopped, so a
+// chunk that never exits comes back to runChunk (a kick can be lost when
+// it lands between two KVM_RUNs; the next tick repeats it).
+func (v *vcpu) startWatchdog() (stop func()) {
+	t := time.NewTicker(preemptAfter)
+	quit := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-t.C:
+				v.kick()
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() { t.Stop(); close(quit) }
+}
+
+// tryPreempt ends the chunk at the current point if the vCPU is in guest
+// kernel mode (exactly countable); in user mode it lets the vCPU go on,
+// up to userSpinLimit.
+func (v *vcpu) tryPreempt(rec *log.Chunk, started time.Time) (bool, error) {
+	s, err := kvm.GetSregs(uintptr(v.fd))
+	if err != nil {
+		return false, err
+	}
+	if s.CS.Selector&3 != 0 {
+		if time.Since(started) > userSpinLimit {
+			return false, fmt.Errorf("vcpu %d ran guest user code for %v without an exit; it cannot be preempted at an exact point on a host without a PMU (see README, platform notes)", v.id, userSpinLimit)
+		}
+		return false, nil
+	}
+	*rec, err = v.finishChunk(*rec, log.ReasonBudget)
+	return true, err
+}
+
+// finishChunk fills the chunk's end point.
+func (v *vcpu) finishChunk(rec log.Chunk, reason log.Reason) (log.Chunk, error) {
+	rec.Reason = reason
+	n, err := v.kernelInsns()
+	if err != nil {
+		return rec, err
+	}
+	regs, err := kvm.GetRegs(uintptr(v.fd))
+	if err != nil {
+		return rec, err
+	}
+	rec.End = log.Point{KernelInsns: n, RIP: regs.RIP, RCX: regs.RCX}
+	return rec, nil
+}
+
+// exitReason maps a KVM exit to the chunk reason it would give.
+func exitReason(r uint32) log.Reason {
+	switch r {
+	case exitIO:
+		return log.ReasonIO
+	case exitMMIO:
+		return log.ReasonMMIO
+	case exitHLT:
+		return log.ReasonHalt
+	case exitIRQWindowOpen:
+		return log.ReasonIRQWindow
+	}
+	return log.ReasonOther
+}
+
+// Virtual time (det_clock): each exit and each emulated guest-kernel
+// instruction advances guest time by a fixed amount. With HZ=100 the
+// guest's tick comes every 10 ms of virtual time = 10 M kernel
+// instructions, so ticks cost the guest about 1% of its kernel work (on
+// wall time they cost it 66%, PLATFORM.md). Guest user code does not
+// advance time: nothing counts it on a host without a PMU.
+const (
+	nsPerKernelInsn = 1
+	nsPerExit       = 2000
+)
+
+// tickClock advances virtual time by the vCPU's progress since the last
+// update.
+func (v *vcpu) tickClock() error {
+	n, err := v.kernelInsns()
+	if err != nil {
+		return err
+	}
+	d := n - v.det.last
+	v.det.last = n
+	v.m.mu.Lock()
+	v.m.clock.vt += int64(d)*nsPerKernelInsn + nsPerExit
+	v.m.mu.Unlock()
+	return nil
+}
+
+// KVM_GUESTDBG_USE_HW_BP and DR7's L0 enable bit.
+const (
+	guestDbgUseHWBP = 0x00020000
+	dr7L0           = 1 << 0
+)
+
+// runTo runs the vCPU (in guest kernel mode, no exits expected) until it
+// has executed exactly target.KernelInsns emulated instructions and is
+// about to execute target.RIP: a hardware breakpoint on RIP stops it
+// before each execution of that instruction (before it is counted), and a
+// single step moves past hits that come too early (internal/pmc measured
+// both under PVM in CPL0; RFLAGS.RF is ignored there, hence the step).
+func (v *vcpu) runTo(target log.Point) error {
+	defer setGuestDebug(v.fd, 0, nil)
+	started := time.Now()
+	for {
+		n, err := v.kernelInsns()
+		if err != nil {
+			return err
+		}
+		regs, err := kvm.GetRegs(uintptr(v.fd))
+		if err != nil {
+			return err
+		}
+		if n == target.KernelInsns && regs.RIP == target.RIP {
+			v.det.last = n
+			return nil
+		}
+		if n > target.KernelInsns {
+			return &DivergenceError{VCPU: v.id, What: "preemption point passed", Want: fmt.Sprintf("%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP), Got: fmt.Sprintf("%d at RIP %#x", n, regs.RIP)}
+		}
+		if time.Since(started) > replayChunkLimit {
+			return &DivergenceError{VCPU: v.id, What: "preemption point never reached", Want: fmt.Sprintf("%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP), Got: fmt.Sprintf("%d at RIP %#x", n, regs.RIP)}
+		}
+		if regs.RIP == target.RIP {
+			err = setGuestDebug(v.fd, guestDbgEnable|guestDbgSingleStep, nil)
+		} else {
+			err = setGuestDebug(v.fd, guestDbgEnable|guestDbgUseHWBP, &[8]uint64{0: target.RIP, 7: dr7L0})
+		}
+		if err != nil {
+			return fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
+		}
+		setImmediateExit(v.run, false)
+		err = runVCPU(v.fd)
+		if err != nil && err != errInterrupted {
+			return err
+		}
+		if err == nil && v.run.ExitReason != exitDebug {
+			return &DivergenceError{VCPU: v.id, What: "exit before the preemption point", Want: fmt.Sprintf("RIP %#x", target.RIP), Got: fmt.Sprintf("exit reason %d", v.run.ExitReason)}
+		}
+	}
+}
+
+// lockThread pins the calling goroutine to its OS thread for a vCPU and
+// records the thread for kicks.
+func lockThread(v *vcpu) {
+	lockOSThread()
+	v.tid.Store(int32(unix.Gettid()))
+}
+
+var errNoProgress = errors.New("every vCPU is halted and no timer is armed: the guest can never run again")
+
+// asDivergence is errors.As for *DivergenceError.
+func asDivergence(err error, target **DivergenceError) bool { return errors.As(err, target) }
