@@ -27,6 +27,7 @@ package vmm
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/bobuhiro11/gokvm/kvm"
@@ -203,7 +204,15 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		}
 	}
 	inject := true // first entry of the chunk, or right after a real exit
+	// undelivered: an interrupt injected at the last entry may still be
+	// queued in KVM because KVM_RUN returned without entering the guest.
+	undelivered := false
 	started := time.Now()
+	if debugRunTo {
+		n, _ := v.kernelInsns()
+		r, _ := kvm.GetRegs(uintptr(v.fd))
+		fmt.Fprintf(os.Stderr, "chunk start vcpu %d replay=%v at %d rip %#x state %v\n", v.id, want != nil, n, r.RIP, v.state)
+	}
 	if want == nil {
 		stopWatchdog := v.startWatchdog()
 		defer stopWatchdog()
@@ -211,19 +220,18 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 	for {
 		if want != nil && rec.Exits == want.Exits {
 			if want.Reason == log.ReasonBudget {
-				// The recorder preempted here, right after an entry that
-				// may have injected an interrupt without running the
-				// guest (immediate exit): do the same, then run to the
-				// recorded point.
+				// The recorder preempted only after the guest had taken any
+				// interrupt injected at this entry, so inject it the same way
+				// and let runTo's first entry deliver it.
 				if inject {
 					m.mu.Lock()
-					err := v.injectLocked()
+					injected, err := v.injectLocked()
 					m.mu.Unlock()
-					if err != nil {
-						return rec, err
+					if debugRunTo {
+						n, _ := v.kernelInsns()
+						fmt.Fprintf(os.Stderr, "inject vcpu %d replay=%v at %d exits %d: %v window %d\n", v.id, want != nil, n, rec.Exits, injected, v.run.RequestInterruptWindow)
 					}
-					setImmediateExit(v.run, true)
-					if err := runVCPU(v.fd); err != nil && err != errInterrupted {
+					if err != nil {
 						return rec, err
 					}
 				}
@@ -237,8 +245,11 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 			return rec, fmt.Errorf("replay of the chunk made no progress for %v", replayChunkLimit)
 		}
 		// The recorder preempts only here: after a kick (EINTR), before
-		// any injection, which replay can reproduce exactly.
-		if want == nil && !inject && time.Since(started) >= preemptAfter {
+		// any new injection, and never while an interrupt it injected is
+		// still queued in KVM (KVM_RUN returned before entering the guest):
+		// replay re-injects at the entry after the last exit and lets the
+		// guest take it, so the guest must have taken it here too.
+		if want == nil && !inject && !undelivered && time.Since(started) >= preemptAfter {
 			preempted, err := v.tryPreempt(&rec, started)
 			if preempted || err != nil {
 				return rec, err
@@ -247,13 +258,34 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		setImmediateExit(v.run, false)
 		if inject {
 			m.mu.Lock()
-			err := v.injectLocked()
+			injected, err := v.injectLocked()
 			m.mu.Unlock()
 			if err != nil {
 				return rec, err
 			}
+			undelivered = injected
+			if debugRunTo {
+				n, _ := v.kernelInsns()
+				fmt.Fprintf(os.Stderr, "inject vcpu %d replay=%v at %d exits %d: %v window %d\n", v.id, want != nil, n, rec.Exits, injected, v.run.RequestInterruptWindow)
+			}
+		}
+		var before progressMark
+		if undelivered {
+			var err error
+			if before, err = v.mark(); err != nil {
+				return rec, err
+			}
 		}
 		err := runVCPU(v.fd)
+		if undelivered && err == errInterrupted {
+			after, merr := v.mark()
+			if merr != nil {
+				return rec, merr
+			}
+			undelivered = after == before
+		} else {
+			undelivered = false
+		}
 		if err == errInterrupted {
 			inject = false
 			if m.isStopped() {
@@ -311,6 +343,24 @@ func (v *vcpu) startWatchdog() (stop func()) {
 		}
 	}()
 	return func() { t.Stop(); close(quit) }
+}
+
+// progressMark is where a vCPU is: its kernel instruction count and RIP.
+type progressMark struct {
+	insns, rip uint64
+}
+
+// mark reads the vCPU's progress mark.
+func (v *vcpu) mark() (progressMark, error) {
+	n, err := v.kernelInsns()
+	if err != nil {
+		return progressMark{}, err
+	}
+	regs, err := kvm.GetRegs(uintptr(v.fd))
+	if err != nil {
+		return progressMark{}, err
+	}
+	return progressMark{n, regs.RIP}, nil
 }
 
 // tryPreempt ends the chunk at the current point if the vCPU is in guest
@@ -411,8 +461,10 @@ func (v *vcpu) runTo(target log.Point) error {
 		if err != nil {
 			return err
 		}
+		if debugRunTo {
+			fmt.Fprintf(os.Stderr, "runTo vcpu %d: at %d rip %#x exit %d, want %d rip %#x\n", v.id, n, regs.RIP, v.run.ExitReason, target.KernelInsns, target.RIP)
+		}
 		if n == target.KernelInsns && regs.RIP == target.RIP {
-			v.det.last = n
 			return nil
 		}
 		if n > target.KernelInsns {
@@ -451,3 +503,5 @@ var errNoProgress = errors.New("every vCPU is halted and no timer is armed: the 
 
 // asDivergence is errors.As for *DivergenceError.
 func asDivergence(err error, target **DivergenceError) bool { return errors.As(err, target) }
+
+var debugRunTo = os.Getenv("SAMSARA_DEBUG_RUNTO") != ""

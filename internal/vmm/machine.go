@@ -128,7 +128,7 @@ type Machine struct {
 
 // New builds a machine from cfg: validates inputs, creates the VM and
 // vCPUs, loads the kernel (or the checkpoint) and wires the devices.
-func New(cfg Config) (m *Machine, err error) {
+func New(cfg Config) (_ *Machine, err error) {
 	if cfg.CPUs < 1 || cfg.CPUs > MaxCPUs {
 		return nil, fmt.Errorf("--cpus %d: must be between 1 and %d", cfg.CPUs, MaxCPUs)
 	}
@@ -141,7 +141,7 @@ func New(cfg Config) (m *Machine, err error) {
 	if cfg.Console == nil {
 		cfg.Console = os.Stdout
 	}
-	m = &Machine{
+	m := &Machine{
 		cfg:       cfg,
 		log:       cfg.Logger.Named("vmm"),
 		kvmFD:     -1,

@@ -212,7 +212,7 @@ func (v *vcpu) loop() error {
 			v.waitForWake()
 			continue
 		}
-		if err := v.injectLocked(); err != nil {
+		if _, err := v.injectLocked(); err != nil {
 			m.mu.Unlock()
 			return err
 		}
@@ -241,24 +241,57 @@ func (v *vcpu) waitForWake() {
 
 // injectLocked injects the LAPIC's highest pending vector if the guest can
 // take it now, and otherwise asks KVM to exit at the next interrupt window.
+// It reports whether it injected.
 // Preconditions: m.mu must be held.
-func (v *vcpu) injectLocked() error {
+func (v *vcpu) injectLocked() (bool, error) {
 	l := v.m.bus.LAPIC(v.id)
 	vec, ok := l.PendingVector()
 	if !ok {
 		v.run.RequestInterruptWindow = 0
-		return nil
+		return false, nil
 	}
-	if v.run.ReadyForInterruptInjection != 0 && v.run.IfFlag != 0 {
+	ready := v.run.ReadyForInterruptInjection != 0 && v.run.IfFlag != 0
+	if v.det != nil {
+		// kvm_run's readiness flags describe the state at the last
+		// KVM_RUN return, which differs between a kick (record) and a
+		// debug exit (replay) at the same guest point; derive readiness
+		// from the guest state itself.
+		var err error
+		if ready, err = v.readyForInterrupt(); err != nil {
+			return false, err
+		}
+	}
+	if ready {
 		if err := injectInterrupt(v.fd, vec); err != nil {
-			return fmt.Errorf("KVM_INTERRUPT vector %d: %w", vec, err)
+			return false, fmt.Errorf("KVM_INTERRUPT vector %d: %w", vec, err)
 		}
 		l.Acknowledge(vec)
 		v.run.RequestInterruptWindow = 0
-		return nil
+		return true, nil
 	}
 	v.run.RequestInterruptWindow = 1
-	return nil
+	return false, nil
+}
+
+// rflagsIF is RFLAGS.IF.
+const rflagsIF = 1 << 9
+
+// readyForInterrupt reports whether the guest can take an external
+// interrupt now: IF set, no STI/MOV-SS interrupt shadow, and no interrupt
+// or exception already queued for delivery.
+func (v *vcpu) readyForInterrupt() (bool, error) {
+	regs, err := kvm.GetRegs(uintptr(v.fd))
+	if err != nil {
+		return false, err
+	}
+	if regs.RFLAGS&rflagsIF == 0 {
+		return false, nil
+	}
+	ev := &kvm.VCPUEvents{}
+	if err := kvm.GetVCPUEvents(uintptr(v.fd), ev); err != nil {
+		return false, fmt.Errorf("get vcpu events: %w", err)
+	}
+	return ev.I.Inject == 0 && ev.I.Shadow == 0 && ev.E.Inject == 0 && ev.E.Pending == 0, nil
 }
 
 // lockOSThread pins the calling goroutine to its OS thread: KVM_RUN must
