@@ -31,7 +31,8 @@ func appendPoint(b []byte, p Point) []byte {
 	b = binary.AppendUvarint(b, p.KernelInsns)
 	// Zig-zag: sign-extended kernel addresses stay short (see doc.go).
 	b = binary.AppendVarint(b, int64(p.RIP))
-	return binary.AppendVarint(b, int64(p.RCX))
+	b = binary.AppendVarint(b, int64(p.RCX))
+	return binary.LittleEndian.AppendUint64(b, p.Regs)
 }
 
 func (d *decoder) point() Point {
@@ -40,6 +41,7 @@ func (d *decoder) point() Point {
 		KernelInsns:  d.uvarint(),
 		RIP:          uint64(d.varint()),
 		RCX:          uint64(d.varint()),
+		Regs:         d.u64fixed(),
 	}
 }
 
@@ -366,4 +368,19 @@ func decodeRecord(d *decoder, cpus uint32, scratch []codec) (codec, error) {
 		return nil, fmt.Errorf("%v record at payload offset %d: %w", k, start, err)
 	}
 	return rec, nil
+}
+
+// u64fixed reads a little-endian uint64 (hashes, where varints would not
+// save space).
+func (d *decoder) u64fixed() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if d.remaining() < 8 {
+		d.fail("uint64 truncated")
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b[d.off:])
+	d.off += 8
+	return v
 }

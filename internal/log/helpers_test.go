@@ -43,8 +43,8 @@ func hash(b byte) (h [32]byte) {
 
 // maxPoint and kernelPoint are edge values for Point's encoding.
 var (
-	maxPoint    = Point{math.MaxUint64, math.MaxUint64, math.MaxUint64, math.MaxUint64}
-	kernelPoint = Point{UserBranches: 123456789, KernelInsns: 42, RIP: 0xffffffff81000123, RCX: 0xffffffffffffffff}
+	maxPoint    = Point{math.MaxUint64, math.MaxUint64, math.MaxUint64, math.MaxUint64, math.MaxUint64}
+	kernelPoint = Point{UserBranches: 123456789, KernelInsns: 42, RIP: 0xffffffff81000123, RCX: 0xffffffffffffffff, Regs: 0x0123456789abcdef}
 )
 
 // allKinds has one or more records of every kind, with edge values. Empty

@@ -28,6 +28,10 @@ type Point struct {
 	RIP uint64 `json:"rip"`
 	// RCX disambiguates REP-prefixed string instructions and counted loops.
 	RCX uint64 `json:"rcx"`
+	// Regs is a hash of all general-purpose registers at the point (0 if
+	// not recorded): replay checks it, and uses it to find the point again
+	// when the progress count is off by a few (see vmm/det.go).
+	Regs uint64 `json:"regs"`
 }
 
 // Chunk is a committed chunk: vCPU VCPU ran from the end of its previous

@@ -203,6 +203,10 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 			return rec, err
 		}
 	}
+	var err error
+	if v.det.last, err = v.kernelInsns(); err != nil {
+		return rec, err
+	}
 	inject := true // first entry of the chunk, or right after a real exit
 	// undelivered: an interrupt injected at the last entry may still be
 	// queued in KVM because KVM_RUN returned without entering the guest.
@@ -301,6 +305,9 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		if err := v.tickClock(); err != nil {
 			return rec, err
 		}
+		if v.det.last, err = v.kernelInsns(); err != nil {
+			return rec, err
+		}
 		reason := exitReason(v.run.ExitReason)
 		if err := v.handleExit(); err != nil {
 			return rec, err
@@ -381,7 +388,8 @@ func (v *vcpu) tryPreempt(rec *log.Chunk, started time.Time) (bool, error) {
 	return true, err
 }
 
-// finishChunk fills the chunk's end point.
+// finishChunk fills the chunk's end point: the registers, and the kernel
+// instructions since the chunk's last exit (or its start).
 func (v *vcpu) finishChunk(rec log.Chunk, reason log.Reason) (log.Chunk, error) {
 	rec.Reason = reason
 	n, err := v.kernelInsns()
@@ -392,7 +400,7 @@ func (v *vcpu) finishChunk(rec log.Chunk, reason log.Reason) (log.Chunk, error) 
 	if err != nil {
 		return rec, err
 	}
-	rec.End = log.Point{KernelInsns: n, RIP: regs.RIP, RCX: regs.RCX}
+	rec.End = log.Point{KernelInsns: n - v.det.last, RIP: regs.RIP, RCX: regs.RCX, Regs: regsHash(regs)}
 	return rec, nil
 }
 
@@ -411,31 +419,51 @@ func exitReason(r uint32) log.Reason {
 	return log.ReasonOther
 }
 
-// Virtual time (det_clock): each exit and each emulated guest-kernel
-// instruction advances guest time by a fixed amount. With HZ=100 the
-// guest's tick comes every 10 ms of virtual time = 10 M kernel
-// instructions, so ticks cost the guest about 1% of its kernel work (on
-// wall time they cost it 66%, PLATFORM.md). Guest user code does not
-// advance time: nothing counts it on a host without a PMU.
-const (
-	nsPerKernelInsn = 1
-	nsPerExit       = 2000
-)
+// Virtual time: every exit advances guest time by nsPerExit, and an idle
+// machine jumps to its next timer deadline. Exits are the only progress
+// measure that is exactly reproducible here: guest user code is not
+// counted at all without a PMU, and KVM's insn_emulation count of guest
+// kernel instructions is off by a few now and then (an instruction whose
+// emulation is retried, e.g. after a shadow page-table write, counts
+// twice; measured: +4 and +7 over a few thousand chunks), so it only
+// locates preemption points, relative to the last exit (runTo).
+//
+// 2 us per exit: the reference kernel makes ~2-5 exits per timer tick
+// (EOI, timer reprogramming), so at HZ=100 a busy vCPU sees a tick every
+// few thousand exits rather than every few exits, which keeps the
+// emulated tick path (66% of a wall-clock-timed boot, PLATFORM.md) cheap.
+const nsPerExit = 2000
 
-// tickClock advances virtual time by the vCPU's progress since the last
-// update.
+// tickClock advances virtual time for one exit.
 func (v *vcpu) tickClock() error {
-	n, err := v.kernelInsns()
-	if err != nil {
-		return err
-	}
-	d := n - v.det.last
-	v.det.last = n
 	v.m.mu.Lock()
-	v.m.clock.vt += int64(d)*nsPerKernelInsn + nsPerExit
+	v.m.clock.vt += nsPerExit
 	v.m.mu.Unlock()
 	return nil
 }
+
+// rflagsGuestBits are the RFLAGS bits the guest's own execution sets
+// (CF, PF, AF, ZF, SF, DF, OF, IF); TF and RF also reflect KVM's
+// single-stepping and breakpoints, which differ between record and replay.
+const rflagsGuestBits = 0xED5
+
+// regsHash is an FNV-1a hash of the general-purpose registers, RIP and
+// RFLAGS: with RIP it identifies a point of execution even when the
+// instruction count is slightly off.
+func regsHash(r *kvm.Regs) uint64 {
+	h := uint64(14695981039346656037)
+	for _, x := range []uint64{r.RAX, r.RBX, r.RCX, r.RDX, r.RSI, r.RDI, r.RSP, r.RBP, r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15, r.RIP, r.RFLAGS & rflagsGuestBits} {
+		for i := 0; i < 8; i++ {
+			h = (h ^ (x >> (8 * i) & 0xff)) * 1099511628211
+		}
+	}
+	return h
+}
+
+// countSlack is how far runTo lets the kernel instruction count differ
+// from the recorded one at a point whose RIP and registers match (see the
+// virtual time comment: emulation retries add a few).
+const countSlack = 32
 
 // KVM_GUESTDBG_USE_HW_BP and DR7's L0 enable bit.
 const (
@@ -443,12 +471,13 @@ const (
 	dr7L0           = 1 << 0
 )
 
-// runTo runs the vCPU (in guest kernel mode, no exits expected) until it
-// has executed exactly target.KernelInsns emulated instructions and is
-// about to execute target.RIP: a hardware breakpoint on RIP stops it
-// before each execution of that instruction (before it is counted), and a
-// single step moves past hits that come too early (internal/pmc measured
-// both under PVM in CPL0; RFLAGS.RF is ignored there, hence the step).
+// runTo runs the vCPU (in guest kernel mode, no exits expected) to the
+// recorded preemption point: target.KernelInsns instructions after the
+// chunk's last exit, at target.RIP with registers hashing to target.Regs.
+// A hardware breakpoint on RIP stops it before each execution of that
+// instruction (before it is counted), and a single step moves past hits
+// that are not the point (internal/pmc measured both under PVM in CPL0;
+// RFLAGS.RF is ignored there, hence the step).
 func (v *vcpu) runTo(target log.Point) error {
 	defer setGuestDebug(v.fd, 0, nil)
 	started := time.Now()
@@ -461,17 +490,19 @@ func (v *vcpu) runTo(target log.Point) error {
 		if err != nil {
 			return err
 		}
+		d := n - v.det.last
 		if debugRunTo {
-			fmt.Fprintf(os.Stderr, "runTo vcpu %d: at %d rip %#x exit %d, want %d rip %#x\n", v.id, n, regs.RIP, v.run.ExitReason, target.KernelInsns, target.RIP)
+			fmt.Fprintf(os.Stderr, "runTo vcpu %d: at +%d rip %#x exit %d, want +%d rip %#x\n", v.id, d, regs.RIP, v.run.ExitReason, target.KernelInsns, target.RIP)
 		}
-		if n == target.KernelInsns && regs.RIP == target.RIP {
+		if regs.RIP == target.RIP && regsHash(regs) == target.Regs && d+countSlack >= target.KernelInsns && d <= target.KernelInsns+countSlack {
 			return nil
 		}
-		if n > target.KernelInsns {
-			return &DivergenceError{VCPU: v.id, What: "preemption point passed", Want: fmt.Sprintf("%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP), Got: fmt.Sprintf("%d at RIP %#x", n, regs.RIP)}
+		want := fmt.Sprintf("+%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP)
+		if d > target.KernelInsns+countSlack {
+			return &DivergenceError{VCPU: v.id, What: "preemption point passed", Want: want, Got: fmt.Sprintf("+%d at RIP %#x", d, regs.RIP)}
 		}
 		if time.Since(started) > replayChunkLimit {
-			return &DivergenceError{VCPU: v.id, What: "preemption point never reached", Want: fmt.Sprintf("%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP), Got: fmt.Sprintf("%d at RIP %#x", n, regs.RIP)}
+			return &DivergenceError{VCPU: v.id, What: "preemption point never reached", Want: want, Got: fmt.Sprintf("+%d at RIP %#x", d, regs.RIP)}
 		}
 		if regs.RIP == target.RIP {
 			err = setGuestDebug(v.fd, guestDbgEnable|guestDbgSingleStep, nil)
@@ -487,7 +518,7 @@ func (v *vcpu) runTo(target log.Point) error {
 			return err
 		}
 		if err == nil && v.run.ExitReason != exitDebug {
-			return &DivergenceError{VCPU: v.id, What: "exit before the preemption point", Want: fmt.Sprintf("RIP %#x", target.RIP), Got: fmt.Sprintf("exit reason %d", v.run.ExitReason)}
+			return &DivergenceError{VCPU: v.id, What: "exit before the preemption point", Want: want, Got: fmt.Sprintf("exit reason %d", v.run.ExitReason)}
 		}
 	}
 }

@@ -185,10 +185,10 @@ func (m *Machine) replayChunk(i int, want *log.Chunk, done chan chunkResult) err
 		return fmt.Errorf("chunk %d (vcpu %d): %w", i, v.id, res.err)
 	}
 	got := res.rec
-	if got.End.KernelInsns != want.End.KernelInsns || got.End.RIP != want.End.RIP {
-		return &DivergenceError{Chunk: i, VCPU: v.id, What: "chunk end point",
-			Want: fmt.Sprintf("%d kernel instructions at RIP %#x", want.End.KernelInsns, want.End.RIP),
-			Got:  fmt.Sprintf("%d kernel instructions at RIP %#x", got.End.KernelInsns, got.End.RIP)}
+	if got.End.RIP != want.End.RIP || got.End.Regs != want.End.Regs {
+		return &DivergenceError{Chunk: i, VCPU: v.id, What: "registers at the chunk end",
+			Want: fmt.Sprintf("RIP %#x, registers %016x", want.End.RIP, want.End.Regs),
+			Got:  fmt.Sprintf("RIP %#x, registers %016x", got.End.RIP, got.End.Regs)}
 	}
 	return nil
 }
