@@ -2,7 +2,7 @@
 #
 #   make            build everything: apt packages, Go modules, the reference
 #                   guest kernel (cached), initramfs, workloads, bin/samsara
-#   make demo       build, then boot the reference guest on 2 vCPUs
+#   make demo       build, then boot, record, replay and inspect on 2 vCPUs
 #   make test       build, then run every test (what CI runs)
 #   make bench      boot-time benchmark against QEMU
 #
@@ -48,14 +48,21 @@ $(BUILD)/initramfs.cpio: deps workloads $(shell find guest-images/init guest-ima
 samsara: deps
 	$(GO) build -o bin/samsara ./cmd/samsara
 
+# The main job: boot the reference guest on 2 vCPUs to a checkpoint (the
+# default workload prints its hello line), record a racy two-thread
+# program from that checkpoint, replay it, and show what the log holds.
 demo: all
-	bin/samsara run --cpus 2
+	bin/samsara run --cpus 2 --save-checkpoint $(BUILD)/demo.ckpt
+	bin/samsara record --cpus 2 --from-checkpoint $(BUILD)/demo.ckpt -o $(BUILD)/demo.zst -- race 200000
+	bin/samsara replay $(BUILD)/demo.zst --from-checkpoint $(BUILD)/demo.ckpt
+	bin/samsara inspect $(BUILD)/demo.zst
 
 test: all
 	SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) test -count=1 -timeout 25m ./...
 
 bench: all
 	SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) run ./tests/bench boot
+	SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) run ./tests/bench rr
 
 clean:
 	rm -rf $(BUILD) bin

@@ -68,7 +68,7 @@ func printSummary(s *log.Summary) {
 	}
 	fmt.Println("chunks per vCPU:")
 	for i, v := range s.VCPUs {
-		fmt.Printf("  vcpu %d: %d chunks, ends at %d kernel instructions\n", i, v.Chunks, v.Last.KernelInsns)
+		fmt.Printf("  vcpu %d: %d chunks, %d squashed\n", i, v.Chunks, v.Squashes)
 	}
 	if len(s.ChunkReasons) > 0 {
 		fmt.Println("chunk end reasons:")

@@ -58,6 +58,7 @@ func (m *Machine) Record(w RecordSink) (Result, error) {
 			runErr = fmt.Errorf("vcpu %d: %w", pick, res.err)
 			break
 		}
+		m.chunkEnded(&res.rec)
 		if err := w.Append(&res.rec); err != nil {
 			runErr = err
 			break
@@ -185,6 +186,7 @@ func (m *Machine) replayChunk(i int, want *log.Chunk, done chan chunkResult) err
 		return fmt.Errorf("chunk %d (vcpu %d): %w", i, v.id, res.err)
 	}
 	got := res.rec
+	m.chunkEnded(want)
 	if got.End.RIP != want.End.RIP || got.End.Regs != want.End.Regs {
 		return &DivergenceError{Chunk: i, VCPU: v.id, What: "registers at the chunk end",
 			Want: fmt.Sprintf("RIP %#x, registers %016x", want.End.RIP, want.End.Regs),

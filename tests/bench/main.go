@@ -3,6 +3,9 @@
 //
 //	go run ./tests/bench boot     boot-to-init wall time, 1 and 2 vCPUs,
 //	                              samsara vs qemu-system-x86_64 -enable-kvm
+//	go run ./tests/bench rr       per workload on 2 vCPUs, from a booted
+//	                              checkpoint: run, record and replay time,
+//	                              log size and log rate
 //
 // Both boot the same reference kernel and initramfs with the same kernel
 // command line; "boot-to-init" is the wall time from starting the VMM to
@@ -31,8 +34,8 @@ func main() {
 	samsara := flag.String("samsara", "bin/samsara", "samsara binary")
 	timeout := flag.Duration("timeout", 15*time.Minute, "give up on one boot after this long")
 	flag.Parse()
-	if flag.NArg() != 1 || flag.Arg(0) != "boot" {
-		fmt.Fprintln(os.Stderr, "usage: bench [flags] boot")
+	if flag.NArg() != 1 || (flag.Arg(0) != "boot" && flag.Arg(0) != "rr") {
+		fmt.Fprintln(os.Stderr, "usage: bench [flags] boot|rr")
 		os.Exit(2)
 	}
 	kernel := filepath.Join(*build, "vmlinux")
@@ -42,6 +45,10 @@ func main() {
 			fmt.Fprintf(os.Stderr, "bench: %v (run make first)\n", err)
 			os.Exit(2)
 		}
+	}
+	if flag.Arg(0) == "rr" {
+		benchRR(*samsara, kernel, initrd)
+		return
 	}
 	cmdline, err := exec.Command(*samsara, "cmdline").Output()
 	if err != nil {
