@@ -47,8 +47,12 @@ const (
 	// preemptAfter is how long a chunk may run in the guest without an exit
 	// before the watchdog tries to preempt it (a guest kernel spinning on a
 	// lock held by a vCPU that is not running). The emulated kernel runs
-	// ~1.4 M instructions/s, so this is ~30k instructions of spinning.
-	preemptAfter = 20 * time.Millisecond
+	// ~1.4 M instructions/s, so this is ~280k instructions of spinning.
+	// Each preemption is a point replay must find by breakpoint, and each
+	// kick an EINTR; 200 ms keeps both rare (measured: at 20 ms a third of
+	// 2-vCPU recordings of the timers program failed to replay, at 200 ms
+	// one in sixteen, before injections blocked preemption).
+	preemptAfter = 200 * time.Millisecond
 	// userSpinLimit bounds how long a chunk may stay in guest user mode
 	// without an exit before the recording fails: user code cannot be
 	// preempted exactly without a PMU (see the file comment).
@@ -208,9 +212,9 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		return rec, err
 	}
 	inject := true // first entry of the chunk, or right after a real exit
-	// undelivered: an interrupt injected at the last entry may still be
-	// queued in KVM because KVM_RUN returned without entering the guest.
-	undelivered := false
+	// injectedSinceExit: an interrupt was injected since the last exit (or
+	// the chunk start); the recorder does not preempt then.
+	injectedSinceExit := false
 	started := time.Now()
 	if debugRunTo {
 		n, _ := v.kernelInsns()
@@ -248,12 +252,13 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		if want != nil && time.Since(started) > replayChunkLimit {
 			return rec, fmt.Errorf("replay of the chunk made no progress for %v", replayChunkLimit)
 		}
-		// The recorder preempts only here: after a kick (EINTR), before
-		// any new injection, and never while an interrupt it injected is
-		// still queued in KVM (KVM_RUN returned before entering the guest):
-		// replay re-injects at the entry after the last exit and lets the
-		// guest take it, so the guest must have taken it here too.
-		if want == nil && !inject && !undelivered && time.Since(started) >= preemptAfter {
+		// The recorder preempts only here: after a kick (EINTR), and never
+		// after an interrupt was injected since the last exit. Replay finds
+		// the point with breakpoints and single steps, and PVM need not
+		// deliver a queued interrupt at the same instruction while
+		// single-stepping as it does in a plain run; an interrupt handler
+		// exits soon anyway (its EOI write), which ends the segment.
+		if want == nil && !inject && !injectedSinceExit && time.Since(started) >= preemptAfter {
 			preempted, err := v.tryPreempt(&rec, started)
 			if preempted || err != nil {
 				return rec, err
@@ -267,29 +272,13 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 			if err != nil {
 				return rec, err
 			}
-			undelivered = injected
+			injectedSinceExit = injectedSinceExit || injected
 			if debugRunTo {
 				n, _ := v.kernelInsns()
 				fmt.Fprintf(os.Stderr, "inject vcpu %d replay=%v at %d exits %d: %v window %d\n", v.id, want != nil, n, rec.Exits, injected, v.run.RequestInterruptWindow)
 			}
 		}
-		var before progressMark
-		if undelivered {
-			var err error
-			if before, err = v.mark(); err != nil {
-				return rec, err
-			}
-		}
 		err := runVCPU(v.fd)
-		if undelivered && err == errInterrupted {
-			after, merr := v.mark()
-			if merr != nil {
-				return rec, merr
-			}
-			undelivered = after == before
-		} else {
-			undelivered = false
-		}
 		if err == errInterrupted {
 			inject = false
 			if m.isStopped() {
@@ -301,6 +290,7 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 			return rec, err
 		}
 		inject = true
+		injectedSinceExit = false
 		rec.Exits++
 		if err := v.tickClock(); err != nil {
 			return rec, err
@@ -376,24 +366,6 @@ func (m *Machine) preemptionNeeded(cur *vcpu, started time.Time) bool {
 // virtual time move (10 preemptions per 100 ms of guest time at 1 ms each).
 const timeWaitAfter = 100 * time.Millisecond
 
-// progressMark is where a vCPU is: its kernel instruction count and RIP.
-type progressMark struct {
-	insns, rip uint64
-}
-
-// mark reads the vCPU's progress mark.
-func (v *vcpu) mark() (progressMark, error) {
-	n, err := v.kernelInsns()
-	if err != nil {
-		return progressMark{}, err
-	}
-	regs, err := kvm.GetRegs(uintptr(v.fd))
-	if err != nil {
-		return progressMark{}, err
-	}
-	return progressMark{n, regs.RIP}, nil
-}
-
 // tryPreempt ends the chunk at the current point if the vCPU is in guest
 // kernel mode (exactly countable); in user mode it lets the vCPU go on,
 // up to userSpinLimit.
@@ -434,6 +406,9 @@ func (v *vcpu) finishChunk(rec log.Chunk, reason log.Reason) (log.Chunk, error) 
 		return rec, err
 	}
 	rec.End = log.Point{KernelInsns: n - v.det.last, RIP: regs.RIP, RCX: regs.RCX, Regs: regsHash(regs)}
+	if debugRunTo {
+		fmt.Fprintf(os.Stderr, "CHUNK vcpu %d reason %v exits %d rip %#x vt %d regs %+v\n", v.id, reason, rec.Exits, regs.RIP, v.m.clock.vt, *regs)
+	}
 	return rec, nil
 }
 

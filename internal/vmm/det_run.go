@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"crypto/sha256"
+	"os"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -196,7 +197,12 @@ func (m *Machine) replayChunk(i int, want *log.Chunk, done chan chunkResult) err
 }
 
 // digest hashes guest memory and every vCPU's registers.
+// SAMSARA_DUMP_MEMORY=FILE also writes guest memory to FILE, to find what
+// differs when a replay diverges.
 func (m *Machine) digest() (*log.Digest, error) {
+	if p := os.Getenv("SAMSARA_DUMP_MEMORY"); p != "" {
+		os.WriteFile(p, m.mem.mem, 0o644)
+	}
 	d := &log.Digest{Memory: sha256.Sum256(m.mem.mem)}
 	for _, v := range m.vcpus {
 		regs, err := kvm.GetRegs(uintptr(v.fd))
