@@ -2,9 +2,9 @@ package vmm
 
 import (
 	"crypto/sha256"
-	"os"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/bobuhiro11/gokvm/kvm"
