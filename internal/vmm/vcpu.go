@@ -269,7 +269,15 @@ func (v *vcpu) injectLocked() (bool, error) {
 		v.run.RequestInterruptWindow = 0
 		return true, nil
 	}
-	v.run.RequestInterruptWindow = 1
+	// In record/replay mode the interrupt waits for the next exit (or
+	// chunk start) at which the guest can take it: where PVM reports an
+	// interrupt window depends on how it batches emulated instructions,
+	// which host signals and interrupts change (measured: replays diverged
+	// with an interrupt taken at another instruction), while exits are
+	// exact points.
+	if v.det == nil {
+		v.run.RequestInterruptWindow = 1
+	}
 	return false, nil
 }
 
