@@ -514,11 +514,7 @@ func regsHash(r *kvm.Regs) uint64 {
 	return h
 }
 
-// countSlack bounds how far past the recorded count runTo searches for
-// the point (twice the count plus this): the count itself is only
-// approximate (see the virtual time comment), RIP plus the register hash
-// identify the point.
-const countSlack = 1000
+
 
 // KVM_GUESTDBG_USE_HW_BP and DR7's L0 enable bit.
 const (
@@ -549,11 +545,14 @@ func (v *vcpu) runTo(target log.Point) error {
 		if debugRunTo {
 			fmt.Fprintf(os.Stderr, "runTo vcpu %d: at +%d rip %#x exit %d, want +%d rip %#x\n", v.id, d, regs.RIP, v.run.ExitReason, target.KernelInsns, target.RIP)
 		}
-		if regs.RIP == target.RIP && regsHash(regs) == target.Regs {
+		if d == target.KernelInsns && regs.RIP == target.RIP && regsHash(regs) == target.Regs {
+			if debugRunTo {
+				fmt.Fprintf(os.Stderr, "RUNTO-DONE vcpu %d at +%d want +%d\n", v.id, d, target.KernelInsns)
+			}
 			return nil
 		}
 		want := fmt.Sprintf("+%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP)
-		if d > 2*target.KernelInsns+countSlack {
+		if d > target.KernelInsns {
 			return &DivergenceError{VCPU: v.id, What: "preemption point passed", Want: want, Got: fmt.Sprintf("+%d at RIP %#x", d, regs.RIP)}
 		}
 		if time.Since(started) > replayChunkLimit {
