@@ -62,14 +62,8 @@ func TestRecordReplay(t *testing.T) {
 	testRecordReplay(t, 1)
 }
 
-// TestRecordReplaySMP does the same on 2 vCPUs. Known to fail
-// intermittently on PVM hosts (a replayed chunk ends with other registers
-// than recorded in roughly one replay in ten; see the issue notes), so it
-// runs only when SAMSARA_SMP_REPLAY=1.
+// TestRecordReplaySMP does the same on 2 vCPUs.
 func TestRecordReplaySMP(t *testing.T) {
-	if os.Getenv("SAMSARA_SMP_REPLAY") != "1" {
-		t.Skip("2-vCPU replay still diverges intermittently on PVM (issue 3 notes); set SAMSARA_SMP_REPLAY=1 to run it")
-	}
 	testRecordReplay(t, 2)
 }
 

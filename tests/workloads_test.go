@@ -2,7 +2,6 @@ package tests
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 )
@@ -27,18 +26,13 @@ func TestWorkloadsRun(t *testing.T) {
 	}
 }
 
-// TestWorkloadsRecordReplay records every workload's tiny size on 1 vCPU
-// and replays it (issue 5's CI regression). Replays of these user-heavy
-// programs still diverge intermittently on PVM (see the issue notes), so
-// it runs only with SAMSARA_WORKLOAD_REPLAY=1.
+// TestWorkloadsRecordReplay records every workload's tiny size on 2
+// vCPUs and replays it (issue 5's CI regression).
 func TestWorkloadsRecordReplay(t *testing.T) {
-	if os.Getenv("SAMSARA_WORKLOAD_REPLAY") != "1" {
-		t.Skip("workload replays still diverge intermittently on PVM (issue 3/5 notes); set SAMSARA_WORKLOAD_REPLAY=1 to run them")
-	}
-	ckpt := bootedCheckpoint(t, 1)
+	ckpt := bootedCheckpoint(t, 2)
 	for _, w := range workloads {
 		t.Run(w, func(t *testing.T) {
-			out, _ := recordAndReplayN(t, 1, 1, ckpt, nil, w, "2", "tiny")
+			out, _ := recordAndReplayN(t, 1, 2, ckpt, nil, w, "2", "tiny")
 			if !strings.Contains(out, " ok") {
 				t.Fatalf("%s output:\n%s", w, out)
 			}

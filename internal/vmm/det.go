@@ -48,10 +48,8 @@ const (
 	// before the watchdog tries to preempt it (a guest kernel spinning on a
 	// lock held by a vCPU that is not running). The emulated kernel runs
 	// ~1.4 M instructions/s, so this is ~280k instructions of spinning.
-	// Each preemption is a point replay must find by breakpoint, and each
-	// kick an EINTR; 200 ms keeps both rare (measured: at 20 ms a third of
-	// 2-vCPU recordings of the timers program failed to replay, at 200 ms
-	// one in sixteen, before injections blocked preemption).
+	// Each preemption is a point replay must find by breakpoint (single
+	// steps cost ~40 us each), so 200 ms keeps them rare.
 	preemptAfter = 200 * time.Millisecond
 	// userSpinLimit bounds how long a chunk may stay in guest user mode
 	// without an exit before the recording fails: user code cannot be
@@ -345,11 +343,11 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 // preempted (preemptionNeeded), checking every preemptAfter, so a chunk
 // that never exits comes back to runChunk (a kick can be lost when it
 // lands between two KVM_RUNs; the next tick repeats it). It kicks only
-// when needed because a kick is not invisible to the guest under PVM:
-// replaying with a signal every millisecond made 3 of 5 replays of a
-// 1-vCPU recording diverge that replay 100% without (measured with
-// SAMSARA_DEBUG_SIGNAL_STORM), so every kick risks a recording that
-// cannot be replayed.
+// when needed: each kick is an EINTR and each preemption a point replay
+// must find by breakpoint. (While record/replay still requested interrupt
+// windows, kicks changed where PVM opened them: replaying with a signal
+// every millisecond, SAMSARA_DEBUG_SIGNAL_STORM=1ms, made 3 of 5 replays
+// diverge; without window requests 16 of 16 matched.)
 func (v *vcpu) startWatchdog(started time.Time) (stop func()) {
 	t := time.NewTicker(preemptAfter)
 	quit := make(chan struct{})
@@ -454,14 +452,10 @@ func exitReason(r uint32) log.Reason {
 	return log.ReasonOther
 }
 
-// Virtual time: every exit advances guest time by nsPerExit, and an idle
-// machine jumps to its next timer deadline. Exits are the only progress
-// measure that is exactly reproducible here: guest user code is not
-// counted at all without a PMU, and KVM's insn_emulation count of guest
-// kernel instructions is off by a few now and then (an instruction whose
-// emulation is retried, e.g. after a shadow page-table write, counts
-// twice; measured: +4 and +7 over a few thousand chunks), so it only
-// locates preemption points, relative to the last exit (runTo).
+// Virtual time: every exit advances guest time by nsPerExit, a preemption
+// by nsPerPreemption, and an idle machine jumps to its next timer
+// deadline. Guest user code is not counted at all without a PMU, so time
+// cannot follow instructions; exits and preemptions are logged points.
 //
 // 2 us per exit: the reference kernel makes ~2-5 exits per timer tick
 // (EOI, timer reprogramming), so at HZ=100 a busy vCPU sees a tick every
@@ -502,8 +496,8 @@ func (v *vcpu) tickClock() error {
 const rflagsGuestBits = 0xED5
 
 // regsHash is an FNV-1a hash of the general-purpose registers, RIP and
-// RFLAGS: with RIP it identifies a point of execution even when the
-// instruction count is slightly off.
+// RFLAGS, checked at every chunk end and preemption point: a cheap,
+// strong divergence check.
 func regsHash(r *kvm.Regs) uint64 {
 	h := uint64(14695981039346656037)
 	for _, x := range []uint64{r.RAX, r.RBX, r.RCX, r.RDX, r.RSI, r.RDI, r.RSP, r.RBP, r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15, r.RIP, r.RFLAGS & rflagsGuestBits} {
@@ -523,8 +517,10 @@ const (
 )
 
 // runTo runs the vCPU (in guest kernel mode, no exits expected) to the
-// recorded preemption point: target.KernelInsns instructions after the
-// chunk's last exit, at target.RIP with registers hashing to target.Regs.
+// recorded preemption point: exactly target.KernelInsns emulated
+// instructions after the chunk's last exit, at target.RIP with registers
+// hashing to target.Regs. (RIP and registers alone are not enough: a
+// kernel loop can repeat them while it changes memory.)
 // A hardware breakpoint on RIP stops it before each execution of that
 // instruction (before it is counted), and a single step moves past hits
 // that are not the point (internal/pmc measured both under PVM in CPL0;
