@@ -508,8 +508,6 @@ func regsHash(r *kvm.Regs) uint64 {
 	return h
 }
 
-
-
 // KVM_GUESTDBG_USE_HW_BP and DR7's L0 enable bit.
 const (
 	guestDbgUseHWBP = 0x00020000
