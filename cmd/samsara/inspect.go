@@ -24,9 +24,7 @@ func newInspectCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				if eerr := enc.Encode(s); eerr != nil {
+				if eerr := printJSON(s); eerr != nil {
 					return eerr
 				}
 			} else {
@@ -88,4 +86,11 @@ func short(hash string) string {
 		return hash[:12]
 	}
 	return hash
+}
+
+// printJSON writes v to stdout as indented JSON (inspect and probe --json).
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 
@@ -21,9 +19,7 @@ func newProbeCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r := vmm.ProbeHost()
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(r); err != nil {
+				if err := printJSON(r); err != nil {
 					return err
 				}
 			} else {

@@ -20,16 +20,9 @@ type RecordSink interface {
 // Record runs the guest with the serialized recorder until it powers off,
 // appending chunk records, a final digest and the end record to w.
 func (m *Machine) Record(w RecordSink) (Result, error) {
-	if !m.cfg.Deterministic {
-		return Result{}, fmt.Errorf("record needs a machine built with Deterministic set")
-	}
-	if err := m.openDet(); err != nil {
+	done, err := m.startDet("record")
+	if err != nil {
 		return Result{}, err
-	}
-	m.started = time.Now()
-	done := make(chan chunkResult)
-	for _, v := range m.vcpus {
-		go v.detLoop(done)
 	}
 	next := 0
 	var runErr error
@@ -90,16 +83,9 @@ func (m *Machine) Record(w RecordSink) (Result, error) {
 // from the same checkpoint or kernel) and checks the final digest and exit
 // status. A mismatch is a *DivergenceError.
 func (m *Machine) Replay(records []log.Record) (Result, error) {
-	if !m.cfg.Deterministic {
-		return Result{}, fmt.Errorf("replay needs a machine built with Deterministic set")
-	}
-	if err := m.openDet(); err != nil {
+	done, err := m.startDet("replay")
+	if err != nil {
 		return Result{}, err
-	}
-	m.started = time.Now()
-	done := make(chan chunkResult)
-	for _, v := range m.vcpus {
-		go v.detLoop(done)
 	}
 	var runErr error
 	var wantDigest *log.Digest
@@ -151,6 +137,23 @@ func (m *Machine) Replay(records []log.Record) (Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// startDet prepares every vCPU for record or replay and starts their
+// goroutines; chunk results arrive on the returned channel.
+func (m *Machine) startDet(what string) (chan chunkResult, error) {
+	if !m.cfg.Deterministic {
+		return nil, fmt.Errorf("%s needs a machine built with Deterministic set", what)
+	}
+	if err := m.openDet(); err != nil {
+		return nil, err
+	}
+	m.started = time.Now()
+	done := make(chan chunkResult)
+	for _, v := range m.vcpus {
+		go v.detLoop(done)
+	}
+	return done, nil
 }
 
 // replayChunk runs one recorded chunk and checks where it ended.
