@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
+#include <termios.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -268,6 +269,14 @@ int main(void)
 		err("umount", "/mnt");
 		sync();
 	}
+
+	/*
+	 * Let the console transmit what the program wrote: tty output drains
+	 * through UART interrupts, and powering off first would drop it (seen
+	 * under samsara's recorder, which delivers interrupts only at exits).
+	 */
+	tcdrain(STDOUT_FILENO);
+	tcdrain(STDERR_FILENO);
 
 	/* Power off with the status; the VMM should not let this return. */
 	b = (unsigned char)status;
