@@ -74,6 +74,11 @@ func printSummary(s *log.Summary) {
 			fmt.Printf("  %-12s %d\n", r, n)
 		}
 	}
+	if s.End != nil && s.End.GuestNanos > 0 {
+		secs := float64(s.End.GuestNanos) / 1e9
+		fmt.Printf("guest time:  %.3f s (virtual time, see README)\n", secs)
+		fmt.Printf("log rate:    %.0f bytes per guest second\n", float64(s.Stats.FileBytes)/secs)
+	}
 	if s.End != nil {
 		fmt.Printf("end:         exit status %d (%s)\n", s.End.ExitCode, s.End.Reason)
 	} else {

@@ -208,12 +208,14 @@ func (g *Digest) validate(cpus uint32) error {
 	return nil
 }
 
-// --- End: exit code varint, reason length uvarint, reason bytes.
+// --- End: exit code varint, reason length uvarint, reason bytes, guest
+// nanoseconds uvarint.
 
 func (e *End) appendFields(b []byte) []byte {
 	b = binary.AppendVarint(b, int64(e.ExitCode))
 	b = binary.AppendUvarint(b, uint64(len(e.Reason)))
-	return append(b, e.Reason...)
+	b = append(b, e.Reason...)
+	return binary.AppendUvarint(b, e.GuestNanos)
 }
 
 func (e *End) decode(d *decoder) {
@@ -225,6 +227,7 @@ func (e *End) decode(d *decoder) {
 	if s := d.bytes(); !d.alias {
 		e.Reason = string(s)
 	}
+	e.GuestNanos = d.uvarint()
 }
 
 func (*End) validate(uint32) error { return nil }

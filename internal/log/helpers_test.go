@@ -69,9 +69,9 @@ func allKinds() []Record {
 		&Time{VCPU: 0, Nanos: math.MinInt64},
 		&Time{VCPU: 1, Nanos: -1},
 		&Digest{Seq: 7, VCPUs: [][32]byte{hash(1), hash(2), hash(3), hash(4)}, Memory: hash(9)},
-		&End{ExitCode: 0, Reason: "poweroff"},
+		&End{ExitCode: 0, Reason: "poweroff", GuestNanos: 12345678901},
 		&End{ExitCode: math.MinInt32, Reason: ""},
-		&End{ExitCode: math.MaxInt32, Reason: strings.Repeat("ü", 100)},
+		&End{ExitCode: math.MaxInt32, Reason: strings.Repeat("ü", 100), GuestNanos: math.MaxUint64},
 	}
 }
 

@@ -117,6 +117,9 @@ type Digest struct {
 type End struct {
 	ExitCode int32  `json:"exit_code"` // guest's exit code (power-off value)
 	Reason   string `json:"reason"`    // human-readable cause, e.g. "poweroff"
+	// GuestNanos is the guest (virtual) time the recording covers, for
+	// log rates per guest second.
+	GuestNanos uint64 `json:"guest_nanos"`
 }
 
 // Kind implementations: each record type reports its kind byte.

@@ -73,7 +73,7 @@ func (m *Machine) Record(w RecordSink) (Result, error) {
 	if err := w.Append(d); err != nil {
 		return res, err
 	}
-	if err := w.Append(&log.End{ExitCode: int32(m.status), Reason: "power off"}); err != nil {
+	if err := w.Append(&log.End{ExitCode: int32(m.status), Reason: "power off", GuestNanos: uint64(m.clock.vt - m.det0)}); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -149,6 +149,7 @@ func (m *Machine) startDet(what string) (chan chunkResult, error) {
 		return nil, err
 	}
 	m.started = time.Now()
+	m.det0 = m.clock.vt
 	done := make(chan chunkResult)
 	for _, v := range m.vcpus {
 		go v.detLoop(done)

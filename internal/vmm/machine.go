@@ -122,6 +122,8 @@ type Machine struct {
 	// ckptCond (on mu) releases vCPUs parked at the checkpoint barrier.
 	ckptCond *sync.Cond
 
+	// det0 is the virtual time when record or replay started.
+	det0 int64
 	// timerWake is poked when a timer may have been reprogrammed.
 	timerWake chan struct{}
 }
