@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,8 +36,8 @@ func benchRR(samsara, kernel, initrd string) {
 	if out, err := exec.Command(samsara, "run", "--cpus", "2", "--kernel", kernel, "--initrd", initrd, "--save-checkpoint", ckpt, "--", "true").CombinedOutput(); err != nil {
 		fail(fmt.Errorf("boot to a checkpoint: %v\n%s", err, out))
 	}
-	fmt.Println("| workload (2 vCPUs) | run | record | replay | record/run | log bytes | log rate (B/s of recording) | replay |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Println("| workload (2 vCPUs) | run | record | replay | record/run | log bytes | guest time | log rate (MB per guest s) | replay |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, w := range rrWorkloads {
 		rec := filepath.Join(dir, w[0]+".zst")
 		run := timed(samsara, append([]string{"run", "--cpus", "2", "--from-checkpoint", ckpt, "--"}, w...)...)
@@ -50,13 +51,33 @@ func benchRR(samsara, kernel, initrd string) {
 		if replay.err != nil {
 			verdict = "FAILED: " + replay.err.Error()
 		}
-		rate, ratio := "-", "-"
+		rate, ratio, guest := "-", "-", "-"
 		if record.err == nil && run.err == nil {
-			rate = fmt.Sprintf("%.0f", float64(size)/record.d.Seconds())
 			ratio = fmt.Sprintf("%.2fx", record.d.Seconds()/run.d.Seconds())
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s | %d | %s | %s |\n", strings.Join(w, " "), run, record, replay, ratio, size, rate, verdict)
+		if ns := guestNanos(samsara, rec); ns > 0 {
+			guest = fmt.Sprintf("%.2f s", float64(ns)/1e9)
+			rate = fmt.Sprintf("%.4f", float64(size)/1e6/(float64(ns)/1e9))
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %d | %s | %s | %s |\n", strings.Join(w, " "), run, record, replay, ratio, size, guest, rate, verdict)
 	}
+}
+
+// guestNanos reads the guest time a recording covers (inspect --json).
+func guestNanos(samsara, rec string) uint64 {
+	out, err := exec.Command(samsara, "inspect", "--json", rec).Output()
+	if err != nil {
+		return 0
+	}
+	var s struct {
+		End *struct {
+			GuestNanos uint64 `json:"guest_nanos"`
+		}
+	}
+	if json.Unmarshal(out, &s) != nil || s.End == nil {
+		return 0
+	}
+	return s.End.GuestNanos
 }
 
 // timed runs a command to completion and returns its wall time.
