@@ -57,9 +57,17 @@ func (m *Machine) Run() (Result, error) {
 			}
 		}(v)
 	}
-	go m.timerLoop()
+	timersDone := make(chan struct{})
+	go func() {
+		defer close(timersDone)
+		m.timerLoop()
+	}()
 	<-m.stopped
 	wg.Wait()
+	// The timer loop can still be firing a device timer that kicks a vCPU
+	// (which writes its kvm_run page): wait for it before the caller's
+	// Close unmaps those pages.
+	<-timersDone
 	res := Result{ExitStatus: m.status, Elapsed: time.Since(m.started)}
 	if !m.initAt.IsZero() {
 		res.BootToInit = m.initAt.Sub(m.started)
