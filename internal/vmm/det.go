@@ -47,10 +47,11 @@ const (
 	// preemptAfter is how long a chunk may run in the guest without an exit
 	// before the watchdog tries to preempt it (a guest kernel spinning on a
 	// lock held by a vCPU that is not running). The emulated kernel runs
-	// ~1.4 M instructions/s, so this is ~280k instructions of spinning.
+	// ~1.4 M instructions/s, so this is ~70k instructions of spinning.
 	// Each preemption is a point replay must find by breakpoint (single
-	// steps cost ~40 us each), so 200 ms keeps them rare.
-	preemptAfter = 200 * time.Millisecond
+	// steps cost ~40 us each, and replay stops at every pass of a hot
+	// loop), so a spin is cut after 50 ms, not later.
+	preemptAfter = 50 * time.Millisecond
 	// userSpinLimit bounds how long a chunk may stay in guest user mode
 	// without an exit before the recording fails: user code cannot be
 	// preempted exactly without a PMU (see the file comment).
