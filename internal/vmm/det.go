@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/bobuhiro11/gokvm/kvm"
+	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
 
 	"github.com/samsara-vmm/samsara/internal/log"
@@ -215,10 +216,10 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 	// the chunk start); the recorder does not preempt then.
 	injectedSinceExit := false
 	started := time.Now()
-	if debugRunTo {
+	if v.m.tracing() {
 		n, _ := v.kernelInsns()
 		r, _ := kvm.GetRegs(uintptr(v.fd))
-		fmt.Fprintf(os.Stderr, "chunk start vcpu %d replay=%v at %d rip %#x state %v\n", v.id, want != nil, n, r.RIP, v.state)
+		v.m.log.Debug(fmt.Sprintf("chunk start vcpu %d replay=%v at %d rip %#x state %v", v.id, want != nil, n, r.RIP, v.state))
 	}
 	if want == nil {
 		stopWatchdog := v.startWatchdog(started)
@@ -252,9 +253,9 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 					m.mu.Lock()
 					injected, err := v.injectLocked()
 					m.mu.Unlock()
-					if debugRunTo {
+					if v.m.tracing() {
 						n, _ := v.kernelInsns()
-						fmt.Fprintf(os.Stderr, "inject vcpu %d replay=%v at %d exits %d: %v window %d\n", v.id, want != nil, n, rec.Exits, injected, v.run.RequestInterruptWindow)
+						v.m.log.Debug(fmt.Sprintf("inject vcpu %d replay=%v at %d exits %d: %v window %d", v.id, want != nil, n, rec.Exits, injected, v.run.RequestInterruptWindow))
 					}
 					if err != nil {
 						return rec, err
@@ -290,9 +291,9 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 				return rec, err
 			}
 			injectedSinceExit = injectedSinceExit || injected
-			if debugRunTo {
+			if v.m.tracing() {
 				n, _ := v.kernelInsns()
-				fmt.Fprintf(os.Stderr, "inject vcpu %d replay=%v at %d exits %d: %v window %d\n", v.id, want != nil, n, rec.Exits, injected, v.run.RequestInterruptWindow)
+				v.m.log.Debug(fmt.Sprintf("inject vcpu %d replay=%v at %d exits %d: %v window %d", v.id, want != nil, n, rec.Exits, injected, v.run.RequestInterruptWindow))
 			}
 		}
 		err := runVCPU(v.fd)
@@ -432,8 +433,8 @@ func (v *vcpu) finishChunk(rec log.Chunk, reason log.Reason) (log.Chunk, error) 
 		return rec, err
 	}
 	rec.End = log.Point{KernelInsns: n - v.det.last, RIP: regs.RIP, RCX: regs.RCX, Regs: regsHash(regs)}
-	if debugRunTo {
-		fmt.Fprintf(os.Stderr, "CHUNK vcpu %d reason %v exits %d rip %#x vt %d regs %+v\n", v.id, reason, rec.Exits, regs.RIP, v.m.clock.vt, *regs)
+	if v.m.tracing() {
+		v.m.log.Debug(fmt.Sprintf("CHUNK vcpu %d reason %v exits %d rip %#x vt %d regs %+v", v.id, reason, rec.Exits, regs.RIP, v.m.clock.vt, *regs))
 	}
 	return rec, nil
 }
@@ -537,12 +538,12 @@ func (v *vcpu) runTo(target log.Point) error {
 			return err
 		}
 		d := n - v.det.last
-		if debugRunTo {
-			fmt.Fprintf(os.Stderr, "runTo vcpu %d: at +%d rip %#x exit %d, want +%d rip %#x\n", v.id, d, regs.RIP, v.run.ExitReason, target.KernelInsns, target.RIP)
+		if v.m.tracing() {
+			v.m.log.Debug(fmt.Sprintf("runTo vcpu %d: at +%d rip %#x exit %d, want +%d rip %#x", v.id, d, regs.RIP, v.run.ExitReason, target.KernelInsns, target.RIP))
 		}
 		if d == target.KernelInsns && regs.RIP == target.RIP && regsHash(regs) == target.Regs {
-			if debugRunTo {
-				fmt.Fprintf(os.Stderr, "RUNTO-DONE vcpu %d at +%d want +%d\n", v.id, d, target.KernelInsns)
+			if v.m.tracing() {
+				v.m.log.Debug(fmt.Sprintf("RUNTO-DONE vcpu %d at +%d want +%d", v.id, d, target.KernelInsns))
 			}
 			return nil
 		}
@@ -584,7 +585,9 @@ var errNoProgress = errors.New("every vCPU is halted and no timer is armed: the 
 // asDivergence is errors.As for *DivergenceError.
 func asDivergence(err error, target **DivergenceError) bool { return errors.As(err, target) }
 
-var debugRunTo = os.Getenv("SAMSARA_DEBUG_RUNTO") != ""
+// tracing reports whether chunk and preemption tracing is on (samsara -v:
+// the logger at debug level); the traces are formatted only then.
+func (m *Machine) tracing() bool { return m.log.Core().Enabled(zapcore.DebugLevel) }
 
 // signalStorm (SAMSARA_DEBUG_SIGNAL_STORM=1ms) makes replay interrupt the
 // running vCPU that often; see runChunk.
