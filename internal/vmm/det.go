@@ -151,12 +151,7 @@ func (v *vcpu) runnableLocked() bool {
 // armed: the guest can never wake up.
 // Preconditions: m.mu must be held.
 func (m *Machine) advanceIdleLocked() bool {
-	next, ok := int64(0), false
-	for _, d := range m.timed {
-		if dl, armed := d.NextDeadline(); armed && (!ok || dl < next) {
-			next, ok = dl, true
-		}
-	}
+	next, ok := m.nextDeadlineLocked()
 	if !ok {
 		return false
 	}
@@ -165,15 +160,6 @@ func (m *Machine) advanceIdleLocked() bool {
 	}
 	m.pollTimersLocked()
 	return true
-}
-
-// pollTimersLocked fires every device timer due at the current time.
-// Preconditions: m.mu must be held.
-func (m *Machine) pollTimersLocked() {
-	now := m.clock.Now()
-	for _, d := range m.timed {
-		d.Poll(now)
-	}
 }
 
 // detLoop is a vCPU's goroutine in deterministic mode: it runs one chunk
@@ -253,10 +239,7 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 					m.mu.Lock()
 					injected, err := v.injectLocked()
 					m.mu.Unlock()
-					if v.m.tracing() {
-						n, _ := v.kernelInsns()
-						v.m.log.Debug(fmt.Sprintf("inject vcpu %d replay=%v at %d exits %d: %v window %d", v.id, want != nil, n, rec.Exits, injected, v.run.RequestInterruptWindow))
-					}
+					v.traceInject(want != nil, rec.Exits, injected)
 					if err != nil {
 						return rec, err
 					}
@@ -291,10 +274,7 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 				return rec, err
 			}
 			injectedSinceExit = injectedSinceExit || injected
-			if v.m.tracing() {
-				n, _ := v.kernelInsns()
-				v.m.log.Debug(fmt.Sprintf("inject vcpu %d replay=%v at %d exits %d: %v window %d", v.id, want != nil, n, rec.Exits, injected, v.run.RequestInterruptWindow))
-			}
+			v.traceInject(want != nil, rec.Exits, injected)
 		}
 		err := runVCPU(v.fd)
 		if err == errInterrupted {
@@ -310,9 +290,7 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		inject = true
 		injectedSinceExit = false
 		rec.Exits++
-		if err := v.tickClock(); err != nil {
-			return rec, err
-		}
+		v.tickClock()
 		if v.det.last, err = v.kernelInsns(); err != nil {
 			return rec, err
 		}
@@ -485,11 +463,10 @@ func (m *Machine) chunkEnded(rec *log.Chunk) {
 }
 
 // tickClock advances virtual time for one exit.
-func (v *vcpu) tickClock() error {
+func (v *vcpu) tickClock() {
 	v.m.mu.Lock()
 	v.m.clock.vt += nsPerExit
 	v.m.mu.Unlock()
-	return nil
 }
 
 // rflagsGuestBits are the RFLAGS bits the guest's own execution sets
@@ -584,6 +561,15 @@ var errNoProgress = errors.New("every vCPU is halted and no timer is armed: the 
 
 // asDivergence is errors.As for *DivergenceError.
 func asDivergence(err error, target **DivergenceError) bool { return errors.As(err, target) }
+
+// traceInject logs an injection decision when tracing.
+func (v *vcpu) traceInject(replay bool, exits uint32, injected bool) {
+	if !v.m.tracing() {
+		return
+	}
+	n, _ := v.kernelInsns()
+	v.m.log.Debug(fmt.Sprintf("inject vcpu %d replay=%v at %d exits %d: %v", v.id, replay, n, exits, injected))
+}
 
 // tracing reports whether chunk and preemption tracing is on (samsara -v:
 // the logger at debug level); the traces are formatted only then.

@@ -86,17 +86,12 @@ func (m *Machine) timerLoop() {
 	defer t.Stop()
 	for {
 		m.mu.Lock()
+		m.pollTimersLocked()
 		now := m.clock.Now()
-		next := int64(-1)
-		for _, d := range m.timed {
-			d.Poll(now)
-			if dl, ok := d.NextDeadline(); ok && (next < 0 || dl < next) {
-				next = dl
-			}
-		}
+		next, armed := m.nextDeadlineLocked()
 		m.mu.Unlock()
 		wait := idlePoll
-		if next >= 0 {
+		if armed {
 			wait = min(time.Duration(next-now), idlePoll)
 		}
 		t.Reset(max(wait, 0))
@@ -109,6 +104,26 @@ func (m *Machine) timerLoop() {
 			}
 		case <-t.C:
 		}
+	}
+}
+
+// nextDeadlineLocked returns the earliest armed device timer deadline.
+// Preconditions: m.mu must be held.
+func (m *Machine) nextDeadlineLocked() (next int64, armed bool) {
+	for _, d := range m.timed {
+		if dl, ok := d.NextDeadline(); ok && (!armed || dl < next) {
+			next, armed = dl, true
+		}
+	}
+	return next, armed
+}
+
+// pollTimersLocked fires every device timer due at the current time.
+// Preconditions: m.mu must be held.
+func (m *Machine) pollTimersLocked() {
+	now := m.clock.Now()
+	for _, d := range m.timed {
+		d.Poll(now)
 	}
 }
 

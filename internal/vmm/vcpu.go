@@ -51,8 +51,6 @@ type vcpu struct {
 	// sipiVector is the pending startup vector when sipiPending.
 	sipiVector  uint8
 	sipiPending bool
-	// exits counts guest exits (diagnostics, --profile).
-	exits atomic.Uint64
 	// det is the record/replay state (nil in run mode).
 	det *detVCPU
 }
@@ -224,7 +222,6 @@ func (v *vcpu) loop() error {
 		if err != nil {
 			return err
 		}
-		v.exits.Add(1)
 		if err := v.handleExit(); err != nil {
 			return err
 		}
