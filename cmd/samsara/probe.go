@@ -7,8 +7,17 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/samsara-vmm/samsara/internal/ept"
 	"github.com/samsara-vmm/samsara/internal/vmm"
 )
+
+// probeReport is vmm's host report plus the page trackers (internal/ept)
+// this host supports.
+type probeReport struct {
+	*vmm.HostReport
+	Trackers       []ept.BackendInfo `json:"page_trackers"`
+	DefaultTracker string            `json:"default_page_tracker"`
+}
 
 func newProbeCmd() *cobra.Command {
 	var asJSON bool
@@ -18,12 +27,14 @@ func newProbeCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r := vmm.ProbeHost()
+			p := probeReport{HostReport: r, Trackers: ept.Backends(), DefaultTracker: ept.DefaultName()}
 			if asJSON {
-				if err := printJSON(r); err != nil {
+				if err := printJSON(p); err != nil {
 					return err
 				}
 			} else {
 				printProbe(r)
+				printTrackers(p)
 			}
 			if len(r.Problems) > 0 {
 				return fmt.Errorf("this host cannot run samsara:\n  %s", strings.Join(r.Problems, "\n  "))
@@ -72,4 +83,20 @@ func printProbe(r *vmm.HostReport) {
 		yes = "yes"
 	}
 	fmt.Printf("insn_emulation statistic: %s\n", yes)
+}
+
+func printTrackers(p probeReport) {
+	fmt.Println("page trackers (parallel recorder):")
+	for _, b := range p.Trackers {
+		state := "yes"
+		if !b.Supported {
+			state = "no"
+		}
+		fmt.Printf("  %-28s %-4s %s\n", b.Name, state, b.Reason)
+	}
+	def := p.DefaultTracker
+	if def == "" {
+		def = "none (the parallel recorder cannot run; the serialized one can)"
+	}
+	fmt.Printf("default page tracker: %s\n", def)
 }

@@ -1,29 +1,23 @@
 package pmc
 
-// A minimal KVM machine for the package's tests: one vCPU, 2 MiB of guest
-// memory identity-mapped by a single 2 MiB page, entered directly in 64-bit
-// long mode through KVM_SET_SREGS (no firmware, no GDT in memory: KVM takes
-// the segment descriptors from the sregs cache), as shared/probes/ do.
+// The package's tests run on the shared minimal KVM machine of
+// internal/kvmtest: one vCPU, 2 MiB of guest memory identity-mapped by a
+// single 2 MiB page, entered directly in 64-bit long mode.
 
 import (
-	"encoding/binary"
-	"os"
 	"runtime"
 	"testing"
 	"unsafe"
 
 	"github.com/bobuhiro11/gokvm/kvm"
+	"github.com/samsara-vmm/samsara/internal/kvmtest"
 	"golang.org/x/sys/unix"
 )
 
-// Guest physical layout.
+// Guest physical layout (the shared test machine's).
 const (
-	guestMemSize = 2 << 20
-	pml4Addr     = 0x2000
-	pdptAddr     = 0x3000
-	pdAddr       = 0x4000
-	stackTop     = 0x8000
-	codeAddr     = 0x10000
+	stackTop = kvmtest.StackTop
+	codeAddr = kvmtest.CodeAddr
 )
 
 // Guest code. The loop is "dec rcx; jnz loop" entered with RCX = n: n
@@ -45,21 +39,14 @@ const (
 
 // KVM exit reasons used by the tests.
 const (
-	exitIO       = 2
-	exitHLT      = 5
-	exitShutdown = 8
-	exitIntr     = 10
+	exitIO       = kvmtest.ExitIO
+	exitHLT      = kvmtest.ExitHLT
+	exitShutdown = kvmtest.ExitShutdown
+	exitIntr     = kvmtest.ExitIntr
 )
 
 // requireKVM skips the test when /dev/kvm cannot be used.
-func requireKVM(t testing.TB) {
-	t.Helper()
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		t.Skipf("KVM tests need /dev/kvm: %v", err)
-	}
-	f.Close()
-}
+func requireKVM(t testing.TB) { kvmtest.RequireKVM(t) }
 
 // havePMU reports whether the hardware progress counter can be opened.
 func havePMU() bool {
@@ -100,8 +87,10 @@ func openSoftwareEvent(config, period uint64) func() (int, error) {
 	}
 }
 
-// testVM is a one-vCPU VM.
+// testVM is the shared one-vCPU test machine (internal/kvmtest) under
+// the names this package's tests use.
 type testVM struct {
+	*kvmtest.VM
 	kvmFD, vmFD, vcpuFD int
 	mem                 []byte // guest physical memory at GPA 0
 	run                 []byte // the vCPU's struct kvm_run
@@ -112,67 +101,8 @@ type testVM struct {
 // a Counter for it.
 func newTestVM(t testing.TB, user bool, code []byte) *testVM {
 	t.Helper()
-	requireKVM(t)
-	v := &testVM{kvmFD: -1, vmFD: -1, vcpuFD: -1}
-	t.Cleanup(v.close)
-	var err error
-	if v.kvmFD, err = unix.Open("/dev/kvm", unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
-		t.Fatalf("open /dev/kvm: %v", err)
-	}
-	vm, err := kvm.CreateVM(uintptr(v.kvmFD))
-	if err != nil {
-		t.Fatalf("KVM_CREATE_VM: %v", err)
-	}
-	v.vmFD = int(vm)
-	if v.mem, err = unix.Mmap(-1, 0, guestMemSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS); err != nil {
-		t.Fatalf("mmap guest memory: %v", err)
-	}
-	region := kvm.UserspaceMemoryRegion{MemorySize: guestMemSize, UserspaceAddr: uint64(uintptr(unsafe.Pointer(&v.mem[0])))}
-	if err := kvm.SetUserMemoryRegion(vm, &region); err != nil {
-		t.Fatalf("KVM_SET_USER_MEMORY_REGION: %v", err)
-	}
-	// Page tables: PML4[0] -> PDPT[0] -> PD[0] = 2 MiB page at 0
-	// (present, writable, user if the guest runs at CPL3; PS on the PD).
-	var us uint64
-	if user {
-		us = 4
-	}
-	binary.LittleEndian.PutUint64(v.mem[pml4Addr:], pdptAddr|3|us)
-	binary.LittleEndian.PutUint64(v.mem[pdptAddr:], pdAddr|3|us)
-	binary.LittleEndian.PutUint64(v.mem[pdAddr:], 0x80|3|us)
-	copy(v.mem[codeAddr:], code)
-
-	cpu, err := kvm.CreateVCPU(vm, 0)
-	if err != nil {
-		t.Fatalf("KVM_CREATE_VCPU: %v", err)
-	}
-	v.vcpuFD = int(cpu)
-	size, err := kvm.GetVCPUMMmapSize(uintptr(v.kvmFD))
-	if err != nil {
-		t.Fatalf("KVM_GET_VCPU_MMAP_SIZE: %v", err)
-	}
-	if v.run, err = unix.Mmap(v.vcpuFD, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
-		t.Fatalf("mmap kvm_run: %v", err)
-	}
-
-	s, err := kvm.GetSregs(cpu)
-	if err != nil {
-		t.Fatalf("KVM_GET_SREGS: %v", err)
-	}
-	s.CR3 = pml4Addr
-	s.CR4 = 1 << 5     // PAE
-	s.CR0 = 0x80050033 // PG, AM, WP, NE, ET, MP, PE
-	s.EFER = 0x500     // LMA, LME
-	var rpl uint8
-	if user {
-		rpl = 3
-	}
-	s.CS = kvm.Segment{Limit: 0xffffffff, Selector: 1<<3 | uint16(rpl), Typ: 11, Present: 1, DPL: rpl, S: 1, L: 1, G: 1}
-	data := kvm.Segment{Limit: 0xffffffff, Selector: 2<<3 | uint16(rpl), Typ: 3, Present: 1, DPL: rpl, DB: 1, S: 1, G: 1}
-	s.DS, s.ES, s.FS, s.GS, s.SS = data, data, data, data, data
-	if err := kvm.SetSregs(cpu, s); err != nil {
-		t.Fatalf("KVM_SET_SREGS: %v", err)
-	}
+	k := kvmtest.New(t, kvmtest.Config{User: user, Code: code})
+	v := &testVM{VM: k, kvmFD: k.KVMFD, vmFD: k.VMFD, vcpuFD: k.VCPUFD, mem: k.Mem, run: k.RunPage}
 	v.setLoop(t, 0)
 	return v
 }
@@ -184,52 +114,17 @@ func newTestVM(t testing.TB, user bool, code []byte) *testVM {
 // That run is outside any counted window.
 func (v *testVM) setLoop(t testing.TB, n uint64) {
 	t.Helper()
-	v.setImmediateExit(true)
-	if err := v.runRaw(); err != unix.EINTR {
-		t.Fatalf("KVM_RUN with immediate_exit: %v, want EINTR", err)
-	}
-	v.setImmediateExit(false)
+	v.CompletePendingExit(t)
 	if err := kvm.SetRegs(uintptr(v.vcpuFD), &kvm.Regs{RIP: codeAddr, RFLAGS: 0x3002, RSP: stackTop, RCX: n}); err != nil {
 		t.Fatalf("KVM_SET_REGS: %v", err)
 	}
 }
 
-func (v *testVM) regs(t testing.TB) *kvm.Regs {
-	t.Helper()
-	r, err := kvm.GetRegs(uintptr(v.vcpuFD))
-	if err != nil {
-		t.Fatalf("KVM_GET_REGS: %v", err)
-	}
-	return r
-}
+func (v *testVM) regs(t testing.TB) *kvm.Regs { return v.Regs(t) }
 
-func (v *testVM) exitReason() uint32 {
-	return binary.LittleEndian.Uint32(v.run[exitReasonOffset:])
-}
+func (v *testVM) exitReason() uint32 { return v.ExitReason() }
 
-// setImmediateExit sets kvm_run.immediate_exit (byte 1): KVM_RUN then
-// returns EINTR without entering the guest.
-func (v *testVM) setImmediateExit(on bool) {
-	if on {
-		v.run[1] = 1
-	} else {
-		v.run[1] = 0
-	}
-}
-
-func (v *testVM) close() {
-	if v.run != nil {
-		unix.Munmap(v.run)
-	}
-	for _, fd := range []int{v.vcpuFD, v.vmFD, v.kvmFD} {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-	}
-	if v.mem != nil {
-		unix.Munmap(v.mem)
-	}
-}
+func (v *testVM) setImmediateExit(on bool) { v.SetImmediateExit(on) }
 
 // lockThread pins the test goroutine to its OS thread for the test: the
 // counter counts one thread.
@@ -291,12 +186,7 @@ func userLoopBranches(n0 uint64, r *kvm.Regs) uint64 {
 }
 
 // runRaw issues KVM_RUN directly, without a Counter.
-func (v *testVM) runRaw() error {
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(v.vcpuFD), kvmRunReq, 0); e != 0 {
-		return e
-	}
-	return nil
-}
+func (v *testVM) runRaw() error { return v.Run() }
 
 func sigprocmask(t testing.TB, how int, mask uint64) {
 	t.Helper()
