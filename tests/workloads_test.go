@@ -2,7 +2,6 @@ package tests
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 )
@@ -28,15 +27,9 @@ func TestWorkloadsRun(t *testing.T) {
 }
 
 // TestWorkloadsRecordReplay records every workload's tiny size on 2
-// vCPUs and replays it (issue 5's CI regression). Replays are correct but
-// can take minutes when the recorder preempted a vCPU inside a hot guest
-// kernel loop (replay stops at every pass of the breakpoint), so it runs
-// only with SAMSARA_WORKLOAD_REPLAY=1 until preemption points are cheaper
-// to find (issue 3/5 notes).
+// vCPUs and replays it with verification (issue 5's CI regression): the
+// console output and the final digests must match.
 func TestWorkloadsRecordReplay(t *testing.T) {
-	if os.Getenv("SAMSARA_WORKLOAD_REPLAY") != "1" {
-		t.Skip("replaying workloads can take minutes at hot preemption points (issue 3/5 notes); set SAMSARA_WORKLOAD_REPLAY=1")
-	}
 	ckpt := bootedCheckpoint(t, 2)
 	for _, w := range workloads {
 		t.Run(w, func(t *testing.T) {

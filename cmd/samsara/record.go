@@ -55,12 +55,16 @@ Exits with PROGRAM's exit status.`,
 				return err
 			}
 			cfg.NDE = nde.NewRecord(w)
+			progress := newProgress("record", 0)
+			cfg.Console = progress.console(cfg.Console)
 			m, err := vmm.New(cfg)
 			if err != nil {
 				return err
 			}
 			defer m.Close()
+			progress.start(m)
 			res, err := m.Record(w)
+			progress.stop()
 			if cerr := w.Close(); err == nil && cerr != nil {
 				err = cerr
 			}

@@ -42,12 +42,22 @@ func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
 				defer out.Close()
 				cfg.Console = out
 			}
+			chunks := 0
+			for _, r := range records {
+				if _, ok := r.(*log.Chunk); ok {
+					chunks++
+				}
+			}
+			progress := newProgress("replay", chunks)
+			cfg.Console = progress.console(cfg.Console)
 			m, err := vmm.New(cfg)
 			if err != nil {
 				return err
 			}
 			defer m.Close()
+			progress.start(m)
 			res, err := m.Replay(records)
+			progress.stop()
 			var de *vmm.DivergenceError
 			if errors.As(err, &de) {
 				return fmt.Errorf("DIVERGED: %w", err)

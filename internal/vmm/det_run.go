@@ -57,6 +57,7 @@ func (m *Machine) Record(w RecordSink) (Result, error) {
 			runErr = err
 			break
 		}
+		m.chunksDone.Add(1)
 		next = pick + 1
 	}
 	m.mu.Lock()
@@ -79,6 +80,20 @@ func (m *Machine) Record(w RecordSink) (Result, error) {
 	return res, nil
 }
 
+// Progress is how far a recording or replay has come.
+type Progress struct {
+	Chunks     int64 // chunks recorded or replayed
+	GuestNanos int64 // guest (virtual) time since the start
+}
+
+// Progress reports how far Record or Replay has come; safe to call from
+// any goroutine while they run.
+func (m *Machine) Progress() Progress {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return Progress{Chunks: m.chunksDone.Load(), GuestNanos: m.clock.vt - m.det0}
+}
+
 // Replay re-executes a recording's chunks in order on this machine (built
 // from the same checkpoint or kernel) and checks the final digest and exit
 // status. A mismatch is a *DivergenceError.
@@ -99,6 +114,7 @@ func (m *Machine) Replay(records []log.Record) (Result, error) {
 		case *log.Chunk:
 			runErr = m.replayChunk(chunk, r, done)
 			chunk++
+			m.chunksDone.Add(1)
 		case *log.Digest:
 			wantDigest = r
 		case *log.End:

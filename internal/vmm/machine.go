@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bobuhiro11/gokvm/kvm"
@@ -124,6 +125,8 @@ type Machine struct {
 
 	// det0 is the virtual time when record or replay started.
 	det0 int64
+	// chunksDone counts chunks recorded or replayed (Progress).
+	chunksDone atomic.Int64
 	// timerWake is poked when a timer may have been reprogrammed.
 	timerWake chan struct{}
 }

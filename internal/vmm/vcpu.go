@@ -96,6 +96,9 @@ func (m *Machine) newVCPU(id int) (*vcpu, error) {
 func (v *vcpu) close() {
 	if v.det != nil {
 		v.det.stats.Close()
+		if v.det.ffTimer != nil {
+			v.det.ffTimer.close()
+		}
 		v.det = nil
 	}
 	if v.page != nil {
