@@ -10,7 +10,16 @@
  *   0xD0004  1 byte, write: checkpoint here (the VMM may save the machine;
  *            a resumed machine continues right after this write)
  *   0xD0100  3840 bytes, read: the command, argv strings each NUL-terminated,
- *            the list ended by an empty string; an empty list means /bin/hello
+ *            the list ended by an empty string; an empty list means init's
+ *            own arguments, or /bin/hello if it has none
+ *
+ * Without samsara (e.g. under QEMU, where 0xD0000 is not a control page and
+ * reads as an empty command), the program comes from the kernel command
+ * line's words after " -- " (which Linux also hands to init as arguments),
+ * so "... -- blackscholes 2 tiny" runs that. The power-off write then returns
+ * (samsara never lets it return), and init prints "init: exit status N" and
+ * reboots: with "-no-reboot", QEMU exits on the reset. (RB_POWER_OFF only
+ * halts there: the reference kernel has no ACPI, so nothing powers off.)
  *
  * The program runs with PATH=/bin:/mnt HOME=/ TERM=dumb; a name without a
  * slash is looked up in /bin, then /mnt. Its exit status is WEXITSTATUS, or
@@ -214,6 +223,48 @@ static int run(char *const argv[])
 	return 127;
 }
 
+/*
+ * The words after " -- " on the kernel command line, into argv (at most
+ * MAX_ARGS); returns their number. Linux also passes them to init as its
+ * last arguments, but in front of them it passes every unrecognised
+ * parameter without "=" (6.1 passes "noxsave" that way: it is read with
+ * cmdline_find_option, not registered), so init's own argv cannot tell
+ * them apart; /proc/cmdline can. Words are separated by spaces; quotes are
+ * not interpreted.
+ */
+static int args_after_dashes(char *argv[])
+{
+	static char line[4096]; /* COMMAND_LINE_SIZE on x86 is 2048 */
+	int fd = open("/proc/cmdline", O_RDONLY), argc = 0;
+	ssize_t n;
+	char *p;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, line, sizeof(line) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	line[n] = '\0';
+	for (p = line; *p; p++)
+		if (*p == '\n' || *p == '\t')
+			*p = ' ';
+	p = strstr(line, " -- ");
+	if (!p)
+		return 0;
+	p += 4;
+	while (*p && argc < MAX_ARGS) {
+		while (*p == ' ')
+			*p++ = '\0';
+		if (!*p)
+			break;
+		argv[argc++] = p;
+		while (*p && *p != ' ')
+			p++;
+	}
+	return argc;
+}
+
 int main(void)
 {
 	static char cmd[CTRL_CMD_LEN + 2];
@@ -256,6 +307,9 @@ int main(void)
 			argv[argc++] = p;
 		}
 	}
+	/* No command from the VMM: the kernel command line's words after "--". */
+	if (argc == 0)
+		argc = args_after_dashes(argv);
 	argv[argc] = NULL;
 
 	status = run(argc ? argv : (char *const *)default_argv);
@@ -282,8 +336,25 @@ int main(void)
 	b = (unsigned char)status;
 	if (mem >= 0 && pwrite(mem, &b, 1, CTRL_EXIT) != 1)
 		err("exit-status write to /dev/mem", NULL);
-	reboot(RB_POWER_OFF);
-	err("reboot(RB_POWER_OFF)", NULL);
+
+	/*
+	 * Still here: no samsara. Report the status on the console (nothing
+	 * else carries it out) and reset the machine, which a VMM run with
+	 * -no-reboot (QEMU) turns into an exit.
+	 */
+	{
+		char num[4] = { (char)('0' + status / 100),
+				(char)('0' + status / 10 % 10),
+				(char)('0' + status % 10), '\0' };
+		const char *s = num;
+
+		while (*s == '0' && s[1])
+			s++;
+		msg("exit status ", s, (char *)NULL);
+	}
+	tcdrain(STDERR_FILENO);
+	reboot(RB_AUTOBOOT);
+	err("reboot(RB_AUTOBOOT)", NULL);
 	/* Exiting PID 1 panics the kernel, which reboots (panic=-1). */
 	return status;
 }

@@ -6,6 +6,12 @@
 //	go run ./tests/bench rr       per workload on 2 vCPUs, from a booted
 //	                              checkpoint: run, record and replay time,
 //	                              log size and log rate
+//	go run ./tests/bench report   per workload on 1 and 2 vCPUs: samsara
+//	                              run/record/replay next to QEMU TCG
+//	                              record/replay (-icount rr) and plain
+//	                              TCG and -enable-kvm runs; writes
+//	                              results/bench.md and results/overhead.svg
+//	                              (-results DIR to change; report.go)
 //
 // Both boot the same reference kernel and initramfs with the same kernel
 // command line (plus loglevel=7); "boot-to-init" is the wall time from
@@ -25,6 +31,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -35,11 +42,23 @@ const initMarker = "Run /init as init process"
 func main() {
 	build := flag.String("build", envOr("SAMSARA_BUILD", "build"), "directory with vmlinux and initramfs.cpio")
 	samsara := flag.String("samsara", "bin/samsara", "samsara binary")
-	timeout := flag.Duration("timeout", 15*time.Minute, "give up on one boot after this long")
+	timeout := flag.Duration("timeout", 15*time.Minute, "give up on one boot (report: one command) after this long")
+	results := flag.String("results", "results", "report: directory for bench.md and overhead.svg")
+	workloads := flag.String("workloads", strings.Join(reportWorkloads, ","), "report: comma-separated workloads from build/workloads")
+	cpuList := flag.String("cpus", "1,2", "report: comma-separated vCPU counts for samsara")
+	kvm := flag.Bool("kvm", true, "report: also try qemu -enable-kvm (about a minute per vCPU count here)")
+	rerenderOnly := flag.Bool("rerender", false, "report: measure nothing; rewrite bench.md and overhead.svg from the results directory's bench.json")
 	flag.Parse()
-	if flag.NArg() != 1 || (flag.Arg(0) != "boot" && flag.Arg(0) != "rr") {
-		fmt.Fprintln(os.Stderr, "usage: bench [flags] boot|rr")
+	if flag.NArg() != 1 || (flag.Arg(0) != "boot" && flag.Arg(0) != "rr" && flag.Arg(0) != "report") {
+		fmt.Fprintln(os.Stderr, "usage: bench [flags] boot|rr|report")
+		flag.PrintDefaults()
 		os.Exit(2)
+	}
+	if flag.Arg(0) == "report" && *rerenderOnly {
+		if err := rerender(*results); err != nil {
+			fail(err)
+		}
+		return
 	}
 	kernel := filepath.Join(*build, "vmlinux")
 	initrd := filepath.Join(*build, "initramfs.cpio")
@@ -51,6 +70,20 @@ func main() {
 	}
 	if flag.Arg(0) == "rr" {
 		benchRR(*samsara, kernel, initrd)
+		return
+	}
+	if flag.Arg(0) == "report" {
+		cfg := reportConfig{samsara: *samsara, kernel: kernel, initrd: initrd, results: *results,
+			workloads: splitList(*workloads), kvm: *kvm, timeout: *timeout}
+		for _, c := range splitList(*cpuList) {
+			n, err := strconv.Atoi(c)
+			if err != nil || n < 1 {
+				fmt.Fprintf(os.Stderr, "bench: bad -cpus entry %q\n", c)
+				os.Exit(2)
+			}
+			cfg.cpus = append(cfg.cpus, n)
+		}
+		benchReportCmd(cfg)
 		return
 	}
 	cmdline, err := exec.Command(*samsara, "cmdline").Output()
@@ -122,6 +155,17 @@ func timeToMarker(timeout time.Duration, name string, args ...string) timing {
 	case <-time.After(timeout):
 		return timing{err: fmt.Errorf("no init after %v", timeout)}
 	}
+}
+
+// splitList splits a comma-separated flag value, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func envOr(k, def string) string {

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// The report subcommand: one run measures samsara and QEMU on every
+// workload and writes results/bench.md (tables) and results/overhead.svg
+// (recording overhead chart). The measuring lives in samsara.go and
+// qemu.go, the rendering in markdown.go and svg.go; this file holds the
+// measured data and ties them together.
+
+// reportWorkloads are the PARSEC-style programs in build/workloads (see
+// guest-images/workloads/README.md), each run as "PROG THREADS tiny" with
+// THREADS equal to the vCPU count.
+var reportWorkloads = []string{"blackscholes", "swaptions", "streamcluster", "canneal", "fluidanimate", "dedup", "raytrace"}
+
+// workloadSize is the input size of every run: "tiny" keeps the whole
+// report within minutes on this project's 2-core PVM machines.
+const workloadSize = "tiny"
+
+// outcome is one measured command.
+type outcome struct {
+	// Wall is the command's wall time, measured even when it failed.
+	Wall time.Duration
+	// Err says why the command did not do what it should ("" when it did);
+	// it is shown in the table instead of the time.
+	Err string
+	// Ran is false when the measurement was not attempted.
+	Ran bool
+}
+
+// ok reports whether the command ran and succeeded.
+func (o outcome) ok() bool { return o.Ran && o.Err == "" }
+
+// samsaraResult is one workload on one vCPU count under samsara, every
+// command started from the same booted checkpoint.
+type samsaraResult struct {
+	// VCPUs is the vCPU count (and the workload's thread count).
+	VCPUs int
+	// Run is `samsara run` (no recording).
+	Run outcome
+	// Record is `samsara record --mode serialized`.
+	Record outcome
+	// Replay is `samsara replay` of Record's log; ok only if samsara
+	// reported that the replay matched the recording.
+	Replay outcome
+	// LogBytes is the size of the recording file.
+	LogBytes int64
+	// GuestNanos is the guest time the recording covers (inspect --json).
+	GuestNanos uint64
+	// Parallel is `samsara record --mode parallel`, when the binary has
+	// that mode (Ran is false otherwise).
+	Parallel outcome
+	// ParallelReplay is the replay of Parallel's log.
+	ParallelReplay outcome
+	// Squashes and Chunks are summed over the vCPUs of Parallel's log.
+	Squashes, Chunks int
+}
+
+// qemuResult is one workload under QEMU, each run a cold start (SeaBIOS,
+// kernel boot, workload, reset).
+type qemuResult struct {
+	// Plain1 and Plain2 are -accel tcg without recording, 1 and 2 vCPUs.
+	Plain1, Plain2 outcome
+	// Record1 and Replay1 are -icount shift=auto,rr=record/replay, 1 vCPU.
+	Record1, Replay1 outcome
+	// LogBytes is the size of Record1's rrfile.
+	LogBytes int64
+	// GuestNanos is the last kernel log timestamp of Record1 (the guest
+	// clock at reset, boot included; virtual time under -icount).
+	GuestNanos uint64
+	// Record2 is the same recording with -smp 2, which QEMU 7.2 refuses.
+	Record2 outcome
+}
+
+// workloadResult is everything measured for one workload.
+type workloadResult struct {
+	// Name is the program in build/workloads.
+	Name string
+	// Samsara holds one result per vCPU count, in the order measured.
+	Samsara []samsaraResult
+	// QEMU is the QEMU side.
+	QEMU qemuResult
+}
+
+// kvmResult is one attempt to run a workload under qemu -enable-kvm.
+type kvmResult struct {
+	// VCPUs is -smp.
+	VCPUs int
+	// Workload is the command line given to init.
+	Workload string
+	// Outcome is the attempt; under PVM its Err is the emulation failure.
+	Outcome outcome
+}
+
+// benchReport is one run of the report subcommand.
+type benchReport struct {
+	// Date is when the run started.
+	Date time.Time
+	// Host describes the machine (CPUs, KVM platform).
+	Host string
+	// QEMUVersion is the first line of qemu-system-x86_64 --version.
+	QEMUVersion string
+	// Cmdline is the kernel command line both VMMs give the guest.
+	Cmdline string
+	// Parallel says whether samsara record has a parallel mode.
+	Parallel bool
+	// Workloads are the per-workload results, in reportWorkloads order.
+	Workloads []workloadResult
+	// QEMUBoot is QEMU running "true" instead of a workload: the cost of
+	// the boot that every QEMU time includes.
+	QEMUBoot qemuResult
+	// KVM are the qemu -enable-kvm attempts, one per vCPU count.
+	KVM []kvmResult
+	// Elapsed is how long the whole measurement took.
+	Elapsed time.Duration
+}
+
+// reportConfig is what the report subcommand was asked to do.
+type reportConfig struct {
+	samsara, kernel, initrd string
+	// results is the output directory.
+	results string
+	// workloads and cpus select what to measure.
+	workloads []string
+	cpus      []int
+	// kvm enables the qemu -enable-kvm attempts (about a minute each here).
+	kvm bool
+	// timeout bounds every single command.
+	timeout time.Duration
+}
+
+// benchReportCmd measures everything and writes the two files.
+func benchReportCmd(cfg reportConfig) {
+	start := time.Now()
+	dir, err := os.MkdirTemp("", "samsara-report-")
+	if err != nil {
+		fail(err)
+	}
+	defer os.RemoveAll(dir)
+	cmdline, err := exec.Command(cfg.samsara, "cmdline").Output()
+	if err != nil {
+		fail(fmt.Errorf("samsara cmdline: %v", err))
+	}
+	r := &benchReport{
+		Date:        start,
+		Host:        hostDescription(),
+		QEMUVersion: qemuVersion(),
+		Cmdline:     strings.TrimSpace(string(cmdline)),
+		Parallel:    hasParallelMode(cfg.samsara),
+	}
+	q := qemuRunner{kernel: cfg.kernel, initrd: cfg.initrd, cmdline: r.Cmdline, dir: dir, timeout: cfg.timeout}
+	s := samsaraRunner{bin: cfg.samsara, kernel: cfg.kernel, initrd: cfg.initrd, dir: dir, timeout: cfg.timeout, parallel: r.Parallel}
+
+	progress("QEMU boot only (true)")
+	r.QEMUBoot = q.workload("true", false)
+	ckpts := map[int]string{}
+	for _, n := range cfg.cpus {
+		progress(fmt.Sprintf("samsara: boot %d vCPU(s) to a checkpoint", n))
+		ck, err := s.checkpoint(n)
+		if err != nil {
+			fail(err)
+		}
+		ckpts[n] = ck
+	}
+	for _, w := range cfg.workloads {
+		wr := workloadResult{Name: w}
+		for _, n := range cfg.cpus {
+			progress(fmt.Sprintf("samsara: %s on %d vCPU(s)", w, n))
+			wr.Samsara = append(wr.Samsara, s.workload(ckpts[n], w, n))
+		}
+		progress("QEMU: " + w)
+		wr.QEMU = q.workload(w, true)
+		r.Workloads = append(r.Workloads, wr)
+	}
+	if cfg.kvm && len(cfg.workloads) > 0 {
+		for _, n := range cfg.cpus {
+			progress(fmt.Sprintf("QEMU -enable-kvm, %d vCPU(s)", n))
+			r.KVM = append(r.KVM, q.kvm(cfg.workloads[0], n))
+		}
+	}
+	r.Elapsed = time.Since(start)
+
+	if err := writeReport(cfg.results, r); err != nil {
+		fail(err)
+	}
+	fmt.Print(renderMarkdown(r))
+}
+
+// writeReport writes bench.md, overhead.svg and the measured data,
+// bench.json (what -rerender reads), into dir.
+func writeReport(dir string, r *benchReport) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	j, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bench.json"), append(j, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bench.md"), []byte(renderMarkdown(r)), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "overhead.svg"), []byte(renderSVG(overheadChart(r))), 0o644)
+}
+
+// rerender rewrites bench.md and overhead.svg in dir from its bench.json,
+// without measuring (after a change to the rendering).
+func rerender(dir string) error {
+	j, err := os.ReadFile(filepath.Join(dir, "bench.json"))
+	if err != nil {
+		return err
+	}
+	var r benchReport
+	if err := json.Unmarshal(j, &r); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(dir, "bench.json"), err)
+	}
+	return writeReport(dir, &r)
+}
+
+// progress tells the user on stderr what is being measured.
+func progress(what string) {
+	fmt.Fprintf(os.Stderr, "bench: %s %s\n", time.Now().Format("15:04:05"), what)
+}
+
+// hostDescription names the CPU count and how KVM is provided.
+func hostDescription() string {
+	kvm := "hardware KVM"
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+		kvm = "KVM through PVM (kvm_pvm: no VMX/SVM, guest kernel code emulated)"
+	}
+	return fmt.Sprintf("%d CPUs, %s", runtime.NumCPU(), kvm)
+}
+
+// qemuVersion is the first line of qemu-system-x86_64 --version.
+func qemuVersion() string {
+	out, err := exec.Command(qemuBin, "--version").Output()
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	return strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// samsaraRunner measures workloads under samsara from booted checkpoints.
+type samsaraRunner struct {
+	// bin, kernel and initrd are the samsara binary and the guest.
+	bin, kernel, initrd string
+	// dir holds checkpoints and recordings.
+	dir string
+	// timeout bounds one command.
+	timeout time.Duration
+	// parallel says whether `record --mode parallel` exists.
+	parallel bool
+}
+
+// replayMatched is what `samsara replay` prints (cmd/samsara/replay.go)
+// when the replay verified the recording.
+const replayMatched = "replay matched the recording"
+
+// checkpoint boots the guest on n vCPUs once and saves the machine at
+// init's checkpoint request, so every run below skips the boot.
+func (s samsaraRunner) checkpoint(n int) (string, error) {
+	ck := filepath.Join(s.dir, fmt.Sprintf("boot-%d.ckpt", n))
+	o, out := runCmd(s.timeout, s.bin, "run", "--cpus", fmt.Sprint(n), "--kernel", s.kernel, "--initrd", s.initrd, "--save-checkpoint", ck, "--", "true")
+	if !o.ok() {
+		return "", fmt.Errorf("samsara: boot %d vCPUs to a checkpoint: %s\n%s", n, o.Err, out)
+	}
+	return ck, nil
+}
+
+// workload runs, records and replays "w n tiny" on n vCPUs from ck.
+func (s samsaraRunner) workload(ck, w string, n int) samsaraResult {
+	argv := []string{w, fmt.Sprint(n), workloadSize}
+	cpus := fmt.Sprint(n)
+	r := samsaraResult{VCPUs: n}
+	r.Run, _ = runCmd(s.timeout, s.bin, append([]string{"run", "--cpus", cpus, "--from-checkpoint", ck, "--"}, argv...)...)
+
+	rec := filepath.Join(s.dir, fmt.Sprintf("%s-%d.zst", w, n))
+	r.Record, _ = runCmd(s.timeout, s.bin, append([]string{"record", "--mode", "serialized", "--cpus", cpus, "--from-checkpoint", ck, "-o", rec, "--"}, argv...)...)
+	if st, err := os.Stat(rec); err == nil {
+		r.LogBytes = st.Size()
+	}
+	if r.Record.ok() {
+		r.Replay = s.replay(rec, ck)
+		if sum, err := inspect(s.bin, rec); err == nil {
+			r.GuestNanos = sum.guestNanos
+		}
+	}
+	if s.parallel {
+		prec := filepath.Join(s.dir, fmt.Sprintf("%s-%d-parallel.zst", w, n))
+		r.Parallel, _ = runCmd(s.timeout, s.bin, append([]string{"record", "--mode", "parallel", "--cpus", cpus, "--from-checkpoint", ck, "-o", prec, "--"}, argv...)...)
+		if r.Parallel.ok() {
+			r.ParallelReplay = s.replay(prec, ck)
+			if sum, err := inspect(s.bin, prec); err == nil {
+				r.Squashes, r.Chunks = sum.squashes, sum.chunks
+			}
+		}
+	}
+	return r
+}
+
+// replay replays rec and requires samsara to say that it matched.
+func (s samsaraRunner) replay(rec, ck string) outcome {
+	o, out := runCmd(s.timeout, s.bin, "replay", rec, "--from-checkpoint", ck)
+	if o.ok() && !strings.Contains(out, replayMatched) {
+		o.Err = "exit 0 but no \"" + replayMatched + "\""
+	}
+	return o
+}
+
+// recordingSummary is what the report needs from `samsara inspect --json`.
+type recordingSummary struct {
+	guestNanos       uint64
+	squashes, chunks int
+}
+
+// inspect reads a recording's guest time and chunk counts.
+func inspect(bin, rec string) (recordingSummary, error) {
+	out, err := exec.Command(bin, "inspect", "--json", rec).Output()
+	if err != nil {
+		return recordingSummary{}, err
+	}
+	var j struct {
+		VCPUs []struct {
+			Chunks   int `json:"chunks"`
+			Squashes int `json:"squashes"`
+		} `json:"vcpus"`
+		End *struct {
+			GuestNanos uint64 `json:"guest_nanos"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal(out, &j); err != nil {
+		return recordingSummary{}, err
+	}
+	var s recordingSummary
+	if j.End != nil {
+		s.guestNanos = j.End.GuestNanos
+	}
+	for _, v := range j.VCPUs {
+		s.chunks += v.Chunks
+		s.squashes += v.Squashes
+	}
+	return s, nil
+}
+
+// hasParallelMode reads `samsara record --help` for a parallel recorder.
+func hasParallelMode(bin string) bool {
+	out, _ := exec.Command(bin, "record", "--help").CombinedOutput()
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "--mode") && strings.Contains(l, "parallel") {
+			return true
+		}
+	}
+	return false
+}
+
+// runCmd runs a command to completion (killing it after timeout) and
+// returns its wall time and combined output; Err is the exit error and
+// the output's last line.
+func runCmd(timeout time.Duration, name string, args ...string) (outcome, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	o := outcome{Wall: time.Since(start), Ran: true}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		o.Err = fmt.Sprintf("killed after %v", timeout)
+	} else if err != nil {
+		o.Err = fmt.Sprintf("%v: %s", err, lastLine(string(out)))
+	}
+	return o, string(out)
+}
+
+// lastLine is the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
