@@ -4,7 +4,12 @@
 #                   guest kernel (cached), initramfs, workloads, bin/samsara
 #   make demo       build, then boot, record, replay and inspect on 2 vCPUs
 #   make test       build, then run every test (what CI runs)
-#   make bench      boot time against QEMU; record/replay per workload
+#   make bench      the full benchmark report: samsara run/record/replay per
+#                   workload on 1 and 2 vCPUs next to QEMU's record/replay;
+#                   writes results/bench.md and results/overhead.svg
+#   make bench-boot boot-to-init time, samsara against qemu -enable-kvm
+#   make disk DIR=folder OUT=disk.img [SIZE_MB=n]
+#                   ext2 image of a folder, for samsara run/record/replay --vm
 #
 # The guest kernel build is cached outside the tree, in $(SAMSARA_CACHE),
 # keyed by the SHA-256 of its inputs (guest-images/build-kernel.sh).
@@ -15,7 +20,7 @@ GO ?= go
 BUILD := build
 APT_PACKAGES := $(shell cat guest-images/deps.txt 2>/dev/null)
 
-.PHONY: all deps kernel initramfs workloads samsara demo test bench clean
+.PHONY: all deps kernel initramfs workloads samsara demo test bench bench-boot bench-qemu disk clean
 
 all: samsara kernel initramfs
 
@@ -61,10 +66,22 @@ test: all
 	SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) test -count=1 -timeout 25m ./...
 
 # QEMU is only needed to compare against; installed here, not for tests.
-bench: all
+bench-qemu:
 	@dpkg -s qemu-system-x86 >/dev/null 2>&1 || { SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null; }
+
+# The report (tests/bench/report.go): about 8 minutes on 2 cores.
+bench: all bench-qemu
+	SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) run ./tests/bench report
+
+bench-boot: all bench-qemu
 	SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) run ./tests/bench boot
-	SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) run ./tests/bench rr
+
+# A raw ext2 image of DIR for --vm (guest-images/build-disk.sh): the guest
+# mounts it on /mnt. Programs on it must be static and built without AVX
+# (README: "Running your own programs").
+disk: deps
+	@[ -n "$(DIR)" ] && [ -n "$(OUT)" ] || { echo "usage: make disk DIR=folder OUT=disk.img [SIZE_MB=n]" >&2; exit 2; }
+	guest-images/build-disk.sh $(OUT) $(DIR) $(SIZE_MB)
 
 clean:
 	rm -rf $(BUILD) bin

@@ -170,6 +170,26 @@ func bootedCheckpoint(t *testing.T, cpus int) string {
 	return e.path
 }
 
+// diskCheckpoint cold-boots the reference guest on cpus vCPUs with the
+// disk image img attached (--vm), saves a checkpoint in a test temp
+// directory when init starts, lets init run prog (from the cold boot) and
+// returns the checkpoint and the boot's console output. It fails the test
+// if prog exits non-zero. Not cached: every disk test has its own image,
+// and a checkpoint taken with a disk is only valid with that disk.
+func diskCheckpoint(t *testing.T, cpus int, img string, prog ...string) (ckpt, out string) {
+	t.Helper()
+	kernel, initrd := requireGuest(t)
+	ckpt = filepath.Join(t.TempDir(), "disk.ckpt")
+	args := []string{"run", "--cpus", fmt.Sprint(cpus), "--kernel", kernel, "--initrd", initrd,
+		"--vm", img, "--save-checkpoint", ckpt, "--"}
+	r := samsara(t, coldBootTimeout, append(args, prog...)...)
+	if r.status != 0 {
+		t.Fatalf("cold boot on %d vCPUs with disk %s running %v: status %d\nstdout:\n%s\nstderr:\n%s",
+			cpus, filepath.Base(img), prog, r.status, tail(r.stdout), tail(r.stderr))
+	}
+	return ckpt, r.stdout
+}
+
 // cacheDir is where booted checkpoints are kept between runs.
 func cacheDir() string {
 	if d := os.Getenv("SAMSARA_CACHE"); d != "" {

@@ -86,7 +86,7 @@ func testRecordReplay(t *testing.T, cpus int) {
 // disk and reads it back, and checks that the user's image is never
 // written.
 func TestRecordReplayDisk(t *testing.T) {
-	kernel, initrd := requireGuest(t)
+	requireGuest(t)
 	dir := t.TempDir()
 	content := filepath.Join(dir, "content")
 	os.MkdirAll(content, 0o755)
@@ -96,10 +96,9 @@ func TestRecordReplayDisk(t *testing.T) {
 		t.Fatalf("build-disk.sh: %v\n%s", err, out)
 	}
 	before := hashFiles(t, img)
-	ckpt := filepath.Join(dir, "disk.ckpt")
-	r := samsara(t, coldBootTimeout, "run", "--cpus", "1", "--kernel", kernel, "--initrd", initrd, "--vm", img, "--save-checkpoint", ckpt, "--", "cat", "/mnt/hello.txt")
-	if r.status != 0 || !strings.Contains(r.stdout, "hello from the disk") {
-		t.Fatalf("cold boot with a disk: status %d\nstdout:\n%s\nstderr:\n%s", r.status, tail(r.stdout), tail(r.stderr))
+	ckpt, boot := diskCheckpoint(t, 1, img, "cat", "/mnt/hello.txt")
+	if !strings.Contains(boot, "hello from the disk") {
+		t.Fatalf("cold boot with a disk printed:\n%s", boot)
 	}
 	out, _ := recordAndReplay(t, 1, ckpt, []string{"--vm", img}, "diskrw")
 	if !strings.Contains(out, "diskrw: 262144 bytes") || !strings.Contains(out, " ok") {
