@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/samsara-vmm/samsara/internal/ept"
 	"github.com/samsara-vmm/samsara/internal/log"
 	"github.com/samsara-vmm/samsara/internal/nde"
 	"github.com/samsara-vmm/samsara/internal/vmm"
@@ -19,7 +20,7 @@ const version = "0.1.0"
 
 func newRecordCmd(logger func() *zap.Logger) *cobra.Command {
 	var f vmFlags
-	var out, fromCkpt, mode string
+	var out, fromCkpt, mode, tracker string
 	cmd := &cobra.Command{
 		Use:   "record [flags] -o rec.zst [-- PROGRAM ARGS...]",
 		Short: "Run the guest and record it for deterministic replay",
@@ -31,8 +32,16 @@ Exits with PROGRAM's exit status.`,
 			if out == "" {
 				return fmt.Errorf("-o FILE is required: where to write the recording")
 			}
-			if mode != "serialized" {
-				return fmt.Errorf("--mode %s: only the serialized recorder exists so far (the parallel recorder is issue 4)", mode)
+			if mode != string(log.ModeSerialized) && mode != string(log.ModeParallel) {
+				return fmt.Errorf("--mode %q: want parallel or serialized", mode)
+			}
+			if tracker != "" && mode != string(log.ModeParallel) {
+				return fmt.Errorf("--tracker is for --mode parallel (the serialized recorder tracks no pages)")
+			}
+			if tracker != "" {
+				if _, err := ept.New(tracker); err != nil {
+					return fmt.Errorf("--tracker: %w (see samsara probe)", err)
+				}
 			}
 			cfg, closeConsole, err := f.config(args)
 			if err != nil {
@@ -40,10 +49,12 @@ Exits with PROGRAM's exit status.`,
 			}
 			defer closeConsole()
 			cfg.Logger, cfg.FromCheckpoint, cfg.Deterministic = logger(), fromCkpt, true
+			cfg.Parallel, cfg.Tracker = mode == string(log.ModeParallel), tracker
 			h, err := recordHeader(cfg)
 			if err != nil {
 				return err
 			}
+			h.Mode = log.Mode(mode)
 			file, err := os.Create(out)
 			if err != nil {
 				return fmt.Errorf("-o: %w", err)
@@ -63,7 +74,12 @@ Exits with PROGRAM's exit status.`,
 			}
 			defer m.Close()
 			progress.start(m)
-			res, err := m.Record(w)
+			var res vmm.Result
+			if cfg.Parallel {
+				res, err = m.RecordParallel(w)
+			} else {
+				res, err = m.Record(w)
+			}
 			progress.stop()
 			if cerr := w.Close(); err == nil && cerr != nil {
 				err = cerr
@@ -85,7 +101,8 @@ Exits with PROGRAM's exit status.`,
 	f.register(cmd)
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the recording to FILE")
 	cmd.Flags().StringVar(&fromCkpt, "from-checkpoint", "", "start from a booted checkpoint (see run --save-checkpoint)")
-	cmd.Flags().StringVar(&mode, "mode", "serialized", "recorder: serialized (one vCPU at a time)")
+	cmd.Flags().StringVar(&mode, "mode", "serialized", "recorder: parallel (all vCPUs at once, ordered commit of chunks) or serialized (one vCPU at a time)")
+	cmd.Flags().StringVar(&tracker, "tracker", "", "page tracker of the parallel recorder (default: the fastest exact one here; see samsara probe)")
 	return cmd
 }
 

@@ -52,6 +52,12 @@ type Config struct {
 	// MinBudget is the back-off floor; 0 means DefaultMinBudget (or
 	// InitialBudget if that is smaller). It must not exceed InitialBudget.
 	MinBudget uint64
+	// ExclusiveWait, if set, is called (with the committer's mutex held;
+	// it must not block or call back) when a vCPU claims exclusive mode
+	// while other chunks run, so the caller can make them end soon: a
+	// running chunk that waits for the claimant (a spin in guest user code,
+	// which the recorder cannot preempt) would otherwise wait forever.
+	ExclusiveWait func(claimant int)
 }
 
 // record is a chunk in the total order, kept for conflict checks.
@@ -95,6 +101,8 @@ type Committer struct {
 	running []*Txn
 	// active counts the non-nil entries of running.
 	active int
+	// exclusiveWait is Config.ExclusiveWait.
+	exclusiveWait func(claimant int)
 	// exclOwner is the vCPU that holds or is waiting for exclusive mode,
 	// -1 if none. While it is set no other chunk may begin.
 	exclOwner int
@@ -128,6 +136,7 @@ func New(cfg Config, logger *zap.Logger) (*Committer, error) {
 		running:       make([]*Txn, cfg.VCPUs),
 		exclOwner:     -1,
 		recsBase:      1,
+		exclusiveWait: cfg.ExclusiveWait,
 	}
 	c.cond.L = &c.mu
 	for i := range c.vcpus {
@@ -165,6 +174,9 @@ func (c *Committer) Begin(v int) (*Txn, error) {
 		// still commit and finish: they began before the claim.
 		c.exclOwner = v
 		c.log.Debug("exclusive chunk waiting", zap.Int("vcpu", v), zap.Int("running", c.active))
+		if c.active > 0 && c.exclusiveWait != nil {
+			c.exclusiveWait(v)
+		}
 		for c.err == nil && c.active > 0 {
 			c.cond.Wait()
 		}

@@ -546,3 +546,28 @@ func TestStats(t *testing.T) {
 		}
 	}
 }
+
+// Writes a hook adds (device DMA at the exit) squash a chunk that began
+// before the hook's chunk finished and read the page.
+func TestAddWritesSquashesEarlierReader(t *testing.T) {
+	c, err := New(Config{VCPUs: 2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := c.Begin(0)
+	b, _ := c.Begin(1) // begins before a finishes
+	ra, err := a.Commit(testChunk{reads: NewPageSet(1), writes: NewPageSet(1)})
+	if err != nil || !ra.Committed() {
+		t.Fatalf("a: %v %v", ra, err)
+	}
+	if err := a.Finish(func(uint64) error { a.AddWrites(NewPageSet(7)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := b.Commit(testChunk{reads: NewPageSet(7)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb.Committed() || rb.Squash.Page != 7 {
+		t.Fatalf("b read page 7, which a's hook wrote, and committed: %+v", rb)
+	}
+}

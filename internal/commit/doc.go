@@ -29,9 +29,8 @@
 //	               snapshot < k <= ordered, if W(k) ∩ (R ∪ W) ≠ ∅ the chunk
 //	               is squashed (Squash names the first such k and page).
 //	               Otherwise: publish W, seq := ++ordered, return seq.
-//	               (Most of the check runs before the mutex against the
-//	               chunks ordered so far; under the mutex only the chunks
-//	               ordered meanwhile are checked.)
+//	               (The whole check runs under the mutex: Txn.AddWrites
+//	               may amend the write set of the chunk being finished.)
 //	write-back     (phase 2) the caller copies its private pages to canonical
 //	               memory, outside any lock, concurrently with other chunks'
 //	               write-backs.
@@ -39,6 +38,12 @@
 //	               hook (append the chunk record and its NDEs to the log,
 //	               complete the exit that ended the chunk: device side
 //	               effects happen in commit order), finished := seq.
+//
+// A hook may add pages to its chunk's write set (Txn.AddWrites): writes made
+// while the exit is handled in order (device DMA, an interrupt raised in
+// another vCPU's APIC, which the recorder models as a page). The caller must
+// then keep other chunks from being ordered between the chunk's Commit and
+// the end of its hook; samsara's recorder holds one lock across both.
 //
 // The ordered hook of chunk n runs after that of chunk n-1 has returned and
 // before that of n+1 starts, exactly once, and never concurrently with

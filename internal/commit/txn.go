@@ -148,18 +148,8 @@ func (t *Txn) Commit(ch Chunk) (Result, error) {
 	reads, writes, work := ch.ReadSet(), ch.WriteSet(), ch.Work()
 	c := t.c
 
-	// Check the chunks ordered so far outside the mutex, against a copy
-	// of the slice header: entries above our snapshot are neither
-	// modified nor cleared while we run, and the sets are immutable.
-	c.mu.Lock()
-	recs, base := c.recs, c.recsBase
-	c.mu.Unlock()
-	checked := t.snapshot
-	sq := conflict(recs, base, checked, reads, writes)
-	if sq == nil {
-		checked = max(checked, base+uint64(len(recs))-1)
-	}
-
+	// The check runs under the mutex: AddWrites may amend a record that a
+	// check outside it would already have read.
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
@@ -167,10 +157,7 @@ func (t *Txn) Commit(ch Chunk) (Result, error) {
 		c.endLocked(t)
 		return Result{}, fmt.Errorf("commit chunk of vcpu %d: %w", t.vcpu, c.err)
 	}
-	if sq == nil {
-		// Only the chunks ordered since the copy above.
-		sq = conflict(c.recs, c.recsBase, checked, reads, writes)
-	}
+	sq := conflict(c.recs, c.recsBase, t.snapshot, reads, writes)
 	vs := &c.vcpus[t.vcpu]
 	t.state = txnDone
 	if sq != nil {
@@ -238,6 +225,32 @@ func (t *Txn) Finish(hook func(seq uint64) error) error {
 	t.state = txnDone
 	c.endLocked(t)
 	return herr
+}
+
+// AddWrites adds pages to the write set of this ordered chunk, from its
+// ordered hook: writes that happen when the chunk's exit is handled in
+// order (a device writing guest memory, an interrupt raised in another
+// vCPU's local APIC, which the recorder models as a page). Every chunk
+// that commits later and began before this one finished is checked
+// against them. The caller must keep other chunks from being ordered
+// between this chunk's Commit and its AddWrites (the recorder holds one
+// lock across both); AddWrites panics if one was.
+func (t *Txn) AddWrites(p PageSet) {
+	if t.state != txnOrdered {
+		panic(fmt.Sprintf("commit: AddWrites of vcpu %d chunk in state %v", t.vcpu, t.state))
+	}
+	if p.Empty() {
+		return
+	}
+	c := t.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ordered != t.seq {
+		panic(fmt.Sprintf("commit: AddWrites to chunk %d after chunk %d was ordered", t.seq, c.ordered))
+	}
+	i := t.seq - c.recsBase
+	r := c.recs[i]
+	c.recs[i] = &record{seq: r.seq, vcpu: r.vcpu, writes: r.writes.Union(p)}
 }
 
 // Abort ends a running chunk without committing it and without counting a

@@ -37,6 +37,12 @@ func (v *dirtyLogView) Attach(vmFD int, slot uint32, gpa uint64) error {
 	return nil
 }
 
+// AttachRange is not supported: the dirty log is read per memslot, and
+// this backend keeps one.
+func (v *dirtyLogView) AttachRange(vmFD int, slot uint32, gpa, off, size uint64) error {
+	return fmt.Errorf("ept: %s tracks one memslot; it cannot back a guest with a memory hole", DirtyLog)
+}
+
 func (v *dirtyLogView) Begin() error {
 	if v.vmFD < 0 {
 		return fmt.Errorf("dirtylog Begin before Attach: %w", ErrState)

@@ -105,6 +105,16 @@ func (v *privateView) Attach(vmFD int, slot uint32, gpa uint64) error {
 	return setMemoryRegion(vmFD, slot, 0, gpa, v.size, sliceAddr(v.mem))
 }
 
+// AttachRange registers the part [off, off+size) of the view as memslot
+// slot at guest physical address gpa: for guests whose RAM has holes (the
+// PC's 640 KiB-1 MiB window). Sets still index pages by memfd offset.
+func (v *privateView) AttachRange(vmFD int, slot uint32, gpa, off, size uint64) error {
+	if off+size > v.size || off%PageSize != 0 || size%PageSize != 0 {
+		return fmt.Errorf("ept: memslot range %#x+%#x outside the %#x-byte view", off, size, v.size)
+	}
+	return setMemoryRegion(vmFD, slot, 0, gpa, size, sliceAddr(v.mem)+uintptr(off))
+}
+
 func (v *privateView) Begin() error {
 	if v.state != stateIdle {
 		return fmt.Errorf("Begin in state %d: %w", v.state, ErrState)
@@ -209,8 +219,12 @@ func (v *privateView) Commit(pages []uint64) error {
 	return v.reset(false)
 }
 
+// Discard drops every page of the view, not only those End found: after
+// End the vCPU may still touch memory before the squash restores it (the
+// parallel recorder completes the exit's pending I/O first), and a page
+// left private would hide canonical memory from every later chunk.
 func (v *privateView) Discard() error {
-	return v.reset(v.state != stateEnded)
+	return v.reset(true)
 }
 
 // reset drops every page the view maps (private copies and page-cache

@@ -18,7 +18,13 @@ import (
 // means (e.g. what Point.UserBranches counts). Adding a header JSON field
 // that older readers may ignore does not need a bump. The reader accepts
 // only this exact version (see doc.go, "Versioning").
-const Version uint32 = 1
+//
+// History:
+//
+//	1  the first format
+//	2  record kind 10, RecorderStats (a version 1 reader would report the
+//	   end of every parallel recording as an unknown kind)
+const Version uint32 = 2
 
 // magic opens every recording. The NUL after "SAMSARA" stops text tools
 // from treating the file as text; "REC" leaves room for other samsara file

@@ -232,6 +232,94 @@ func (e *End) decode(d *decoder) {
 
 func (*End) validate(uint32) error { return nil }
 
+// --- RecorderStats: tracker length uvarint, tracker bytes; vcpu count
+// uvarint (== CPUs), then per vCPU commits, squashes, exclusive runs,
+// committed work, re-executed work (5 uvarints); bucket count uvarint (<=
+// NumSizeBuckets), then per non-empty bucket its index uvarint (strictly
+// increasing, < NumSizeBuckets) and its count uvarint (> 0). Empty buckets
+// are left out, which keeps a typical histogram to a dozen pairs instead of
+// 65 counts, and the rules make the encoding of a histogram unique.
+
+func (r *RecorderStats) appendFields(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(r.Tracker)))
+	b = append(b, r.Tracker...)
+	b = binary.AppendUvarint(b, uint64(len(r.VCPUs)))
+	for _, v := range r.VCPUs {
+		b = binary.AppendUvarint(b, v.Commits)
+		b = binary.AppendUvarint(b, v.Squashes)
+		b = binary.AppendUvarint(b, v.ExclusiveRuns)
+		b = binary.AppendUvarint(b, v.CommittedWork)
+		b = binary.AppendUvarint(b, v.ReexecutedWork)
+	}
+	n := 0
+	for _, c := range r.ChunkSizes {
+		if c != 0 {
+			n++
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	for i, c := range r.ChunkSizes {
+		if c != 0 {
+			b = binary.AppendUvarint(b, uint64(i))
+			b = binary.AppendUvarint(b, c)
+		}
+	}
+	return b
+}
+
+func (r *RecorderStats) decode(d *decoder) {
+	if s := d.bytes(); !d.alias {
+		r.Tracker = string(s)
+	}
+	// Each vCPU takes at least 5 bytes (one per uvarint): bound the count
+	// by the bytes left before allocating for it.
+	n := d.count(5, "recorder stats vcpu count")
+	if d.err != nil {
+		return
+	}
+	if d.alias {
+		r.VCPUs = r.VCPUs[:0] // reuse the scratch record's array
+	} else {
+		r.VCPUs = make([]RecorderVCPUStats, 0, n)
+	}
+	for range n {
+		r.VCPUs = append(r.VCPUs, RecorderVCPUStats{
+			Commits:        d.uvarint(),
+			Squashes:       d.uvarint(),
+			ExclusiveRuns:  d.uvarint(),
+			CommittedWork:  d.uvarint(),
+			ReexecutedWork: d.uvarint(),
+		})
+	}
+	r.ChunkSizes = SizeHistogram{}
+	m := d.bounded(NumSizeBuckets, "chunk size bucket count")
+	next := uint64(0) // smallest index the next bucket may have
+	for range m {
+		i := d.bounded(NumSizeBuckets-1, "chunk size bucket")
+		c := d.uvarint()
+		if d.err != nil {
+			return
+		}
+		if i < next {
+			d.fail("chunk size bucket %d out of order", i)
+			return
+		}
+		if c == 0 {
+			d.fail("chunk size bucket %d stored empty", i)
+			return
+		}
+		r.ChunkSizes[i] = c
+		next = i + 1
+	}
+}
+
+func (r *RecorderStats) validate(cpus uint32) error {
+	if uint64(len(r.VCPUs)) != uint64(cpus) {
+		return fmt.Errorf("recorder stats for %d vcpus, recording has %d vcpus", len(r.VCPUs), cpus)
+	}
+	return nil
+}
+
 // decoder reads fields from one block's payload. Errors are sticky: after
 // the first one every getter returns zero, and the caller checks d.err once
 // per record, which keeps the per-kind decode functions straight-line.

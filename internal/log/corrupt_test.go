@@ -146,6 +146,14 @@ func TestCorruptPayloads(t *testing.T) {
 		{"console length beyond data", craftBlock{[]byte{byte(KindConsoleInput), 10, 'a'}, 1}, nil},
 		{"exit code overflow", craftBlock{[]byte{byte(KindEnd), 0x80, 0x80, 0x80, 0x80, 0x10, 0}, 1}, nil},
 		{"bad varint", craftBlock{append([]byte{byte(KindTime), 0}, bytes.Repeat([]byte{0xff}, 11)...), 1}, nil},
+		{"recorder stats vcpu count", craftBlock{rec(&RecorderStats{VCPUs: make([]RecorderVCPUStats, 2)}), 1}, nil},
+		{"recorder stats vcpu count beyond data", craftBlock{[]byte{byte(KindRecorderStats), 0, 0xff, 0xff, 0x03}, 1}, nil},
+		{"recorder stats bucket count", craftBlock{recorderStatsBuckets(66), 1}, nil},
+		{"recorder stats bucket index", craftBlock{recorderStatsBuckets(1, 65, 1), 1}, nil},
+		{"recorder stats buckets out of order", craftBlock{recorderStatsBuckets(2, 5, 1, 4, 1), 1}, nil},
+		{"recorder stats bucket repeated", craftBlock{recorderStatsBuckets(2, 5, 1, 5, 1), 1}, nil},
+		{"recorder stats empty bucket stored", craftBlock{recorderStatsBuckets(1, 5, 0), 1}, nil},
+		{"recorder stats buckets truncated", craftBlock{recorderStatsBuckets(2, 5, 1), 1}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := craft(t, craftBlock{good, 1}, tc.block, craftBlock{good, 1})
@@ -261,4 +269,16 @@ func TestWriterRefusesBadHeader(t *testing.T) {
 	if _, err := NewWriter(&bytes.Buffer{}, testHeader(), WithBlockSize(0)); err == nil {
 		t.Error("NewWriter accepted block size 0")
 	}
+}
+
+// recorderStatsBuckets encodes a RecorderStats record for testCPUs zeroed
+// vCPUs whose histogram part is the given raw uvarints (bucket count, then
+// index/count pairs), for the checks of its canonical form.
+func recorderStatsBuckets(raw ...uint64) []byte {
+	b := rec(&RecorderStats{VCPUs: make([]RecorderVCPUStats, testCPUs)})
+	b = b[:len(b)-1] // drop the empty histogram's bucket count
+	for _, v := range raw {
+		b = binary.AppendUvarint(b, v)
+	}
+	return b
 }

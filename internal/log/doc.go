@@ -43,11 +43,12 @@
 // RCX, are zig-zag varints (binary.AppendVarint) because canonical x86-64
 // kernel addresses are sign-extended: 0xffffffff81000000 takes 10 bytes as a
 // uvarint but 5 as a varint. Byte strings are a uvarint length followed by the
-// bytes; hashes are 32 raw bytes. Point is four fields in this order:
-// UserBranches (uvarint), KernelInsns (uvarint), RIP (varint), RCX (varint).
+// bytes; hashes are 32 raw bytes. Point is five fields in this order:
+// UserBranches (uvarint), KernelInsns (uvarint), RIP (varint), RCX (varint),
+// Regs (8 bytes, little-endian: a hash, which a varint would not shorten).
 //
 //	kind  record          fields after the kind byte
-//	1     Chunk           vcpu uv, end Point, reason byte, squashes uv
+//	1     Chunk           vcpu uv, end Point, reason byte, squashes uv, exits uv
 //	2     PIORead         vcpu uv, port uv (<= 0xffff), size byte, value uv
 //	3     MMIORead        vcpu uv, addr uv, size byte, value uv
 //	4     Interrupt       vcpu uv, vector byte, at Point
@@ -55,10 +56,21 @@
 //	6     ConsoleInput    length uv, data bytes
 //	7     Time            vcpu uv, nanos v
 //	8     Digest          seq uv, n uv (== CPUs), n x 32-byte vCPU hash, 32-byte memory hash
-//	9     End             exit code v (int32 range), length uv, reason bytes
+//	9     End             exit code v (int32 range), length uv, reason bytes, guest nanos uv
+//	10    RecorderStats   length uv, tracker bytes, n uv (== CPUs), n x VCPUStats,
+//	                      m uv (<= 65), m x (bucket uv, chunks uv)
 //
 // (uv: uvarint; v: zig-zag varint; every vcpu is below Header.Config.CPUs and
 // fits a uint32.) codec.go implements exactly this table.
+//
+// RecorderStats (parallel recordings only, once, just before the final
+// Digest and End) is for `inspect`: VCPUStats is five uvarints, commits,
+// squashes, exclusive runs, committed work, re-executed work, where work is
+// counted in units of "guest kernel instructions retired + 1" per chunk. The
+// chunk-size histogram stores only its non-empty power-of-two buckets:
+// bucket 0 counts chunks of 0 units, bucket i >= 1 chunks of [2^(i-1), 2^i)
+// units; bucket indexes are strictly increasing and below 65, and no stored
+// count is zero, so each histogram has exactly one encoding.
 //
 // Records appear in replay order: a Chunk record is followed by the NDEs its
 // chunk consumed, then the next committed Chunk, and so on. This package does

@@ -32,6 +32,8 @@ func FuzzReader(f *testing.F) {
 	f.Add(multi[:len(multi)/2])
 	f.Add(multi[:len(multi)-frameHeaderSize])
 	f.Add(craft(f, craftBlock{rec(&Time{VCPU: 1, Nanos: 7}), 1}, craftBlock{[]byte{byte(KindDigest), 0, 4}, 1}))
+	f.Add(encodeLog(f, append(randomRecords(50, 5), testRecorderStats(), &End{Reason: "poweroff"})))
+	f.Add(craft(f, craftBlock{recorderStatsBuckets(3, 1, 1, 7, 2, 64, 3), 1}))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := Open(bytes.NewReader(data))

@@ -72,7 +72,38 @@ func allKinds() []Record {
 		&End{ExitCode: 0, Reason: "poweroff", GuestNanos: 12345678901},
 		&End{ExitCode: math.MinInt32, Reason: ""},
 		&End{ExitCode: math.MaxInt32, Reason: strings.Repeat("ü", 100), GuestNanos: math.MaxUint64},
+		testRecorderStats(),
+		&RecorderStats{VCPUs: make([]RecorderVCPUStats, testCPUs)}, // empty histogram, no tracker
+		&RecorderStats{Tracker: strings.Repeat("t", 300), VCPUs: []RecorderVCPUStats{
+			{math.MaxUint64, math.MaxUint64, math.MaxUint64, math.MaxUint64, math.MaxUint64}, {}, {}, {},
+		}, ChunkSizes: fullHistogram()},
 	}
+}
+
+// testRecorderStats is a plausible parallel recorder summary.
+func testRecorderStats() *RecorderStats {
+	rs := &RecorderStats{
+		Tracker: "private-pagemap",
+		VCPUs: []RecorderVCPUStats{
+			{Commits: 900, Squashes: 100, ExclusiveRuns: 2, CommittedWork: 1_000_000, ReexecutedWork: 50_000},
+			{Commits: 1000, Squashes: 0, ExclusiveRuns: 0, CommittedWork: 2_000_000, ReexecutedWork: 0},
+			{Commits: 0, Squashes: 0, ExclusiveRuns: 0, CommittedWork: 0, ReexecutedWork: 0},
+			{Commits: 3, Squashes: 1, ExclusiveRuns: 1, CommittedWork: 30, ReexecutedWork: 10},
+		},
+	}
+	rs.ChunkSizes[SizeBucket(1)] = 3       // [1, 1]
+	rs.ChunkSizes[SizeBucket(1000)] = 1000 // [512, 1023]
+	rs.ChunkSizes[SizeBucket(3000)] = 900  // [2048, 4095]
+	return rs
+}
+
+// fullHistogram has every bucket non-empty, bucket 64 at the maximum count.
+func fullHistogram() (h SizeHistogram) {
+	for i := range h {
+		h[i] = uint64(i) + 1
+	}
+	h[NumSizeBuckets-1] = math.MaxUint64
+	return h
 }
 
 // encodeLog writes recs to a complete in-memory recording.

@@ -23,9 +23,12 @@ const (
 	KindTime           Kind = 7 // *Time: a clock value handed to the guest
 	KindDigest         Kind = 8 // *Digest: a state digest to compare during replay
 	KindEnd            Kind = 9 // *End: how the recorded run ended
+	// KindRecorderStats: *RecorderStats, the parallel recorder's counters
+	// (since Version 2).
+	KindRecorderStats Kind = 10
 
 	// numKinds bounds arrays indexed by Kind; it is one past the last kind.
-	numKinds = 10
+	numKinds = 11
 )
 
 var kindNames = [numKinds]string{
@@ -38,6 +41,7 @@ var kindNames = [numKinds]string{
 	KindTime:           "time",
 	KindDigest:         "digest",
 	KindEnd:            "end",
+	KindRecorderStats:  "recorder-stats",
 }
 
 // Kinds returns every record kind this version knows, in numeric order.

@@ -122,6 +122,66 @@ type End struct {
 	GuestNanos uint64 `json:"guest_nanos"`
 }
 
+// RecorderStats is the parallel recorder's counters for the whole run
+// (internal/commit's Stats), kept so that `samsara inspect` can show how
+// well the recording parallelized: how often chunks were squashed and
+// re-executed, how often a vCPU fell back to running alone, and how large
+// the committed chunks were. Nothing in replay depends on it.
+//
+// The parallel recorder appends exactly one, after the last Chunk and its
+// NDEs and just before the final Digest and End; the serialized recorder
+// writes none. Readers must not assume it is present (older recordings,
+// recordings cut short) nor that it is the last record.
+//
+// Work units: a chunk's work is the guest kernel instructions it retired
+// plus one (so that an empty chunk still counts as 1 unit); this is what
+// commit.Chunk.Work returns for parallel-mode chunks.
+//
+// The recorder fills it straight from a commit.Stats snapshot st:
+//
+//	rs := &log.RecorderStats{
+//		Tracker:    trackerName,
+//		VCPUs:      make([]log.RecorderVCPUStats, len(st.VCPUs)),
+//		ChunkSizes: log.SizeHistogram(st.ChunkSizes.Buckets),
+//	}
+//	for i, v := range st.VCPUs {
+//		rs.VCPUs[i] = log.RecorderVCPUStats{
+//			Commits: v.Commits, Squashes: v.Squashes, ExclusiveRuns: v.ExclusiveRuns,
+//			CommittedWork: v.CommittedWork, ReexecutedWork: v.ReexecutedWork,
+//		}
+//	}
+//	err := w.Append(rs)
+type RecorderStats struct {
+	// Tracker is the internal/ept page tracker name the recorder used
+	// (normally the same as Header.Tracker).
+	Tracker string `json:"tracker"`
+	// VCPUs holds one entry per vCPU, indexed by vCPU; its length must be
+	// Header.Config.CPUs (the Writer and Reader check it).
+	VCPUs []RecorderVCPUStats `json:"vcpus"`
+	// ChunkSizes counts all vCPUs' committed chunks by their work units
+	// in power-of-two buckets, indexed exactly as commit.Histogram.Buckets
+	// (see SizeHistogram).
+	ChunkSizes SizeHistogram `json:"chunk_sizes"`
+}
+
+// RecorderVCPUStats are one vCPU's counters in RecorderStats; each field is
+// the commit.VCPUStats field of the same name.
+type RecorderVCPUStats struct {
+	// Commits is the number of the vCPU's chunks that committed.
+	Commits uint64 `json:"commits"`
+	// Squashes is the number of its chunk executions squashed by a
+	// conflict (each one was re-executed).
+	Squashes uint64 `json:"squashes"`
+	// ExclusiveRuns is the number of its chunks that ran exclusively
+	// (every other vCPU stopped), the fallback after repeated squashes.
+	ExclusiveRuns uint64 `json:"exclusive_runs"`
+	// CommittedWork sums the work units of its committed chunks.
+	CommittedWork uint64 `json:"committed_work"`
+	// ReexecutedWork sums the work units of its squashed executions: the
+	// progress that was thrown away and done again.
+	ReexecutedWork uint64 `json:"reexecuted_work"`
+}
+
 // Kind implementations: each record type reports its kind byte.
 
 func (*Chunk) Kind() Kind          { return KindChunk }
@@ -133,6 +193,7 @@ func (*ConsoleInput) Kind() Kind   { return KindConsoleInput }
 func (*Time) Kind() Kind           { return KindTime }
 func (*Digest) Kind() Kind         { return KindDigest }
 func (*End) Kind() Kind            { return KindEnd }
+func (*RecorderStats) Kind() Kind  { return KindRecorderStats }
 
 // newRecord returns a zero record of kind k, or nil for an unknown kind.
 func newRecord(k Kind) codec {
@@ -155,6 +216,8 @@ func newRecord(k Kind) codec {
 		return new(Digest)
 	case KindEnd:
 		return new(End)
+	case KindRecorderStats:
+		return new(RecorderStats)
 	}
 	return nil
 }

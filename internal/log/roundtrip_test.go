@@ -170,6 +170,9 @@ func TestWriterRefusesInvalidRecords(t *testing.T) {
 		&Digest{VCPUs: make([][32]byte, 3)},   // one hash short
 		&Digest{VCPUs: make([][32]byte, 5)},   // one hash too many
 		&Interrupt{VCPU: testCPUs, Vector: 3}, // vCPU out of range
+
+		&RecorderStats{VCPUs: make([]RecorderVCPUStats, testCPUs-1)}, // one vCPU short
+		&RecorderStats{}, // no vCPUs
 	} {
 		w, err := NewWriter(io.Discard, testHeader())
 		if err != nil {
@@ -258,7 +261,7 @@ func TestFlushReachesBufferedWriter(t *testing.T) {
 }
 
 func TestSummarize(t *testing.T) {
-	recs := append(randomRecords(5000, 2), &End{ExitCode: 3, Reason: "poweroff"})
+	recs := append(randomRecords(5000, 2), testRecorderStats(), &End{ExitCode: 3, Reason: "poweroff"})
 	data := encodeLog(t, recs, WithBlockSize(4096))
 	s, err := Summarize(bytes.NewReader(data))
 	if err != nil {
@@ -283,6 +286,9 @@ func TestSummarize(t *testing.T) {
 	if !s.Complete || s.End == nil || s.End.ExitCode != 3 || s.Stats.FileBytes != uint64(len(data)) {
 		t.Errorf("summary %+v", s)
 	}
+	if !reflect.DeepEqual(s.Recorder, testRecorderStats()) {
+		t.Errorf("recorder stats %+v, want %+v", s.Recorder, testRecorderStats())
+	}
 	if s.Stats.ByKind[KindChunk].Records != sum(chunks[:]) {
 		t.Errorf("chunk count by kind %d, want %d", s.Stats.ByKind[KindChunk].Records, sum(chunks[:]))
 	}
@@ -291,7 +297,8 @@ func TestSummarize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(j, []byte(`"chunk":{"records":`)) || !bytes.Contains(j, []byte(`"budget":`)) {
+	if !bytes.Contains(j, []byte(`"chunk":{"records":`)) || !bytes.Contains(j, []byte(`"budget":`)) ||
+		!bytes.Contains(j, []byte(`"chunk_sizes":[{"min":1,"max":1,"chunks":3},{"min":512,"max":1023,"chunks":1000}`)) {
 		t.Errorf("JSON lacks named kinds or reasons: %s", j)
 	}
 

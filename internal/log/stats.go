@@ -71,6 +71,9 @@ type Summary struct {
 	ChunkReasons map[Reason]uint64 `json:"chunk_reasons"`
 	// End is the last End record, nil if the recording has none.
 	End *End `json:"end,omitempty"`
+	// Recorder is the last RecorderStats record, nil if the recording has
+	// none (serialized recordings, parallel ones cut short).
+	Recorder *RecorderStats `json:"recorder,omitempty"`
 	// Complete is true if the reader reached the end marker without error.
 	Complete bool `json:"complete"`
 }
@@ -108,6 +111,8 @@ func Summarize(rd io.Reader) (*Summary, error) {
 			s.ChunkReasons[rec.Reason]++
 		case *End:
 			s.End = rec
+		case *RecorderStats:
+			s.Recorder = rec
 		}
 	}
 }

@@ -59,9 +59,12 @@ var savedMSRs = []uint32{
 
 // vcpuSnapshot is one vCPU's architectural state.
 type vcpuSnapshot struct {
-	Regs   kvm.Regs
-	Sregs  kvm.Sregs
-	FPU    fpu
+	Regs  kvm.Regs
+	Sregs kvm.Sregs
+	FPU   fpu
+	// Xsave is the whole FPU/SSE state (KVM_GET_XSAVE); FPU alone does
+	// not round-trip on these hosts (kvm_unsafe.go, kvmXsave).
+	Xsave  *kvmXsave
 	MSRs   map[uint32]uint64
 	Events kvm.VCPUEvents
 	State  vcpuState
@@ -214,6 +217,9 @@ func (v *vcpu) snapshot() (vcpuSnapshot, error) {
 	if err != nil {
 		return s, fmt.Errorf("fpu: %w", err)
 	}
+	if s.Xsave, err = getXsave(v.fd); err != nil {
+		return s, err
+	}
 	if err := kvm.GetVCPUEvents(uintptr(v.fd), &s.Events); err != nil {
 		return s, fmt.Errorf("events: %w", err)
 	}
@@ -226,13 +232,26 @@ func (v *vcpu) snapshot() (vcpuSnapshot, error) {
 
 // restore writes a snapshot back into the vCPU.
 func (v *vcpu) restore(s *vcpuSnapshot) error {
+	if err := v.restoreArch(s); err != nil {
+		return err
+	}
+	v.state = s.State
+	return nil
+}
+
+// restoreArch writes a snapshot's KVM state back (not the run-loop state).
+func (v *vcpu) restoreArch(s *vcpuSnapshot) error {
 	if err := kvm.SetSregs(uintptr(v.fd), &s.Sregs); err != nil {
 		return fmt.Errorf("sregs: %w", err)
 	}
 	if err := kvm.SetRegs(uintptr(v.fd), &s.Regs); err != nil {
 		return fmt.Errorf("regs: %w", err)
 	}
-	if err := setFPU(v.fd, &s.FPU); err != nil {
+	if s.Xsave != nil {
+		if err := setXsave(v.fd, s.Xsave); err != nil {
+			return err
+		}
+	} else if err := setFPU(v.fd, &s.FPU); err != nil {
 		return fmt.Errorf("fpu: %w", err)
 	}
 	if err := setMSRs(v.fd, s.MSRs); err != nil {
@@ -241,7 +260,6 @@ func (v *vcpu) restore(s *vcpuSnapshot) error {
 	if err := kvm.SetVCPUEvents(uintptr(v.fd), &s.Events); err != nil {
 		return fmt.Errorf("events: %w", err)
 	}
-	v.state = s.State
 	return nil
 }
 

@@ -173,7 +173,8 @@ func (m *Machine) advanceIdleLocked() bool {
 
 // detLoop is a vCPU's goroutine in deterministic mode: it runs one chunk
 // per turn and reports the result.
-func (v *vcpu) detLoop(done chan<- chunkResult) {
+// It sends on ready once set up, before it waits for turns.
+func (v *vcpu) detLoop(done chan<- chunkResult, ready chan<- struct{}) {
 	lockThread(v)
 	// The fast-forward timer changes the thread's signal mask and the
 	// vCPU's KVM_RUN mask: done once, before the first chunk, so no chunk
@@ -185,6 +186,7 @@ func (v *vcpu) detLoop(done chan<- chunkResult) {
 	if timerErr == nil {
 		v.det.ffTimer, v.det.ffRate = timer, ffSeedRate
 	}
+	ready <- struct{}{}
 	for {
 		select {
 		case <-v.m.stopped:
@@ -205,6 +207,10 @@ func (v *vcpu) detLoop(done chan<- chunkResult) {
 func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 	m := v.m
 	rec := log.Chunk{VCPU: uint32(v.id)}
+	// As the parallel recorder does at every chunk start (det_par.go).
+	if err := v.flushPendingIO(); err != nil {
+		return rec, err
+	}
 	m.mu.Lock()
 	startSIPI := v.state == stateWaitSIPI && v.sipiPending
 	if startSIPI {

@@ -113,6 +113,7 @@ func (m *Machine) Replay(records []log.Record) (Result, error) {
 		switch r := r.(type) {
 		case *log.Chunk:
 			runErr = m.replayChunk(chunk, r, done)
+			m.debugCheckWrites(uint64(chunk))
 			chunk++
 			m.chunksDone.Add(1)
 		case *log.Digest:
@@ -167,8 +168,14 @@ func (m *Machine) startDet(what string) (chan chunkResult, error) {
 	m.started = time.Now()
 	m.det0 = m.clock.vt
 	done := make(chan chunkResult)
+	ready := make(chan struct{})
 	for _, v := range m.vcpus {
-		go v.detLoop(done)
+		go v.detLoop(done, ready)
+	}
+	// Each loop sets up its vCPU thread (det.go) before the machine may
+	// run, stop or close.
+	for range m.vcpus {
+		<-ready
 	}
 	return done, nil
 }
@@ -225,6 +232,13 @@ func (m *Machine) digest() (*log.Digest, error) {
 	}
 	d := &log.Digest{Memory: sha256.Sum256(m.mem.mem)}
 	for _, v := range m.vcpus {
+		// A vCPU whose last chunk ended at a port or MMIO read holds
+		// its result in KVM until the next KVM_RUN; a vCPU that the
+		// parallel recorder stopped mid-chunk was put back at that
+		// chunk's start, where it was already applied.
+		if err := v.flushPendingIO(); err != nil {
+			return nil, err
+		}
 		regs, err := kvm.GetRegs(uintptr(v.fd))
 		if err != nil {
 			return nil, err

@@ -276,3 +276,36 @@ func injectInterrupt(fd int, vector uint8) error {
 	irq := uint32(vector)
 	return ioctlPtr(fd, kvm.IIOW(kvmInterruptNr, 4), unsafe.Pointer(&irq))
 }
+
+// kvmXsave is struct kvm_xsave: the guest's XSAVE area (legacy FXSAVE
+// region, XSAVE header, extended components), 4 KiB. Snapshots use it, not
+// KVM_GET_FPU: on these hosts KVM keeps the guest FPU in XSAVES format with
+// the init optimisation, and KVM_GET_FPU returned the stale legacy region
+// (MXCSR 0, zero XMM registers) while the guest computed with SSE, and
+// KVM_SET_FPU did not bring back the SSE state: a squashed chunk's SSE
+// exception flags survived into its re-execution and reached memory in the
+// guest's next FXSAVE (a final memory digest mismatch replaying canneal).
+type kvmXsave struct {
+	Region [1024]uint32
+}
+
+// KVM_GET_XSAVE / KVM_SET_XSAVE: _IOR/_IOW(KVMIO, 0xa4/0xa5, struct kvm_xsave).
+const (
+	kvmGetXsave = 0x9000aea4
+	kvmSetXsave = 0x5000aea5
+)
+
+func getXsave(fd int) (*kvmXsave, error) {
+	x := &kvmXsave{}
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvmGetXsave, uintptr(unsafe.Pointer(x))); errno != 0 {
+		return nil, fmt.Errorf("KVM_GET_XSAVE: %w", errno)
+	}
+	return x, nil
+}
+
+func setXsave(fd int, x *kvmXsave) error {
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvmSetXsave, uintptr(unsafe.Pointer(x))); errno != 0 {
+		return fmt.Errorf("KVM_SET_XSAVE: %w", errno)
+	}
+	return nil
+}

@@ -369,6 +369,18 @@ func (a *LAPIC) Acknowledge(vector uint8) {
 	setBit(&a.s.ISR, vector)
 }
 
+// Unacknowledge undoes Acknowledge(vector) for a squashed chunk: the
+// vector is requested again and no longer in service. Requests other
+// vCPUs made meanwhile stay (IRR bits only accumulate).
+func (a *LAPIC) Unacknowledge(vector uint8) {
+	clearBit(&a.s.ISR, vector)
+	setBit(&a.s.IRR, vector)
+}
+
+// RequestedVectors returns the IRR, so the parallel recorder can see which
+// local APICs an exit raised interrupts in.
+func (a *LAPIC) RequestedVectors() [8]uint32 { return a.s.IRR }
+
 // eoi retires the highest in-service vector (SDM §10.8.5). For a
 // level-triggered vector the EOI is broadcast to the IOAPIC, which clears
 // the remote IRR of the pin and redelivers if the line is still asserted.

@@ -66,6 +66,11 @@ type Config struct {
 	Deterministic bool
 	// NDE are the non-determinism hooks (nil: plain run).
 	NDE *nde.Source
+	// Parallel builds the machine for the parallel recorder
+	// (RecordParallel): one KVM VM per vCPU over a private view of guest
+	// memory from the page tracker named by Tracker ("" = ept's default).
+	Parallel bool
+	Tracker  string
 }
 
 // Result is how a guest run ended.
@@ -125,6 +130,8 @@ type Machine struct {
 
 	// det0 is the virtual time when record or replay started.
 	det0 int64
+	// par is the parallel recorder's state (nil unless Config.Parallel).
+	par *parallel
 	// chunksDone counts chunks recorded or replayed (Progress).
 	chunksDone atomic.Int64
 	// timerWake is poked when a timer may have been reprogrammed.
@@ -193,6 +200,11 @@ func (m *Machine) build() error {
 	m.mem = mem
 	if err := mem.register(m.vmFD); err != nil {
 		return err
+	}
+	if m.cfg.Parallel {
+		if err := m.newParallel(); err != nil {
+			return err
+		}
 	}
 	m.clock = newMachineClock(m.cfg.Deterministic)
 	m.bus = NewAPICBus(m.cfg.CPUs, m.clock, machineHooks{m})
@@ -283,6 +295,10 @@ func (m *Machine) Close() {
 		v.close()
 	}
 	m.vcpus = nil
+	if m.par != nil {
+		m.par.close()
+		m.par = nil
+	}
 	if m.mem != nil {
 		m.mem.close()
 		m.mem = nil

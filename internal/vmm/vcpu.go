@@ -53,10 +53,13 @@ type vcpu struct {
 	sipiPending bool
 	// det is the record/replay state (nil in run mode).
 	det *detVCPU
+	// debugSquashed: the parallel recorder squashed this vCPU's current
+	// chunk once already (SAMSARA_DEBUG_SQUASH_ALL).
+	debugSquashed bool
 }
 
 func (m *Machine) newVCPU(id int) (*vcpu, error) {
-	fd, err := kvm.CreateVCPU(uintptr(m.vmFD), id)
+	fd, err := kvm.CreateVCPU(uintptr(m.vmFor(id)), id)
 	if err != nil {
 		return nil, fmt.Errorf("create vcpu %d: %w", id, err)
 	}
