@@ -213,3 +213,27 @@ func hashFiles(t *testing.T, paths ...string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
+
+// recordAndReplayFlags is recordAndReplayN with recordFlags passed to
+// record only (such as --mode parallel, which replay does not take: the
+// mode is in the log header) and extra passed to record and replay alike.
+func recordAndReplayFlags(t *testing.T, n, cpus int, ckpt string, recordFlags, extra []string, prog ...string) (string, string) {
+	t.Helper()
+	rec := filepath.Join(t.TempDir(), "rec.zst")
+	args := []string{"record", "--cpus", fmt.Sprint(cpus), "--from-checkpoint", ckpt, "-o", rec}
+	args = append(append(append(args, recordFlags...), extra...), "--")
+	r := samsara(t, resumeTimeout, append(args, prog...)...)
+	if r.status != 0 {
+		t.Fatalf("record %v %v exited %d\nstdout:\n%s\nstderr:\n%s", recordFlags, prog, r.status, tail(r.stdout), tail(r.stderr))
+	}
+	for i := 0; i < n; i++ {
+		p := samsara(t, resumeTimeout, append([]string{"replay", rec, "--from-checkpoint", ckpt}, extra...)...)
+		if p.status != 0 || !strings.Contains(p.stderr, "replay matched") {
+			t.Fatalf("replay %d of %v (recorded with %v): status %d\nstderr:\n%s", i+1, prog, recordFlags, p.status, tail(p.stderr))
+		}
+		if p.stdout != r.stdout {
+			t.Fatalf("replay %d of %v (recorded with %v) printed\n%s\nbut the recording printed\n%s", i+1, prog, recordFlags, p.stdout, r.stdout)
+		}
+	}
+	return r.stdout, rec
+}

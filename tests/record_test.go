@@ -28,22 +28,7 @@ func recordAndReplay(t *testing.T, cpus int, ckpt string, extra []string, prog .
 // recordAndReplayN is recordAndReplay with n replays.
 func recordAndReplayN(t *testing.T, n, cpus int, ckpt string, extra []string, prog ...string) (string, string) {
 	t.Helper()
-	rec := filepath.Join(t.TempDir(), "rec.zst")
-	args := append([]string{"record", "--cpus", fmt.Sprint(cpus), "--from-checkpoint", ckpt, "-o", rec}, extra...)
-	r := samsara(t, resumeTimeout, append(append(args, "--"), prog...)...)
-	if r.status != 0 {
-		t.Fatalf("record %v exited %d\nstdout:\n%s\nstderr:\n%s", prog, r.status, tail(r.stdout), tail(r.stderr))
-	}
-	for i := 0; i < n; i++ {
-		p := samsara(t, resumeTimeout, append([]string{"replay", rec, "--from-checkpoint", ckpt}, extra...)...)
-		if p.status != 0 || !strings.Contains(p.stderr, "replay matched") {
-			t.Fatalf("replay %d of %v: status %d\nstderr:\n%s", i+1, prog, p.status, tail(p.stderr))
-		}
-		if p.stdout != r.stdout {
-			t.Fatalf("replay %d of %v printed\n%s\nbut the recording printed\n%s", i+1, prog, p.stdout, r.stdout)
-		}
-	}
-	return r.stdout, rec
+	return recordAndReplayFlags(t, n, cpus, ckpt, nil, extra, prog...)
 }
 
 // recordPrograms are the issue-3 test programs: init running a program
@@ -74,9 +59,7 @@ func testRecordReplay(t *testing.T, cpus int) {
 		for _, prog := range programs {
 			t.Run(fmt.Sprintf("%dcpu/%s", cpus, prog[0]), func(t *testing.T) {
 				out, _ := recordAndReplay(t, cpus, ckpt, nil, prog...)
-				if prog[0] != "true" && !strings.Contains(out, prog[0]+":") {
-					t.Fatalf("no output from %s:\n%s", prog[0], out)
-				}
+				checkProgramOutput(t, prog, out)
 			})
 		}
 	}

@@ -27,16 +27,18 @@ func TestWorkloadsRun(t *testing.T) {
 }
 
 // TestWorkloadsRecordReplay records every workload's tiny size on 2
-// vCPUs and replays it with verification (issue 5's CI regression): the
-// console output and the final digests must match.
+// vCPUs with each recorder and replays it with verification (issue 5's CI
+// regression): the console output and the final digests must match.
 func TestWorkloadsRecordReplay(t *testing.T) {
 	ckpt := bootedCheckpoint(t, 2)
-	for _, w := range workloads {
-		t.Run(w, func(t *testing.T) {
-			out, _ := recordAndReplayN(t, 1, 2, ckpt, nil, w, "2", "tiny")
-			if !strings.Contains(out, " ok") {
-				t.Fatalf("%s output:\n%s", w, out)
-			}
-		})
+	for _, mode := range []string{"serialized", "parallel"} {
+		for _, w := range workloads {
+			t.Run(mode+"/"+w, func(t *testing.T) {
+				out, _ := recordAndReplayFlags(t, 1, 2, ckpt, []string{"--mode", mode}, nil, w, "2", "tiny")
+				if !strings.Contains(out, " ok") {
+					t.Fatalf("%s output:\n%s", w, out)
+				}
+			})
+		}
 	}
 }

@@ -48,17 +48,23 @@ const (
 	// preemptAfter is how long a chunk may run in the guest without an exit
 	// before the watchdog tries to preempt it (a guest kernel spinning on a
 	// lock held by a vCPU that is not running). The emulated kernel runs
-	// ~1.4 M instructions/s, so this is ~70k instructions of spinning.
-	// Replay reaches each preemption point by fast-forwarding then a
-	// breakpoint (det_ff.go), at about the cost of the spin itself. 5 ms
-	// was measured against 50 ms (dedup, 2 vCPUs): the same recording
-	// time (8.5 s vs 8.9 s) but 7.6x the preemptions, so 7.6x the chunk
-	// records and the virtual time they add (nsPerPreemption).
-	preemptAfter = 50 * time.Millisecond
+	// ~1.4 M instructions/s, so this is ~14k instructions of spinning.
+	// Replay reaches each preemption point with a breakpoint and single
+	// steps, two debug exits (~40 us each) per pass of the loop the point
+	// lies in, so the replay cost of a point grows with this. Measured on
+	// 2 vCPUs (record / replay): 50 ms gave dedup 8.9 s / 29 s; 10 ms gave
+	// dedup 6.9 s / 16.6 s and streamcluster 15.8 s / 15.5 s; 2 ms made
+	// streamcluster's recording run for minutes (the kicks every 2 ms
+	// outpaced its progress).
+	preemptAfter = 10 * time.Millisecond
 	// userSpinLimit bounds how long a chunk may stay in guest user mode
 	// without an exit before the recording fails: user code cannot be
 	// preempted exactly without a PMU (see the file comment).
 	userSpinLimit = 60 * time.Second
+	// runToCheckEvery: how often runTo's vCPU is interrupted to check
+	// replayChunkLimit (a breakpoint that is never hit must not hang the
+	// replay). Rare enough to cost nothing.
+	runToCheckEvery = time.Second
 	// replayChunkLimit bounds one replayed chunk; a replay that stops
 	// making progress has diverged.
 	replayChunkLimit = 120 * time.Second
@@ -534,6 +540,10 @@ const (
 func (v *vcpu) runTo(target log.Point) error {
 	defer setGuestDebug(v.fd, 0, nil)
 	started := time.Now()
+	// hits counts breakpoint stops at the point's RIP that were not the
+	// point: fast-forward is used only once the point has proven to lie in
+	// a hot loop (det_ff.go).
+	hits := 0
 	for {
 		n, err := v.kernelInsns()
 		if err != nil {
@@ -560,7 +570,7 @@ func (v *vcpu) runTo(target log.Point) error {
 		if time.Since(started) > replayChunkLimit {
 			return &DivergenceError{VCPU: v.id, What: "preemption point never reached", Want: want, Got: fmt.Sprintf("+%d at RIP %#x", d, regs.RIP)}
 		}
-		if rem := target.KernelInsns - d; rem > ffWindow {
+		if rem := target.KernelInsns - d; rem > ffWindow && hits >= ffAfterHits && !noFastForward {
 			exited, err := v.fastForward(rem)
 			if err != nil {
 				return err
@@ -571,6 +581,7 @@ func (v *vcpu) runTo(target log.Point) error {
 			continue
 		}
 		if regs.RIP == target.RIP {
+			hits++
 			err = setGuestDebug(v.fd, guestDbgEnable|guestDbgSingleStep, nil)
 		} else {
 			err = setGuestDebug(v.fd, guestDbgEnable|guestDbgUseHWBP, &[8]uint64{0: target.RIP, 7: dr7L0})
@@ -579,7 +590,16 @@ func (v *vcpu) runTo(target log.Point) error {
 			return fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
 		}
 		setImmediateExit(v.run, false)
+		// A vCPU that diverged may never reach the breakpoint nor exit:
+		// the timer brings it back so the time limit above applies.
+		if err := v.det.ffTimer.arm(runToCheckEvery); err != nil {
+			return err
+		}
 		err = runVCPU(v.fd)
+		if aerr := v.det.ffTimer.arm(0); aerr != nil {
+			return aerr
+		}
+		v.det.ffTimer.consume()
 		if err != nil && err != errInterrupted {
 			return err
 		}

@@ -18,6 +18,7 @@ package vmm
 
 import (
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -29,17 +30,43 @@ const (
 	// of emulation) leave a wide margin for a late signal, and cost at most
 	// a few hundred breakpoint passes.
 	ffWindow = 2000
-	// ffSeedRate is the assumed fastest emulation rate before one is
-	// measured: PLATFORM.md measured ~1.4 M guest kernel instructions/s;
-	// twice that.
-	ffSeedRate = 3e6
-	// ffSafety divides the time a run may take: a run aims at half the
-	// remaining instructions at the fastest rate seen so far.
-	ffSafety = 2
+	// ffSeedRate is the assumed fastest emulation rate, instructions per
+	// second. PLATFORM.md measured ~1.4 M guest kernel instructions/s on
+	// average; an assumed 3 M/s with a safety factor of 2 still passed
+	// the point in about 1 of 40 replays of one recording (race, 2 vCPUs;
+	// 0 of 40 without fast-forward), so bursts run well above the
+	// average. 20 M/s (50 ns per emulated instruction) is beyond anything
+	// measured; at it a run covers ~7% of what is left at the average
+	// rate, so reaching a point 70,000 instructions away takes ~40 runs,
+	// ~2 ms of overhead on the ~50 ms of emulation itself.
+	ffSeedRate = 2e7
+	// ffSafety divides the time a run may take by the fastest rate seen
+	// (never below ffSeedRate): 1, because ffSeedRate itself is the margin;
+	// a rate measured above it raises the bound to twice the measurement.
+	ffSafety = 1
+	// ffAfterHits: fast-forward starts only after this many breakpoint
+	// hits at the point's RIP. Interrupting the vCPU at arbitrary points
+	// is not free of effects: replays that fast-forwarded from the start
+	// of every segment passed a point in 2 of 80 runs (race, 2 vCPUs; at
+	// clear_page_erms and mas_wr_walk, not in loops), while breakpoints
+	// alone never did; the points that make replay slow are in spin loops,
+	// which hit the breakpoint on every pass.
+	ffAfterHits = 64
 	// ffMinStep: shorter timers are dominated by the cost of entering
 	// KVM_RUN and taking the signal.
 	ffMinStep = 50 * time.Microsecond
 )
+
+// noFastForward: fast-forward is off unless SAMSARA_FAST_FORWARD=1. Measured
+// (SAMSARA_DEBUG_FF=1 prints late runs): a signal sent to a vCPU running
+// emulated guest kernel code often ends KVM_RUN only at the next host timer
+// tick, 2.5-5.3 ms after the timer fired, where 0.1-0.3 ms was asked; at
+// ~1.4 M instructions/s that is thousands of instructions past the bound,
+// and replays fast-forwarded past the point in 2 of 80 runs (race, 2
+// vCPUs; one hung in a user-mode spin). A safe run must stop ~5 ms of
+// emulation short of the point, more than the spin segments it is for;
+// breakpoints alone never missed (40 of 40), so they are the default.
+var noFastForward = os.Getenv("SAMSARA_FAST_FORWARD") != "1"
 
 // fastForward runs the vCPU freely for a stretch that cannot execute more
 // than rem emulated kernel instructions. It reports exited when the vCPU
@@ -63,6 +90,9 @@ func (v *vcpu) fastForward(rem uint64) (exited bool, err error) {
 	start := time.Now()
 	runErr := runVCPU(v.fd)
 	elapsed := time.Since(start)
+	if elapsed > 10*step+time.Millisecond && os.Getenv("SAMSARA_DEBUG_FF") != "" {
+		fmt.Fprintf(os.Stderr, "FF vcpu %d: run took %v for a %v step (err %v exit %d)\n", v.id, elapsed, step, runErr, v.run.ExitReason)
+	}
 	if err := v.det.ffTimer.arm(0); err != nil {
 		return false, err
 	}
@@ -75,7 +105,7 @@ func (v *vcpu) fastForward(rem uint64) (exited bool, err error) {
 		return false, err
 	}
 	if rate := float64(after-before) / elapsed.Seconds(); rate > v.det.ffRate {
-		v.det.ffRate = rate
+		v.det.ffRate = 2 * rate
 	}
 	v.det.ffRuns++
 	return runErr == nil, nil

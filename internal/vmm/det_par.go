@@ -58,7 +58,7 @@ const (
 	// write it will only see after a squash.
 	parBudget = uint64(preemptAfter / time.Microsecond)
 	// parMinBudget: 5 halvings (commit's binary exponential back-off)
-	// below parBudget, ~1.5 ms; squashed again at this size, a vCPU runs
+	// below parBudget, ~0.3 ms; squashed again at this size, a vCPU runs
 	// its next chunk alone.
 	parMinBudget = parBudget >> 5
 )
