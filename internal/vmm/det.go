@@ -208,25 +208,32 @@ func (v *vcpu) detLoop(done chan<- chunkResult, ready chan<- struct{}) {
 	}
 }
 
+// beginChunk is the start of every chunk in record and replay alike: the
+// pending I/O of the last exit is completed (flushPendingIO), and an AP
+// whose startup IPI arrived is put at its start vector.
+func (v *vcpu) beginChunk() error {
+	if err := v.flushPendingIO(); err != nil {
+		return err
+	}
+	v.m.mu.Lock()
+	startSIPI := v.state == stateWaitSIPI && v.sipiPending
+	if startSIPI {
+		v.sipiPending, v.state = false, stateRunning
+	}
+	v.m.mu.Unlock()
+	if startSIPI {
+		return v.startAt(v.sipiVector)
+	}
+	return nil
+}
+
 // runChunk runs one chunk. In replay, want is the recorded chunk to
 // reproduce; in record, want is nil.
 func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 	m := v.m
 	rec := log.Chunk{VCPU: uint32(v.id)}
-	// As the parallel recorder does at every chunk start (det_par.go).
-	if err := v.flushPendingIO(); err != nil {
+	if err := v.beginChunk(); err != nil {
 		return rec, err
-	}
-	m.mu.Lock()
-	startSIPI := v.state == stateWaitSIPI && v.sipiPending
-	if startSIPI {
-		v.sipiPending, v.state = false, stateRunning
-	}
-	m.mu.Unlock()
-	if startSIPI {
-		if err := v.startAt(v.sipiVector); err != nil {
-			return rec, err
-		}
 	}
 	var err error
 	if v.det.last, err = v.kernelInsns(); err != nil {

@@ -211,24 +211,10 @@ func (m *Machine) RecordParallel(w RecordSink) (Result, error) {
 	m.mu.Lock()
 	m.stop(m.status, runErr)
 	m.mu.Unlock()
-	res := Result{ExitStatus: m.status, Elapsed: time.Since(m.started)}
 	if m.err != nil {
-		return res, m.err
+		return Result{ExitStatus: m.status, Elapsed: time.Since(m.started)}, m.err
 	}
-	if err := w.Append(m.recorderStats()); err != nil {
-		return res, err
-	}
-	d, err := m.digest()
-	if err != nil {
-		return res, err
-	}
-	if err := w.Append(d); err != nil {
-		return res, err
-	}
-	if err := w.Append(&log.End{ExitCode: int32(m.status), Reason: "power off", GuestNanos: uint64(m.clock.vt - m.det0)}); err != nil {
-		return res, err
-	}
-	return res, nil
+	return m.finishRecording(w, m.recorderStats())
 }
 
 // recorderStats is the log record of the committer's counters.
@@ -335,21 +321,9 @@ func (s parSets) Work() uint64             { return s.work }
 func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 	m := v.m
 	view := m.par.views[v.id]
-	if err := v.flushPendingIO(); err != nil {
+	if err := v.beginChunk(); err != nil {
 		tx.Abort()
 		return err
-	}
-	m.mu.Lock()
-	startSIPI := v.state == stateWaitSIPI && v.sipiPending
-	if startSIPI {
-		v.sipiPending, v.state = false, stateRunning
-	}
-	m.mu.Unlock()
-	if startSIPI {
-		if err := v.startAt(v.sipiVector); err != nil {
-			tx.Abort()
-			return err
-		}
 	}
 	snap, err := v.snapshot()
 	if err != nil {

@@ -63,9 +63,20 @@ func (m *Machine) Record(w RecordSink) (Result, error) {
 	m.mu.Lock()
 	m.stop(m.status, runErr)
 	m.mu.Unlock()
+	return m.finishRecording(w)
+}
+
+// finishRecording ends a recording of a stopped machine: the extra records
+// (recorder statistics), the final digest and the end record.
+func (m *Machine) finishRecording(w RecordSink, extra ...log.Record) (Result, error) {
 	res := Result{ExitStatus: m.status, Elapsed: time.Since(m.started)}
 	if m.err != nil {
 		return res, m.err
+	}
+	for _, r := range extra {
+		if err := w.Append(r); err != nil {
+			return res, err
+		}
 	}
 	d, err := m.digest()
 	if err != nil {
