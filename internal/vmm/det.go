@@ -430,6 +430,15 @@ func (v *vcpu) tryPreempt(rec *log.Chunk, started time.Time) (bool, error) {
 	if n, err := v.kernelInsns(); err != nil || n < v.det.last+2 {
 		return false, err
 	}
+	if s.CS.Selector&3 == 0 {
+		regs, err := kvm.GetRegs(uintptr(v.fd))
+		if err != nil {
+			return false, err
+		}
+		if v.atRepString(regs.RIP) {
+			return false, nil
+		}
+	}
 	if s.CS.Selector&3 != 0 {
 		if time.Since(started) > userSpinLimit {
 			return false, fmt.Errorf("vcpu %d ran guest user code for %v without an exit; it cannot be preempted at an exact point on a host without a PMU (see README, platform notes)", v.id, userSpinLimit)
@@ -644,3 +653,36 @@ func (m *Machine) tracing() bool { return m.log.Core().Enabled(zapcore.DebugLeve
 // signalStorm (SAMSARA_DEBUG_SIGNAL_STORM=1ms) makes replay interrupt the
 // running vCPU that often; see runChunk.
 var signalStorm, _ = time.ParseDuration(os.Getenv("SAMSARA_DEBUG_SIGNAL_STORM"))
+
+// atRepString reports whether the vCPU is at a REP-prefixed string
+// instruction (MOVS, STOS, LODS, CMPS, SCAS, INS, OUTS), possibly part-way
+// through it. Such a point is not exact: the emulator runs the iterations
+// in batches, one insn_emulation count each, and a single step in replay
+// runs one iteration, so the count at a given RCX differs between a kicked
+// run and a stepped one (measured: a parallel diskrw recording preempted
+// inside copy_user_enhanced_fast_string's REP MOVSB replayed to +1641
+// instructions where +1640 was recorded). The recorders do not preempt
+// there; the watchdog tries again later. An unreadable instruction counts
+// as one.
+func (v *vcpu) atRepString(rip uint64) bool {
+	b := v.instructionBytes(rip, nil)
+	return len(b) == 0 || isRepString(b)
+}
+
+// isRepString reports whether instruction bytes b start with a REP/REPNE
+// prefixed string instruction (other prefixes allowed before the opcode).
+func isRepString(b []byte) bool {
+	rep := false
+	for _, c := range b {
+		switch {
+		case c == 0xF2 || c == 0xF3:
+			rep = true
+		case c == 0x26 || c == 0x2E || c == 0x36 || c == 0x3E || c == 0x64 || c == 0x65 ||
+			c == 0x66 || c == 0x67 || c == 0xF0 || (c >= 0x40 && c <= 0x4F):
+			// segment, size, lock and REX prefixes
+		default:
+			return rep && (c >= 0xA4 && c <= 0xA7 || c >= 0xAA && c <= 0xAF || c >= 0x6C && c <= 0x6F)
+		}
+	}
+	return false
+}

@@ -535,7 +535,14 @@ func (v *vcpu) canPreemptPar(start uint64) (bool, error) {
 		return false, err
 	}
 	user, err := v.inUserMode()
-	return !user, err
+	if err != nil || user {
+		return false, err
+	}
+	regs, err := kvm.GetRegs(uintptr(v.fd))
+	if err != nil {
+		return false, err
+	}
+	return !v.atRepString(regs.RIP), nil
 }
 
 // startParWatchdog kicks the vCPU out of KVM_RUN once the chunk has used
