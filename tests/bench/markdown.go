@@ -84,6 +84,14 @@ func renderMarkdown(r *benchReport) string {
 	p("- QEMU 7.2 refuses record/replay with `-smp 2`: its 2-vCPU row shows the refusal from this run; the 2-vCPU *run* is plain TCG.\n")
 	p("- `qemu -enable-kvm` is attempted once per vCPU count with the first workload: under PVM it stops, before init runs any program, on an instruction KVM's emulator rejects (QEMU then pauses the VM; the time is until its error). samsara skips that instruction in userspace.\n")
 	p("- Under PVM samsara runs guest user code natively but emulates every guest kernel instruction; TCG translates both. Small (tiny) workloads are kernel-heavy, so samsara's absolute times are not a measure of its recorder.\n")
+	if len(r.Trackers) > 0 {
+		p("\n### Page trackers of the parallel recorder: cost per chunk against pages touched\n\n")
+		p("`go test -run XXX -bench BenchmarkChunk -benchtime 20x ./internal/ept/`: a one-vCPU guest touches N consecutive pages at CPL3 (a quarter written) in a chunk. *run-µs/page* is the guest's first-touch cost, *end-µs* the page-set harvest, *commit|discard-µs* the write-back or the drop, *read-pages*/*write-pages* the sets found (fault-around inflates the read set of `private-pagemap-faultaround`).\n\n```\n")
+		for _, l := range r.Trackers {
+			p("%s\n", l)
+		}
+		p("```\n")
+	}
 	return b.String()
 }
 

@@ -120,6 +120,9 @@ type benchReport struct {
 	QEMUBoot qemuResult
 	// KVM are the qemu -enable-kvm attempts, one per vCPU count.
 	KVM []kvmResult
+	// Trackers is the output of the page trackers' cost benchmark
+	// (internal/ept BenchmarkChunk), one line per backend and size.
+	Trackers []string
 	// Elapsed is how long the whole measurement took.
 	Elapsed time.Duration
 }
@@ -187,6 +190,8 @@ func benchReportCmd(cfg reportConfig) {
 			r.KVM = append(r.KVM, q.kvm(cfg.workloads[0], n))
 		}
 	}
+	progress("page trackers: cost per chunk (go test -bench BenchmarkChunk ./internal/ept/)")
+	r.Trackers = trackerBench(cfg.timeout)
 	r.Elapsed = time.Since(start)
 
 	if err := writeReport(cfg.results, r); err != nil {
@@ -249,4 +254,42 @@ func qemuVersion() string {
 		return "unknown (" + err.Error() + ")"
 	}
 	return strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0]
+}
+
+// trackerBench runs internal/ept's cost benchmark (each backend: a guest
+// touching 10, 100 and 1000 pages in a chunk; the run, harvest and
+// commit/discard costs) and returns its result lines.
+func trackerBench(timeout time.Duration) []string {
+	// 20 iterations: the 1000-page case takes ~10 ms each.
+	cmd := exec.Command("go", "test", "-run", "XXX", "-bench", "BenchmarkChunk", "-benchtime", "20x", "./internal/ept/")
+	out, err := runWithTimeout(cmd, timeout)
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "Benchmark") {
+			lines = append(lines, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	if err != nil {
+		lines = append(lines, "failed: "+err.Error())
+	}
+	return lines
+}
+
+// runWithTimeout runs cmd and returns its combined output.
+func runWithTimeout(cmd *exec.Cmd, timeout time.Duration) (string, error) {
+	done := make(chan error, 1)
+	var buf strings.Builder
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return buf.String(), err
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-done
+		return buf.String(), fmt.Errorf("timed out after %v", timeout)
+	}
 }
