@@ -73,16 +73,18 @@ func TestVMDisk(t *testing.T) {
 		t.Fatalf("replay without --vm: status %d, want a refusal that asks for --vm\nstderr:\n%s", p.status, tail(p.stderr))
 	}
 
-	// The parallel recorder on the same machine: the disk program of the
-	// serialized end-to-end tests (files written on the virtio disk and
-	// read back; every virtio notification counts as a write of all of
-	// guest memory, so chunks running beside it are squashed).
-	t.Run("parallel/diskrw", func(t *testing.T) {
-		out, _ := recordAndReplayFlags(t, replays, 2, ckpt, parallelFlags, []string{"--vm", img}, "diskrw")
-		if !strings.Contains(out, "diskrw: 262144 bytes") || !strings.Contains(out, " ok") {
-			t.Fatalf("diskrw output:\n%s", out)
-		}
-	})
+	// Both recorders on the same 2-vCPU machine with the disk program of
+	// the end-to-end tests (files written on the virtio disk and read
+	// back; in parallel mode every virtio notification counts as a write of
+	// all of guest memory, so chunks running beside it are squashed).
+	for _, mode := range []string{"serialized", "parallel"} {
+		t.Run(mode+"/diskrw", func(t *testing.T) {
+			out, _ := recordAndReplayFlags(t, replays, 2, ckpt, []string{"--mode", mode}, []string{"--vm", img}, "diskrw")
+			if !strings.Contains(out, "diskrw: 262144 bytes") || !strings.Contains(out, " ok") {
+				t.Fatalf("diskrw output:\n%s", out)
+			}
+		})
+	}
 
 	after, err := log.HashFile(img)
 	if err != nil {
