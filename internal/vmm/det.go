@@ -420,33 +420,43 @@ func (v *vcpu) tryPreempt(rec *log.Chunk, started time.Time) (bool, error) {
 	if !v.m.preemptionNeeded(v, started) {
 		return false, nil
 	}
-	s, err := kvm.GetSregs(uintptr(v.fd))
+	ok, user, err := v.preemptablePoint()
 	if err != nil {
 		return false, err
 	}
-	// Right after an exit the only kernel "progress" may be KVM completing
-	// the exit's I/O instruction; replay's breakpoint cannot land between
-	// that completion and the next instruction, so wait for real progress.
-	if n, err := v.kernelInsns(); err != nil || n < v.det.last+2 {
-		return false, err
+	if user && time.Since(started) > userSpinLimit {
+		return false, fmt.Errorf("vcpu %d ran guest user code for %v without an exit; it cannot be preempted at an exact point on a host without a PMU (see README, platform notes)", v.id, userSpinLimit)
 	}
-	if s.CS.Selector&3 == 0 {
-		regs, err := kvm.GetRegs(uintptr(v.fd))
-		if err != nil {
-			return false, err
-		}
-		if v.atRepString(regs.RIP) {
-			return false, nil
-		}
-	}
-	if s.CS.Selector&3 != 0 {
-		if time.Since(started) > userSpinLimit {
-			return false, fmt.Errorf("vcpu %d ran guest user code for %v without an exit; it cannot be preempted at an exact point on a host without a PMU (see README, platform notes)", v.id, userSpinLimit)
-		}
+	if !ok {
 		return false, nil
 	}
 	*rec, err = v.finishChunk(*rec, log.ReasonBudget)
 	return true, err
+}
+
+// preemptablePoint reports whether the vCPU stands where a chunk may end
+// by preemption, a point replay can find again (both recorders ask it):
+// guest kernel code (user reports guest user mode instead), not a REP
+// string instruction (atRepString), and real progress since the chunk's
+// last exit or start: right after an exit the only kernel "progress" may
+// be KVM completing the exit's I/O instruction, and replay's breakpoint
+// cannot land between that completion and the next instruction.
+func (v *vcpu) preemptablePoint() (ok, user bool, err error) {
+	if n, err := v.kernelInsns(); err != nil || n < v.det.last+2 {
+		return false, false, err
+	}
+	s, err := kvm.GetSregs(uintptr(v.fd))
+	if err != nil {
+		return false, false, err
+	}
+	if s.CS.Selector&3 != 0 {
+		return false, true, nil
+	}
+	regs, err := kvm.GetRegs(uintptr(v.fd))
+	if err != nil {
+		return false, false, err
+	}
+	return !v.atRepString(regs.RIP), false, nil
 }
 
 // finishChunk fills the chunk's end point: the registers, and the kernel

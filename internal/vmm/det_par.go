@@ -339,7 +339,7 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 	// The injection decision below depends on this vCPU's local APIC; if
 	// it could inject (or did), the chunk reads the APIC's pseudo-page.
 	m.mu.Lock()
-	vec, pending := m.bus.LAPIC(v.id).PendingVector()
+	vec, _ := m.bus.LAPIC(v.id).PendingVector() // what injectLocked injects, if it does
 	injected, err := v.injectLocked()
 	m.mu.Unlock()
 	if err != nil {
@@ -388,7 +388,7 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 		// breakpoints need not see the interrupt delivered where a plain
 		// run did.
 		if !injected && time.Since(started) >= budget {
-			preempt, err := v.canPreemptPar(start)
+			preempt, _, err := v.preemptablePoint()
 			if err != nil {
 				stopWatchdog()
 				return err
@@ -418,25 +418,25 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 	defer p.commitMu.Unlock()
 	if stopped || abandoned || m.isStopped() {
 		tx.Abort()
-		return v.squash(&snap, injected, vec, pending)
+		return v.squash(&snap, injected, vec)
 	}
 	if debugSquashAll && !v.debugSquashed {
 		// Diagnostics: squash every chunk once (SAMSARA_DEBUG_SQUASH_ALL).
 		v.debugSquashed = true
 		tx.Abort()
-		return v.squash(&snap, injected, vec, pending)
+		return v.squash(&snap, injected, vec)
 	}
 	v.debugSquashed = false
 	res, err := tx.Commit(ch)
 	if err != nil {
-		v.squash(&snap, injected, vec, pending)
+		v.squash(&snap, injected, vec)
 		return err
 	}
 	if !res.Committed() {
 		if m.tracing() {
 			m.log.Debug(fmt.Sprintf("SQUASH vcpu %d: %v", v.id, res.Squash))
 		}
-		return v.squash(&snap, injected, vec, pending)
+		return v.squash(&snap, injected, vec)
 	}
 	if err := view.Commit(nil); err != nil {
 		return err
@@ -503,7 +503,7 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 // (if any) is completed first so KVM holds no pending I/O, then the
 // snapshot is restored, the injected vector requested again, and the
 // chunk's private pages dropped.
-func (v *vcpu) squash(snap *vcpuSnapshot, injected bool, vec uint8, pending bool) error {
+func (v *vcpu) squash(snap *vcpuSnapshot, injected bool, vec uint8) error {
 	if err := v.flushPendingIO(); err != nil {
 		return err
 	}
@@ -519,30 +519,12 @@ func (v *vcpu) squash(snap *vcpuSnapshot, injected bool, vec uint8, pending bool
 			}
 		}
 	}
-	if injected && pending {
+	if injected {
 		v.m.mu.Lock()
 		v.m.bus.LAPIC(v.id).Unacknowledge(vec)
 		v.m.mu.Unlock()
 	}
 	return v.m.par.views[v.id].Discard()
-}
-
-// canPreemptPar reports whether the chunk may end here: in guest kernel
-// code, after real progress since its start (see tryPreempt).
-func (v *vcpu) canPreemptPar(start uint64) (bool, error) {
-	n, err := v.kernelInsns()
-	if err != nil || n < start+2 {
-		return false, err
-	}
-	user, err := v.inUserMode()
-	if err != nil || user {
-		return false, err
-	}
-	regs, err := kvm.GetRegs(uintptr(v.fd))
-	if err != nil {
-		return false, err
-	}
-	return !v.atRepString(regs.RIP), nil
 }
 
 // startParWatchdog kicks the vCPU out of KVM_RUN once the chunk has used
@@ -641,15 +623,6 @@ func (v *vcpu) flushPendingIO() error {
 		return fmt.Errorf("complete pending I/O: %w", err)
 	}
 	return fmt.Errorf("completing the pending I/O of vcpu %d made another exit (reason %d)", v.id, v.run.ExitReason)
-}
-
-// inUserMode reports whether the vCPU is in guest user mode (CPL 3).
-func (v *vcpu) inUserMode() (bool, error) {
-	s, err := kvm.GetSregs(uintptr(v.fd))
-	if err != nil {
-		return false, err
-	}
-	return s.CS.Selector&3 != 0, nil
 }
 
 // createVM is KVM_CREATE_VM.
