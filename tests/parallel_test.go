@@ -48,7 +48,13 @@ func TestParallelRecordReplay(t *testing.T) {
 			if s.Header.Mode != "parallel" {
 				t.Fatalf("inspect --json reports mode %q, want parallel", s.Header.Mode)
 			}
-			t.Logf("%s", s.recorderLine())
+			// Every program returns to user mode and enters the kernel:
+			// chunks end there (the checkpoint carries the kernel's
+			// addresses; det_bounds.go).
+			if s.ChunkReasons["privilege"] == 0 {
+				t.Errorf("no chunk ended at a privilege change: reasons %v", s.ChunkReasons)
+			}
+			t.Logf("%s chunk ends %v", s.recorderLine(), s.ChunkReasons)
 		})
 	}
 }
@@ -67,6 +73,7 @@ type inspectSummary struct {
 	Header struct {
 		Mode string `json:"mode"`
 	} `json:"header"`
+	ChunkReasons map[string]uint64 `json:"chunk_reasons"`
 	Recorder *struct {
 		Tracker string `json:"tracker"`
 		VCPUs   []struct {

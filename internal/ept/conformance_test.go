@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/bobuhiro11/gokvm/kvm"
+
 	"github.com/samsara-vmm/samsara/internal/kvmtest"
 )
 
@@ -241,4 +243,61 @@ func TestStateErrors(t *testing.T) {
 	if err := v.Commit([]uint64{5}); err != nil {
 		t.Errorf("Commit: %v", err)
 	}
+}
+
+// TestTouched: a running chunk's view answers the early conflict probe
+// (Prober) from its pagemap: pages the guest read or wrote are touched,
+// pages it left alone are not (exact backends), and after the chunk's
+// pages are dropped nothing is.
+func TestTouched(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tr Tracker, exact bool) {
+		memfd, canon := newMemfd(t, conformSize)
+		fillCanonical(canon, accessCode)
+		m := newMachine(t, tr, memfd, conformSize, true)
+		pr, ok := m.view.(Prober)
+		if !ok {
+			t.Fatalf("backend %s views are not Probers", tr.Name())
+		}
+		p := pattern{a: 0x21, b: 0x22, c: 0x23, d: 0x24}
+		const untouched, far = 0x25, 0x300
+		if err := m.view.Begin(); err != nil {
+			t.Fatal(err)
+		}
+		m.runTo(t, &kvm.Regs{RIP: kvmtest.CodeAddr, RFLAGS: rflags, RSP: kvmtest.StackTop,
+			RSI: p.a * PageSize, RDI: p.b * PageSize, RDX: p.c * PageSize, RCX: p.d * PageSize, RBX: 1})
+		probe := func(pages ...uint64) bool {
+			t.Helper()
+			got, err := pr.Touched(pages)
+			if err != nil {
+				t.Fatalf("Touched(%#x): %v", pages, err)
+			}
+			return got
+		}
+		for _, pg := range []uint64{p.a, p.b, p.c, p.d} {
+			if !probe(pg) {
+				t.Errorf("page %#x the guest accessed: not touched", pg)
+			}
+		}
+		if !probe(far, p.c) || !probe(untouched, p.d, far) {
+			t.Errorf("a set holding an accessed page: not touched")
+		}
+		if exact && probe(untouched) {
+			t.Errorf("page %#x the guest did not access: touched", uint64(untouched))
+		}
+		if probe(far, far+1, far+2) {
+			t.Errorf("pages far from the guest's: touched")
+		}
+		if _, err := pr.Touched([]uint64{conformSize / PageSize}); err == nil {
+			t.Errorf("Touched of a page past the view: no error")
+		}
+		if _, err := m.view.End(); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.view.Discard(); err != nil {
+			t.Fatal(err)
+		}
+		if probe(p.a, p.b, p.c, p.d) {
+			t.Errorf("pages still touched after Discard")
+		}
+	})
 }

@@ -61,6 +61,17 @@ type View interface {
 	Close() error
 }
 
+// Prober is a View that can tell, while its chunk still runs, whether the
+// chunk has touched given pages: a chunk that touched a page another chunk
+// has since committed will be squashed at its commit, so the recorder can
+// stop it at once (an early conflict) instead of letting it run on.
+type Prober interface {
+	// Touched reports whether the running chunk has touched any of pages
+	// (sorted page indexes). Safe to call concurrently with the vCPU
+	// running; a touch after the call is not reported.
+	Touched(pages []uint64) (bool, error)
+}
+
 // Errors.
 var (
 	// ErrState is returned by a View method called out of order.

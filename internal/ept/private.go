@@ -203,6 +203,37 @@ func (v *privateView) addPresent(s, e uint64, anon bool) {
 	}
 }
 
+// Touched reports whether the running chunk has touched any of pages
+// (sorted page indexes), from their pagemap entries: the early conflict
+// check of a chunk that is still running (the Prober interface). It may be
+// called from another goroutine while the view's vCPU runs; a page the
+// vCPU touches after the read is not reported (the commit check sees it).
+func (v *privateView) Touched(pages []uint64) (bool, error) {
+	var buf [64]uint64
+	base := sliceAddr(v.mem)
+	for i := 0; i < len(pages); {
+		// One pread per run of consecutive pages, up to len(buf).
+		j := i + 1
+		for j < len(pages) && j-i < len(buf) && pages[j] == pages[j-1]+1 {
+			j++
+		}
+		if pages[j-1] >= v.size/PageSize {
+			return false, fmt.Errorf("ept: page %d outside the %#x-byte view", pages[j-1], v.size)
+		}
+		e := buf[:j-i]
+		if err := readPagemap(v.pm, base+uintptr(pages[i]*PageSize), e); err != nil {
+			return false, err
+		}
+		for _, x := range e {
+			if x&pmPresent != 0 {
+				return true, nil
+			}
+		}
+		i = j
+	}
+	return false, nil
+}
+
 func (v *privateView) Commit(pages []uint64) error {
 	if v.state != stateEnded {
 		return fmt.Errorf("Commit in state %d: %w", v.state, ErrState)

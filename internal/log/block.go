@@ -24,7 +24,9 @@ import (
 //	1  the first format
 //	2  record kind 10, RecorderStats (a version 1 reader would report the
 //	   end of every parallel recording as an unknown kind)
-const Version uint32 = 2
+//	3  chunk reason 9, ReasonPrivilege (parallel recordings end most
+//	   chunks with it; a version 2 reader would reject them)
+const Version uint32 = 3
 
 // magic opens every recording. The NUL after "SAMSARA" stops text tools
 // from treating the file as text; "REC" leaves room for other samsara file

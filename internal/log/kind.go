@@ -106,8 +106,12 @@ const (
 	// ReasonConflict: the chunk was truncated early because a conflict with
 	// another vCPU's committed chunk was detected or predicted (parallel mode).
 	ReasonConflict Reason = 8
+	// ReasonPrivilege: the chunk ended where the guest changes privilege,
+	// at a point in guest kernel code found like a budget preemption (the
+	// return to user mode, or a kernel entry; parallel mode).
+	ReasonPrivilege Reason = 9
 
-	numReasons = 9
+	numReasons = 10
 )
 
 var reasonNames = [numReasons]string{
@@ -119,6 +123,7 @@ var reasonNames = [numReasons]string{
 	ReasonExit:      "exit",
 	ReasonOther:     "other",
 	ReasonConflict:  "conflict",
+	ReasonPrivilege: "privilege",
 }
 
 // Valid reports whether r is a reason this version of the format defines.

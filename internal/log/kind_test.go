@@ -43,7 +43,7 @@ func TestReasonNames(t *testing.T) {
 	}{
 		{ReasonIO, "io"}, {ReasonMMIO, "mmio"}, {ReasonHalt, "halt"}, {ReasonBudget, "budget"},
 		{ReasonIRQWindow, "irq-window"}, {ReasonExit, "exit"}, {ReasonOther, "other"},
-		{ReasonConflict, "conflict"}, {0, "reason(0)"}, {99, "reason(99)"},
+		{ReasonConflict, "conflict"}, {ReasonPrivilege, "privilege"}, {0, "reason(0)"}, {99, "reason(99)"},
 	} {
 		if got := tc.r.String(); got != tc.want {
 			t.Errorf("Reason(%d).String() = %q, want %q", tc.r, got, tc.want)

@@ -43,6 +43,45 @@ var ErrNotKernel = errors.New("not an x86-64 ELF vmlinux")
 type loadedKernel struct {
 	entry uint64 // physical entry point (startup_64)
 	end   uint64 // first byte after the highest loaded segment
+	marks kernelMarks
+}
+
+// kernelMarks are guest kernel addresses, from the vmlinux symbol table,
+// where the parallel recorder ends a chunk at a change of privilege
+// (det_bounds.go). Zero when the kernel has no symbols: chunks then end
+// only at exits and preemptions. Saved in checkpoints (exported for gob).
+type kernelMarks struct {
+	// ReturnToUser is swapgs_restore_regs_and_return_to_usermode, the
+	// only path of Linux 6.1 (x86-64, no PTI) from kernel to user mode:
+	// every exception and interrupt return to user mode goes through it
+	// (arch/x86/entry/entry_64.S), and under PVM syscalls do too (patch
+	// 0004: they arrive as page faults).
+	ReturnToUser uint64
+	// PageFault is asm_exc_page_fault, where guest user code enters the
+	// kernel for page faults and, under PVM, for syscalls.
+	PageFault uint64
+}
+
+// findKernelMarks reads kernelMarks from the ELF symbol table; a missing
+// symbol leaves both zero.
+func findKernelMarks(f *elf.File) kernelMarks {
+	syms, err := f.Symbols()
+	if err != nil {
+		return kernelMarks{}
+	}
+	var k kernelMarks
+	for _, s := range syms {
+		switch s.Name {
+		case "swapgs_restore_regs_and_return_to_usermode":
+			k.ReturnToUser = s.Value
+		case "asm_exc_page_fault":
+			k.PageFault = s.Value
+		}
+	}
+	if k.ReturnToUser == 0 || k.PageFault == 0 {
+		return kernelMarks{}
+	}
+	return k
 }
 
 // loadKernel copies the PT_LOAD segments of the ELF file at path into mem.
@@ -58,7 +97,7 @@ func loadKernel(mem []byte, path string) (*loadedKernel, error) {
 	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 || f.Type != elf.ET_EXEC {
 		return nil, fmt.Errorf("kernel %s: %w (class %v, machine %v, type %v)", path, ErrNotKernel, f.Class, f.Machine, f.Type)
 	}
-	k := &loadedKernel{entry: f.Entry}
+	k := &loadedKernel{entry: f.Entry, marks: findKernelMarks(f)}
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_LOAD {
 			continue

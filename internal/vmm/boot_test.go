@@ -1,10 +1,12 @@
 package vmm
 
 import (
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -148,5 +150,52 @@ func TestCPUIDPolicy(t *testing.T) {
 	}
 	if tab.Entries[2].Ebx&xsaveErrPtrBit == 0 {
 		t.Error("XSAVEERPTR not set")
+	}
+}
+
+// TestKernelMarks: the parallel recorder's privilege-change addresses come
+// from the reference vmlinux's symbols (they match System.map), and an ELF
+// without those symbols yields none (privilege-change chunk ends off).
+func TestKernelMarks(t *testing.T) {
+	build := os.Getenv("SAMSARA_BUILD")
+	if build == "" {
+		t.Skip("SAMSARA_BUILD is not set (make test sets it): no reference kernel to read")
+	}
+	f, err := elf.Open(filepath.Join(build, "vmlinux"))
+	if err != nil {
+		t.Skipf("no reference kernel: %v", err)
+	}
+	defer f.Close()
+	got := findKernelMarks(f)
+	sysmap, err := os.ReadFile(filepath.Join(build, "System.map"))
+	if err != nil {
+		t.Skipf("no System.map: %v", err)
+	}
+	want := map[string]uint64{}
+	for _, line := range strings.Split(string(sysmap), "\n") {
+		if fs := strings.Fields(line); len(fs) == 3 {
+			if v, err := strconv.ParseUint(fs[0], 16, 64); err == nil {
+				want[fs[2]] = v
+			}
+		}
+	}
+	if got.ReturnToUser == 0 || got.ReturnToUser != want["swapgs_restore_regs_and_return_to_usermode"] {
+		t.Errorf("ReturnToUser %#x, System.map %#x", got.ReturnToUser, want["swapgs_restore_regs_and_return_to_usermode"])
+	}
+	if got.PageFault == 0 || got.PageFault != want["asm_exc_page_fault"] {
+		t.Errorf("PageFault %#x, System.map %#x", got.PageFault, want["asm_exc_page_fault"])
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := elf.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if m := findKernelMarks(g); m != (kernelMarks{}) {
+		t.Errorf("marks of a non-kernel ELF: %+v, want none", m)
 	}
 }

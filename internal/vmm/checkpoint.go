@@ -86,6 +86,10 @@ type checkpointMeta struct {
 	PIC      PICState
 	Virtio   *VirtioState
 	Overlay  *OverlayState
+	// Marks: kernel addresses for the parallel recorder (boot.go); zero in
+	// checkpoints saved before they existed, which only turns the
+	// recorder's privilege-change chunk ends off.
+	Marks kernelMarks
 }
 
 // checkpointBarrier is called by each vCPU loop while a checkpoint is
@@ -130,7 +134,7 @@ func (m *Machine) isStopped() bool {
 func (m *Machine) saveCheckpointLocked(path string) error {
 	meta := checkpointMeta{
 		CPUs: m.cfg.CPUs, Mem: m.cfg.Mem, Cmdline: m.cmdline, HasDisk: m.blk != nil,
-		GuestNow: m.clock.Now(),
+		GuestNow: m.clock.Now(), Marks: m.marks,
 		IOAPIC:   m.ioapic.Snapshot(), PIT: m.pit.Snapshot(), UART: m.uart.Snapshot(), RTC: m.rtc.Snapshot(), PIC: PICState{Chips: m.pic.chips},
 	}
 	for _, v := range m.vcpus {
@@ -305,6 +309,7 @@ func (m *Machine) restoreFromFile(path string) error {
 		return err
 	}
 	m.cmdline = meta.Cmdline
+	m.marks = meta.Marks
 	mem := m.mem.mem
 	var pn [8]byte
 	for {

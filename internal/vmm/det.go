@@ -273,7 +273,7 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 	}
 	for {
 		if want != nil && rec.Exits == want.Exits {
-			if want.Reason == log.ReasonBudget {
+			if want.Reason == log.ReasonBudget || want.Reason == log.ReasonPrivilege {
 				// The recorder preempted only after the guest had taken any
 				// interrupt injected at this entry, so inject it the same way
 				// and let runTo's first entry deliver it.
@@ -442,15 +442,15 @@ func (v *vcpu) tryPreempt(rec *log.Chunk, started time.Time) (bool, error) {
 // be KVM completing the exit's I/O instruction, and replay's breakpoint
 // cannot land between that completion and the next instruction.
 func (v *vcpu) preemptablePoint() (ok, user bool, err error) {
-	if n, err := v.kernelInsns(); err != nil || n < v.det.last+2 {
-		return false, false, err
-	}
 	s, err := kvm.GetSregs(uintptr(v.fd))
 	if err != nil {
 		return false, false, err
 	}
 	if s.CS.Selector&3 != 0 {
 		return false, true, nil
+	}
+	if n, err := v.kernelInsns(); err != nil || n < v.det.last+2 {
+		return false, false, err
 	}
 	regs, err := kvm.GetRegs(uintptr(v.fd))
 	if err != nil {
@@ -512,13 +512,24 @@ const nsPerExit = 2000
 // keeps such waits to a few seconds of wall time.
 const nsPerPreemption = 1000000
 
-// chunkEnded applies what a finished chunk does to machine time.
+// chunkEnded applies what a finished chunk does to machine time. A chunk
+// ended at a privilege change (det_bounds.go) stands for a kernel entry or
+// exit, not for a stretch of kernel time: it advances time like an exit
+// (advancing it like a preemption made the idle vCPUs' timer ticks, and
+// their writes to timekeeping pages that every page fault reads, 500 times
+// as frequent).
 func (m *Machine) chunkEnded(rec *log.Chunk) {
-	if rec.Reason != log.ReasonBudget {
+	var dt int64
+	switch rec.Reason {
+	case log.ReasonBudget:
+		dt = nsPerPreemption
+	case log.ReasonPrivilege:
+		dt = nsPerExit
+	default:
 		return
 	}
 	m.mu.Lock()
-	m.clock.vt += nsPerPreemption
+	m.clock.vt += dt
 	m.pollTimersLocked()
 	m.mu.Unlock()
 }

@@ -91,6 +91,10 @@ type parallel struct {
 	waiting int
 	// cond (on m.mu) wakes waiting vCPUs after every commit and stop.
 	cond *sync.Cond
+
+	// running[i] is vCPU i's running chunk, for early conflicts
+	// (det_early.go).
+	running []runningChunk
 }
 
 // debugSquashAll (SAMSARA_DEBUG_SQUASH_ALL=1) squashes every chunk once
@@ -118,7 +122,8 @@ func (m *Machine) newParallel() error {
 	if err != nil {
 		return err
 	}
-	p := &parallel{tracker: tr, pages: uint64(len(m.mem.mem)) / ept.PageSize, cond: sync.NewCond(&m.mu)}
+	p := &parallel{tracker: tr, pages: uint64(len(m.mem.mem)) / ept.PageSize, cond: sync.NewCond(&m.mu),
+		running: make([]runningChunk, m.cfg.CPUs)}
 	m.par = p
 	for i := 0; i < m.cfg.CPUs; i++ {
 		vm, err := createVM(m.kvmFD)
@@ -359,14 +364,37 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 		tx.Abort()
 		return err
 	}
+	gen := m.par.startRunning(v.id, readsAPIC)
+	defer m.par.stopRunning(v.id)
 	started := time.Now()
 	budget := time.Duration(tx.Budget()) * time.Microsecond
 	stopWatchdog := v.startParWatchdog(started, budget)
 	rec := log.Chunk{VCPU: uint32(v.id)}
-	exited, stopped, abandoned := false, false, false
+	bounds, err := v.startBounds(injected)
+	if err != nil {
+		stopWatchdog()
+		tx.Abort()
+		return err
+	}
+	exited, stopped, abandoned, doomed, atBound := false, false, false, false, false
 	for {
+		if m.par.isDoomed(v.id, gen) {
+			doomed = true // squashed at its commit (det_early.go)
+			break
+		}
 		setImmediateExit(v.run, false)
 		err := runVCPU(v.fd)
+		if err == nil && v.run.ExitReason == exitDebug {
+			end, err := bounds.atEnd()
+			if err != nil {
+				stopWatchdog()
+				return err
+			}
+			if end {
+				atBound = true // a privilege change (det_bounds.go)
+				break
+			}
+		}
 		if err == nil {
 			exited = true
 			break
@@ -388,7 +416,7 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 		// breakpoints need not see the interrupt delivered where a plain
 		// run did.
 		if !injected && time.Since(started) >= budget {
-			preempt, _, err := v.preemptablePoint()
+			preempt, user, err := v.preemptablePoint()
 			if err != nil {
 				stopWatchdog()
 				return err
@@ -396,9 +424,23 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 			if preempt {
 				break
 			}
+			if user {
+				if err := bounds.userPastBudget(); err != nil {
+					stopWatchdog()
+					return err
+				}
+			}
 		}
 	}
 	stopWatchdog()
+	if m.tracing() {
+		r, _ := kvm.GetRegs(uintptr(v.fd))
+		m.log.Debug(fmt.Sprintf("PARCHUNK vcpu %d took %v injected %v ret %v entry %v end rip %#x exited %v bound %v doomed %v", v.id, time.Since(started), injected, bounds.ret, bounds.entry, r.RIP, exited, atBound, doomed))
+	}
+	m.par.stopRunning(v.id)
+	if err := bounds.stop(); err != nil {
+		return err
+	}
 	sets, err := view.End()
 	if err != nil {
 		return err
@@ -432,9 +474,12 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 		v.squash(&snap, injected, vec)
 		return err
 	}
+	if doomed && res.Committed() {
+		return fmt.Errorf("internal error: vcpu %d chunk stopped by an early conflict passed its commit check", v.id)
+	}
 	if !res.Committed() {
 		if m.tracing() {
-			m.log.Debug(fmt.Sprintf("SQUASH vcpu %d: %v", v.id, res.Squash))
+			m.log.Debug(fmt.Sprintf("SQUASH vcpu %d: %v (reads %d writes %d: %v)", v.id, res.Squash, len(ch.reads.Pages()), len(ch.writes.Pages()), ch.writes.Pages()))
 		}
 		return v.squash(&snap, injected, vec)
 	}
@@ -468,6 +513,9 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 			m.mu.Unlock()
 		}
 		reason := log.ReasonBudget
+		if atBound {
+			reason = log.ReasonPrivilege
+		}
 		if exited {
 			m.mu.Lock()
 			state := v.state
@@ -486,12 +534,19 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 			return err
 		}
 		m.chunkEnded(&rec)
-		tx.AddWrites(devWrites.Union(m.raisedSince(before)))
+		added := devWrites.Union(m.raisedSince(before))
+		tx.AddWrites(added)
+		if err := m.doomConflicting(v.id, ch.writes.Union(added), !devWrites.Empty()); err != nil {
+			return err
+		}
 		if err := w.Append(&rec); err != nil {
 			return err
 		}
 		m.chunksDone.Add(1)
 		m.debugRecordWrites(seq-1, ch.writes.Pages())
+		if m.tracing() {
+			m.log.Debug(fmt.Sprintf("COMMIT %d vcpu %d writes %v", seq-1, v.id, ch.writes.Pages()))
+		}
 		m.mu.Lock()
 		p.cond.Broadcast()
 		m.mu.Unlock()

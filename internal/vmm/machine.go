@@ -92,6 +92,8 @@ type Machine struct {
 	vcpus       []*vcpu
 	clock       *machineClock
 	cmdline     string
+	// marks: kernel addresses of privilege changes (boot.go).
+	marks kernelMarks
 
 	// mu serializes every device access and the machine's run state.
 	mu sync.Mutex

@@ -50,6 +50,22 @@ func renderMarkdown(r *benchReport) string {
 		p("\n")
 	}
 
+	if len(r.UserHeavy) > 0 {
+		p("### User-heavy runs (`PROG 2 %s`, 2 vCPUs)\n\n", userHeavySize)
+		p("The tiny runs above spend most of their time in the emulated guest kernel; these spend most of it in guest user code, which runs natively. ")
+		p("*parallel, before* is the parallel recorder with its privilege-change chunk ends and early conflict checks off (`SAMSARA_PAR_BOUNDARIES=0 SAMSARA_PAR_EARLY=0`).\n\n")
+		p("| workload | run | serialized record | record/run | parallel record | parallel/serialized | squashed chunks | parallel, before | squashed chunks before | replay of the parallel log |\n")
+		p("|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, w := range r.UserHeavy {
+			for _, s := range w.Samsara {
+				p("| %s | %s | %s | %s | %s | %s | %d of %d | %s | %d of %d | %s |\n", w.Name, cell(s.Run), cell(s.Record), ratioCell(s.Record, s.Run),
+					cell(s.Parallel), ratioCell(s.Parallel, s.Record), s.Squashes, s.Chunks,
+					cell(s.Baseline), s.BaselineSquashes, s.BaselineChunks, verdict(s.ParallelReplay, "matched"))
+			}
+		}
+		p("\n")
+	}
+
 	bq := r.QEMUBoot
 	p("### QEMU boot only (init runs `true`)\n\n")
 	p("| -accel tcg, 1 vCPU | -accel tcg, 2 vCPUs | rr=record, 1 vCPU | rr=replay, 1 vCPU | log bytes | guest time |\n|---|---|---|---|---|---|\n")

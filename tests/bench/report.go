@@ -26,6 +26,15 @@ var reportWorkloads = []string{"blackscholes", "swaptions", "streamcluster", "ca
 // report within minutes on this project's 2-core PVM machines.
 const workloadSize = "tiny"
 
+// userHeavyWorkloads run with the "small" input on 2 vCPUs in a section of
+// their own (PLATFORM.md: report kernel-heavy and user-heavy workloads
+// separately): the tiny runs spend most of their time in the emulated
+// guest kernel, these mostly in guest user code.
+var userHeavyWorkloads = []string{"blackscholes", "swaptions"}
+
+// userHeavySize is their input size.
+const userHeavySize = "small"
+
 // outcome is one measured command.
 type outcome struct {
 	// Wall is the command's wall time, measured even when it failed.
@@ -63,6 +72,13 @@ type samsaraResult struct {
 	ParallelReplay outcome
 	// Squashes and Chunks are summed over the vCPUs of Parallel's log.
 	Squashes, Chunks int
+	// Baseline is Parallel with the privilege-change chunk ends and the
+	// early conflict checks turned off (SAMSARA_PAR_BOUNDARIES=0,
+	// SAMSARA_PAR_EARLY=0): the parallel recorder as it was before them.
+	// Measured for the user-heavy runs only.
+	Baseline outcome
+	// BaselineSquashes and BaselineChunks are Baseline's counts.
+	BaselineSquashes, BaselineChunks int
 }
 
 // qemuResult is one workload under QEMU, each run a cold start (SeaBIOS,
@@ -118,6 +134,8 @@ type benchReport struct {
 	// QEMUBoot is QEMU running "true" instead of a workload: the cost of
 	// the boot that every QEMU time includes.
 	QEMUBoot qemuResult
+	// UserHeavy are the user-heavy runs (userHeavyWorkloads, 2 vCPUs).
+	UserHeavy []workloadResult
 	// KVM are the qemu -enable-kvm attempts, one per vCPU count.
 	KVM []kvmResult
 	// Trackers is the output of the page trackers' cost benchmark
@@ -183,6 +201,12 @@ func benchReportCmd(cfg reportConfig) {
 		progress("QEMU: " + w)
 		wr.QEMU = q.workload(w, true)
 		r.Workloads = append(r.Workloads, wr)
+	}
+	if ck, ok := ckpts[2]; ok && r.Parallel {
+		for _, w := range userHeavyWorkloads {
+			progress(fmt.Sprintf("samsara: %s %s on 2 vCPUs (user-heavy)", w, userHeavySize))
+			r.UserHeavy = append(r.UserHeavy, workloadResult{Name: w, Samsara: []samsaraResult{s.userHeavy(ck, w, 2)}})
+		}
 	}
 	if cfg.kvm && len(cfg.workloads) > 0 {
 		for _, n := range cfg.cpus {

@@ -41,7 +41,31 @@ func (s samsaraRunner) checkpoint(n int) (string, error) {
 
 // workload runs, records and replays "w n tiny" on n vCPUs from ck.
 func (s samsaraRunner) workload(ck, w string, n int) samsaraResult {
-	argv := []string{w, fmt.Sprint(n), workloadSize}
+	return s.measure(ck, w, n, workloadSize)
+}
+
+// userHeavy measures "w n small" like workload, and the parallel recorder
+// without its privilege-change ends and early conflicts (Baseline).
+func (s samsaraRunner) userHeavy(ck, w string, n int) samsaraResult {
+	r := s.measure(ck, w, n, userHeavySize)
+	if !s.parallel {
+		return r
+	}
+	argv := []string{w, fmt.Sprint(n), userHeavySize}
+	rec := filepath.Join(s.dir, fmt.Sprintf("%s-%d-baseline.zst", w, n))
+	r.Baseline, _ = runCmdEnv(s.timeout, []string{"SAMSARA_PAR_BOUNDARIES=0", "SAMSARA_PAR_EARLY=0"}, s.bin,
+		append([]string{"record", "--mode", "parallel", "--cpus", fmt.Sprint(n), "--from-checkpoint", ck, "-o", rec, "--"}, argv...)...)
+	if r.Baseline.ok() {
+		if sum, err := inspect(s.bin, rec); err == nil {
+			r.BaselineSquashes, r.BaselineChunks = sum.squashes, sum.chunks
+		}
+	}
+	return r
+}
+
+// measure runs, records (both recorders) and replays "w n size".
+func (s samsaraRunner) measure(ck, w string, n int, size string) samsaraResult {
+	argv := []string{w, fmt.Sprint(n), size}
 	cpus := fmt.Sprint(n)
 	r := samsaraResult{VCPUs: n}
 	r.Run, _ = runCmd(s.timeout, s.bin, append([]string{"run", "--cpus", cpus, "--from-checkpoint", ck, "--"}, argv...)...)
@@ -129,10 +153,19 @@ func hasParallelMode(bin string) bool {
 // returns its wall time and combined output; Err is the exit error and
 // the output's last line.
 func runCmd(timeout time.Duration, name string, args ...string) (outcome, string) {
+	return runCmdEnv(timeout, nil, name, args...)
+}
+
+// runCmdEnv is runCmd with env added to the environment.
+func runCmdEnv(timeout time.Duration, env []string, name string, args ...string) (outcome, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, name, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	out, err := cmd.CombinedOutput()
 	o := outcome{Wall: time.Since(start), Ran: true}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		o.Err = fmt.Sprintf("killed after %v", timeout)

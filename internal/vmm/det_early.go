@@ -1,0 +1,100 @@
+package vmm
+
+// Early conflicts (parallel recorder): a chunk that has touched a page
+// which a chunk committed after its start wrote is certain to be squashed
+// at its own commit (internal/commit checks exactly that). The commit that
+// makes it so looks at every other running chunk's view (ept.Prober) and
+// stops the doomed ones at once instead of letting them run on: without a
+// PMU a chunk in guest user code has no budget and may run for seconds
+// (det_bounds.go), all of it lost at the squash. A doomed chunk is not
+// committed early: it runs its ordinary commit, which finds the conflict
+// and squashes it (counted, with back-off) — so its end point, which may
+// lie in user mode, is never logged.
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+
+	"github.com/samsara-vmm/samsara/internal/commit"
+	"github.com/samsara-vmm/samsara/internal/ept"
+)
+
+// earlyConflicts (SAMSARA_PAR_EARLY=0 turns it off): stop doomed chunks
+// at once; off, they run to their end (for comparisons: tests/bench).
+var earlyConflicts = os.Getenv("SAMSARA_PAR_EARLY") != "0"
+
+// runningChunk is what the other vCPUs' commits know of a vCPU's running
+// chunk.
+type runningChunk struct {
+	// gen numbers the vCPU's chunks; active is set while the chunk runs
+	// (from its view's Begin to its End).
+	gen    atomic.Uint64
+	active atomic.Bool
+	// readsAPIC: the chunk read its local APIC's pseudo-page.
+	readsAPIC atomic.Bool
+	// doomed is the gen of a chunk found doomed (0: none).
+	doomed atomic.Uint64
+	// held counts the vCPU's chunks in a row that started with an
+	// interrupt pending (det_bounds.go); the vCPU's goroutine only.
+	held int
+}
+
+// startRunning marks v's chunk as running; it returns the chunk's gen.
+func (p *parallel) startRunning(id int, readsAPIC bool) uint64 {
+	r := &p.running[id]
+	g := r.gen.Add(1)
+	r.readsAPIC.Store(readsAPIC)
+	r.active.Store(true)
+	return g
+}
+
+// stopRunning marks v's chunk as no longer running.
+func (p *parallel) stopRunning(id int) { p.running[id].active.Store(false) }
+
+// isDoomed reports whether v's chunk gen was found doomed.
+func (p *parallel) isDoomed(id int, gen uint64) bool { return p.running[id].doomed.Load() == gen }
+
+// doomConflicting stops every other running chunk that has touched a page
+// in writes (all: every page) or, for a chunk that read its APIC, whose
+// APIC pseudo-page is in writes. Called by the committing chunk's ordered
+// hook, after its writes are complete (AddWrites), with commitMu held.
+func (m *Machine) doomConflicting(self int, writes commit.PageSet, all bool) error {
+	p := m.par
+	if !earlyConflicts {
+		return nil
+	}
+	ram := writes.Pages()
+	// RAM pages come first (sorted); APIC pseudo-pages follow them.
+	n := 0
+	for n < len(ram) && ram[n] < p.pages {
+		n++
+	}
+	ram = ram[:n]
+	for _, u := range m.vcpus {
+		r := &p.running[u.id]
+		if u.id == self || !r.active.Load() {
+			continue
+		}
+		g := r.gen.Load()
+		doomed := all || (r.readsAPIC.Load() && writes.Contains(p.pages+uint64(u.id)))
+		if !doomed && len(ram) > 0 {
+			pr, ok := p.views[u.id].(ept.Prober)
+			if !ok {
+				continue
+			}
+			t, err := pr.Touched(ram)
+			if err != nil {
+				return fmt.Errorf("early conflict check of vcpu %d: %w", u.id, err)
+			}
+			doomed = t
+		}
+		// The chunk may have ended (and another begun) meanwhile: only
+		// the chunk that was probed is doomed.
+		if doomed && r.active.Load() && r.gen.Load() == g {
+			r.doomed.Store(g)
+			u.kick()
+		}
+	}
+	return nil
+}
