@@ -74,7 +74,7 @@ type inspectSummary struct {
 		Mode string `json:"mode"`
 	} `json:"header"`
 	ChunkReasons map[string]uint64 `json:"chunk_reasons"`
-	Recorder *struct {
+	Recorder     *struct {
 		Tracker string `json:"tracker"`
 		VCPUs   []struct {
 			Commits       uint64 `json:"commits"`

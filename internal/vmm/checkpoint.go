@@ -135,7 +135,7 @@ func (m *Machine) saveCheckpointLocked(path string) error {
 	meta := checkpointMeta{
 		CPUs: m.cfg.CPUs, Mem: m.cfg.Mem, Cmdline: m.cmdline, HasDisk: m.blk != nil,
 		GuestNow: m.clock.Now(), Marks: m.marks,
-		IOAPIC:   m.ioapic.Snapshot(), PIT: m.pit.Snapshot(), UART: m.uart.Snapshot(), RTC: m.rtc.Snapshot(), PIC: PICState{Chips: m.pic.chips},
+		IOAPIC: m.ioapic.Snapshot(), PIT: m.pit.Snapshot(), UART: m.uart.Snapshot(), RTC: m.rtc.Snapshot(), PIC: PICState{Chips: m.pic.chips},
 	}
 	for _, v := range m.vcpus {
 		s, err := v.snapshot()
