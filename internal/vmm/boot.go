@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/samsara-vmm/samsara/internal/chunk"
 )
 
 // Direct 64-bit boot of an uncompressed ELF vmlinux with the Linux x86
@@ -43,33 +45,24 @@ var ErrNotKernel = errors.New("not an x86-64 ELF vmlinux")
 type loadedKernel struct {
 	entry uint64 // physical entry point (startup_64)
 	end   uint64 // first byte after the highest loaded segment
-	marks kernelMarks
+	marks chunk.Marks
 }
 
-// kernelMarks are guest kernel addresses, from the vmlinux symbol table,
-// where the parallel recorder ends a chunk at a change of privilege
-// (det_bounds.go). Zero when the kernel has no symbols: chunks then end
-// only at exits and preemptions. Saved in checkpoints (exported for gob).
-type kernelMarks struct {
-	// ReturnToUser is swapgs_restore_regs_and_return_to_usermode, the
-	// only path of Linux 6.1 (x86-64, no PTI) from kernel to user mode:
-	// every exception and interrupt return to user mode goes through it
-	// (arch/x86/entry/entry_64.S), and under PVM syscalls do too (patch
-	// 0004: they arrive as page faults).
-	ReturnToUser uint64
-	// PageFault is asm_exc_page_fault, where guest user code enters the
-	// kernel for page faults and, under PVM, for syscalls.
-	PageFault uint64
-}
-
-// findKernelMarks reads kernelMarks from the ELF symbol table; a missing
-// symbol leaves both zero.
-func findKernelMarks(f *elf.File) kernelMarks {
+// findKernelMarks reads the guest kernel addresses where the parallel
+// recorder ends a chunk at a change of privilege (internal/chunk) from the
+// ELF symbol table; a missing symbol leaves both zero (chunks then end
+// only at exits and preemptions). The return path is
+// swapgs_restore_regs_and_return_to_usermode, the only path of Linux 6.1
+// (x86-64, no PTI) from kernel to user mode: every exception and interrupt
+// return to user mode goes through it (arch/x86/entry/entry_64.S), and
+// under PVM syscalls do too (patch 0004: they arrive as page faults, at
+// asm_exc_page_fault).
+func findKernelMarks(f *elf.File) chunk.Marks {
 	syms, err := f.Symbols()
 	if err != nil {
-		return kernelMarks{}
+		return chunk.Marks{}
 	}
-	var k kernelMarks
+	var k chunk.Marks
 	for _, s := range syms {
 		switch s.Name {
 		case "swapgs_restore_regs_and_return_to_usermode":
@@ -78,8 +71,8 @@ func findKernelMarks(f *elf.File) kernelMarks {
 			k.PageFault = s.Value
 		}
 	}
-	if k.ReturnToUser == 0 || k.PageFault == 0 {
-		return kernelMarks{}
+	if !k.Valid() {
+		return chunk.Marks{}
 	}
 	return k
 }

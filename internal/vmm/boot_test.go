@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/samsara-vmm/samsara/internal/chunk"
 )
 
 func TestWriteBootParams(t *testing.T) {
@@ -195,7 +197,7 @@ func TestKernelMarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	if m := findKernelMarks(g); m != (kernelMarks{}) {
+	if m := findKernelMarks(g); m != (chunk.Marks{}) {
 		t.Errorf("marks of a non-kernel ELF: %+v, want none", m)
 	}
 }

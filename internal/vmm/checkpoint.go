@@ -32,6 +32,8 @@ import (
 
 	"github.com/bobuhiro11/gokvm/kvm"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/samsara-vmm/samsara/internal/chunk"
 )
 
 // checkpointVersion is bumped whenever checkpointMeta, a device state
@@ -89,7 +91,7 @@ type checkpointMeta struct {
 	// Marks: kernel addresses for the parallel recorder (boot.go); zero in
 	// checkpoints saved before they existed, which only turns the
 	// recorder's privilege-change chunk ends off.
-	Marks kernelMarks
+	Marks chunk.Marks
 }
 
 // checkpointBarrier is called by each vCPU loop while a checkpoint is

@@ -17,10 +17,10 @@ package vmm
 // kernel code, as replay's preemption points are):
 //
 //   - a chunk that starts in kernel mode ends at the start of the return
-//     to user mode (kernelMarks.ReturnToUser): its kernel work is
+//     to user mode (chunk.Marks.ReturnToUser): its kernel work is
 //     committed before the user computation starts;
 //   - a chunk that has used its budget in user mode ends at the next
-//     kernel entry through a page fault (kernelMarks.PageFault; under PVM
+//     kernel entry through a page fault (chunk.Marks.PageFault; under PVM
 //     syscalls arrive there too): the user computation is committed
 //     before the kernel work starts.
 //
@@ -38,7 +38,7 @@ package vmm
 //
 // Interrupts: both ends are points with interrupts disabled, where no
 // interrupt can be injected at the next chunk's start, so an interrupt
-// that is pending stays pending across such an end. Up to boundsMaxHeld
+// that is pending stays pending across such an end. Up to chunk.MaxHeld
 // chunks in a row may end at a bound while their vCPU has an interrupt
 // pending; the next one does not end at the return to user mode, so it
 // ends as chunks did before (exit, or preemption in kernel code, mostly
@@ -51,8 +51,11 @@ package vmm
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/bobuhiro11/gokvm/kvm"
+
+	"github.com/samsara-vmm/samsara/internal/chunk"
 )
 
 // privilegeEnds (SAMSARA_PAR_BOUNDARIES=0 turns it off) selects the
@@ -60,64 +63,79 @@ import (
 // preemptions (for comparisons: tests/bench).
 var privilegeEnds = os.Getenv("SAMSARA_PAR_BOUNDARIES") != "0"
 
-// boundsMaxHeld is how many chunks in a row may end at a bound while an
-// interrupt is pending (see above): a few, so that a syscall loop (each
-// syscall a chunk) delays a timer interrupt by a few syscalls only.
-const boundsMaxHeld = 4
-
 // DR7 enable bits of DR0 and DR1 (Intel SDM vol. 3, 17.2.4, "Debug
 // Control Register (DR7)": L0 is bit 0, L1 bit 2; type 00 = execution).
 const dr7L1 = 1 << 2
 
-// chunkBounds arms and recognises a chunk's privilege-change breakpoints.
-type chunkBounds struct {
-	v     *vcpu
-	marks kernelMarks
-	// ret and entry are set while the return-to-user and the page-fault
-	// entry breakpoints are armed.
-	ret, entry bool
+// newEnder is vCPU v's chunk.Ender.
+func (m *Machine) newEnder() *chunk.Ender {
+	if !privilegeEnds {
+		return chunk.NewEnder(chunk.Marks{})
+	}
+	return chunk.NewEnder(m.marks)
 }
 
-// startBounds prepares the breakpoints of a chunk starting now. A chunk
-// that injected an interrupt gets none (it is not preempted either: see
-// parChunk); nor does one whose kernel has no marks.
-func (v *vcpu) startBounds(injected bool) (*chunkBounds, error) {
-	b := &chunkBounds{v: v, marks: v.m.marks}
-	if !privilegeEnds || injected || b.marks.ReturnToUser == 0 {
-		b.marks = kernelMarks{}
-		return b, nil
-	}
+// beginBounds starts the chunk's end decision (chunk.Ender.Begin) and
+// arms the breakpoints it asks for.
+func (v *vcpu) beginBounds(injected bool, budget time.Duration) error {
 	s, err := kvm.GetSregs(uintptr(v.fd))
 	if err != nil {
-		return nil, err
-	}
-	if s.CS.Selector&3 != 0 {
-		return b, nil // starts in user mode
+		return err
 	}
 	regs, err := kvm.GetRegs(uintptr(v.fd))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	v.m.mu.Lock()
 	_, pending := v.m.bus.LAPIC(v.id).PendingVector()
 	v.m.mu.Unlock()
-	r := &v.m.par.running[v.id]
-	if !pending {
-		r.held = 0
-	} else if r.held++; r.held > boundsMaxHeld {
-		r.held = 0
-		return b, nil
-	}
-	if regs.RIP == b.marks.ReturnToUser {
-		// The previous chunk ended here. A breakpoint on the current
-		// instruction would stop the vCPU before it moves (RFLAGS.RF is
-		// ignored under PVM, see runTo): step over it first.
+	e := v.m.par.enders[v.id]
+	plan := e.Begin(chunk.Start{Injected: injected, User: s.CS.Selector&3 != 0, RIP: regs.RIP, Pending: pending}, budget)
+	if plan.StepFirst {
 		if err := v.stepOnce(); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	b.ret = true
-	return b, b.arm()
+	return v.armBounds(plan.Arm)
+}
+
+// armBounds programs the breakpoints (DR0: return to user, DR1: entry);
+// none armed turns guest debugging off.
+func (v *vcpu) armBounds(b chunk.Breakpoints) error {
+	if !b.Any() {
+		return nil
+	}
+	var dr [8]uint64
+	if b.ReturnToUser != 0 {
+		dr[0] = b.ReturnToUser
+		dr[7] |= dr7L0
+	}
+	if b.PageFault != 0 {
+		dr[1] = b.PageFault
+		dr[7] |= dr7L1
+	}
+	if err := setGuestDebug(v.fd, guestDbgEnable|guestDbgUseHWBP, &dr); err != nil {
+		return fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
+	}
+	return nil
+}
+
+// atBound checks a debug exit against the chunk's breakpoints: nil means
+// the chunk ends at a privilege change.
+func (v *vcpu) atBound() error {
+	regs, err := kvm.GetRegs(uintptr(v.fd))
+	if err != nil {
+		return err
+	}
+	return v.m.par.enders[v.id].AtBreakpoint(regs.RIP)
+}
+
+// endBounds disarms the chunk's breakpoints.
+func (v *vcpu) endBounds() error {
+	if !v.m.par.enders[v.id].Armed().Any() {
+		return nil
+	}
+	return setGuestDebug(v.fd, 0, nil)
 }
 
 // stepOnce executes one guest instruction (KVM_GUESTDBG_SINGLESTEP).
@@ -137,56 +155,6 @@ func (v *vcpu) stepOnce() error {
 		if v.run.ExitReason != exitDebug {
 			return fmt.Errorf("single step at the return to user mode made exit %d", v.run.ExitReason)
 		}
-		return nil
+		return setGuestDebug(v.fd, 0, nil)
 	}
-}
-
-// userPastBudget is called when the chunk has used its budget and the
-// vCPU is in user mode: from now on the chunk also ends at its next page
-// fault entry.
-func (b *chunkBounds) userPastBudget() error {
-	if b.marks.PageFault == 0 || b.entry {
-		return nil
-	}
-	b.entry = true
-	return b.arm()
-}
-
-// arm programs the armed breakpoints (DR0: return to user, DR1: entry).
-func (b *chunkBounds) arm() error {
-	var dr [8]uint64
-	if b.ret {
-		dr[0] = b.marks.ReturnToUser
-		dr[7] |= dr7L0
-	}
-	if b.entry {
-		dr[1] = b.marks.PageFault
-		dr[7] |= dr7L1
-	}
-	if err := setGuestDebug(b.v.fd, guestDbgEnable|guestDbgUseHWBP, &dr); err != nil {
-		return fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
-	}
-	return nil
-}
-
-// atEnd reports whether the vCPU's debug exit is one of the chunk's
-// breakpoints. Any other debug exit is an error: nothing else arms them.
-func (b *chunkBounds) atEnd() (bool, error) {
-	regs, err := kvm.GetRegs(uintptr(b.v.fd))
-	if err != nil {
-		return false, err
-	}
-	if (b.ret && regs.RIP == b.marks.ReturnToUser) || (b.entry && regs.RIP == b.marks.PageFault) {
-		return true, nil
-	}
-	return false, fmt.Errorf("debug exit at RIP %#x, not at a chunk breakpoint", regs.RIP)
-}
-
-// stop disarms the breakpoints.
-func (b *chunkBounds) stop() error {
-	if !b.ret && !b.entry {
-		return nil
-	}
-	b.ret, b.entry = false, false
-	return setGuestDebug(b.v.fd, 0, nil)
 }

@@ -35,9 +35,6 @@ type runningChunk struct {
 	readsAPIC atomic.Bool
 	// doomed is the gen of a chunk found doomed (0: none).
 	doomed atomic.Uint64
-	// held counts the vCPU's chunks in a row that started with an
-	// interrupt pending (det_bounds.go); the vCPU's goroutine only.
-	held int
 }
 
 // startRunning marks v's chunk as running; it returns the chunk's gen.

@@ -43,6 +43,7 @@ import (
 	"github.com/bobuhiro11/gokvm/kvm"
 	"golang.org/x/sys/unix"
 
+	"github.com/samsara-vmm/samsara/internal/chunk"
 	"github.com/samsara-vmm/samsara/internal/commit"
 	"github.com/samsara-vmm/samsara/internal/ept"
 	"github.com/samsara-vmm/samsara/internal/log"
@@ -95,6 +96,8 @@ type parallel struct {
 	// running[i] is vCPU i's running chunk, for early conflicts
 	// (det_early.go).
 	running []runningChunk
+	// enders[i] decides where vCPU i's chunks end (internal/chunk).
+	enders []*chunk.Ender
 }
 
 // debugSquashAll (SAMSARA_DEBUG_SQUASH_ALL=1) squashes every chunk once
@@ -195,6 +198,9 @@ func (m *Machine) RecordParallel(w RecordSink) (Result, error) {
 		return Result{}, err
 	}
 	m.par.committer = c
+	for range m.vcpus {
+		m.par.enders = append(m.par.enders, m.newEnder())
+	}
 	m.started = time.Now()
 	m.det0 = m.clock.vt
 	errs := make(chan error, len(m.vcpus))
@@ -370,12 +376,12 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 	budget := time.Duration(tx.Budget()) * time.Microsecond
 	stopWatchdog := v.startParWatchdog(started, budget)
 	rec := log.Chunk{VCPU: uint32(v.id)}
-	bounds, err := v.startBounds(injected)
-	if err != nil {
+	if err := v.beginBounds(injected, budget); err != nil {
 		stopWatchdog()
 		tx.Abort()
 		return err
 	}
+	ender := m.par.enders[v.id]
 	exited, stopped, abandoned, doomed, atBound := false, false, false, false, false
 	for {
 		if m.par.isDoomed(v.id, gen) {
@@ -385,15 +391,12 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 		setImmediateExit(v.run, false)
 		err := runVCPU(v.fd)
 		if err == nil && v.run.ExitReason == exitDebug {
-			end, err := bounds.atEnd()
-			if err != nil {
+			if err := v.atBound(); err != nil {
 				stopWatchdog()
 				return err
 			}
-			if end {
-				atBound = true // a privilege change (det_bounds.go)
-				break
-			}
+			atBound = true // a privilege change (det_bounds.go)
+			break
 		}
 		if err == nil {
 			exited = true
@@ -411,21 +414,19 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 			abandoned = true
 			break
 		}
-		// As in serialized mode (runChunk), a chunk that injected an
-		// interrupt is not preempted before its next exit: replay's
-		// breakpoints need not see the interrupt delivered where a plain
-		// run did.
-		if !injected && time.Since(started) >= budget {
-			preempt, user, err := v.preemptablePoint()
+		// Preemption and privilege-change ends: internal/chunk decides.
+		if ender.MayPreempt(time.Since(started)) {
+			ok, user, err := v.preemptablePoint()
 			if err != nil {
 				stopWatchdog()
 				return err
 			}
+			preempt, rearm := ender.Kicked(chunk.Where{Preemptable: ok, User: user})
 			if preempt {
 				break
 			}
-			if user {
-				if err := bounds.userPastBudget(); err != nil {
+			if rearm != nil {
+				if err := v.armBounds(*rearm); err != nil {
 					stopWatchdog()
 					return err
 				}
@@ -435,10 +436,11 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 	stopWatchdog()
 	if m.tracing() {
 		r, _ := kvm.GetRegs(uintptr(v.fd))
-		m.log.Debug(fmt.Sprintf("PARCHUNK vcpu %d took %v injected %v ret %v entry %v end rip %#x exited %v bound %v doomed %v", v.id, time.Since(started), injected, bounds.ret, bounds.entry, r.RIP, exited, atBound, doomed))
+		m.log.Debug(fmt.Sprintf("PARCHUNK vcpu %d took %v injected %v armed %+v end rip %#x exited %v privilege %v doomed %v",
+			v.id, time.Since(started), injected, ender.Armed(), r.RIP, exited, atBound, doomed))
 	}
 	m.par.stopRunning(v.id)
-	if err := bounds.stop(); err != nil {
+	if err := v.endBounds(); err != nil {
 		return err
 	}
 	sets, err := view.End()

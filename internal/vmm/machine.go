@@ -12,6 +12,7 @@ import (
 	"github.com/bobuhiro11/gokvm/kvm"
 	"go.uber.org/zap"
 
+	"github.com/samsara-vmm/samsara/internal/chunk"
 	"github.com/samsara-vmm/samsara/internal/nde"
 	"golang.org/x/sys/unix"
 )
@@ -93,7 +94,7 @@ type Machine struct {
 	clock       *machineClock
 	cmdline     string
 	// marks: kernel addresses of privilege changes (boot.go).
-	marks kernelMarks
+	marks chunk.Marks
 
 	// mu serializes every device access and the machine's run state.
 	mu sync.Mutex

@@ -54,13 +54,16 @@ func renderMarkdown(r *benchReport) string {
 		p("### User-heavy runs (`PROG 2 %s`, 2 vCPUs)\n\n", userHeavySize)
 		p("The tiny runs above spend most of their time in the emulated guest kernel; these spend most of it in guest user code, which runs natively. ")
 		p("*parallel, before* is the parallel recorder with its privilege-change chunk ends and early conflict checks off (`SAMSARA_PAR_BOUNDARIES=0 SAMSARA_PAR_EARLY=0`).\n\n")
-		p("| workload | run | serialized record | record/run | parallel record | parallel/serialized | squashed chunks | parallel, before | squashed chunks before | replay of the parallel log |\n")
-		p("|---|---|---|---|---|---|---|---|---|---|\n")
+		p("*peak RSS* is each process's peak resident memory (run / serialized record / parallel record): the guest RAM the guest touched, mapped from one memfd, plus the VMM; ")
+		p("the parallel recorder's views add what chunks touch, dropped at every chunk end. The guest has %d MiB of RAM.\n\n", guestRAMMiB)
+		p("| workload | run | serialized record | record/run | parallel record | parallel/serialized | squashed chunks | parallel, before | squashed chunks before | replay of the parallel log | peak RSS, MiB |\n")
+		p("|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, w := range r.UserHeavy {
 			for _, s := range w.Samsara {
-				p("| %s | %s | %s | %s | %s | %s | %d of %d | %s | %d of %d | %s |\n", w.Name, cell(s.Run), cell(s.Record), ratioCell(s.Record, s.Run),
+				p("| %s | %s | %s | %s | %s | %s | %d of %d | %s | %d of %d | %s | %s |\n", w.Name, cell(s.Run), cell(s.Record), ratioCell(s.Record, s.Run),
 					cell(s.Parallel), ratioCell(s.Parallel, s.Record), s.Squashes, s.Chunks,
-					cell(s.Baseline), s.BaselineSquashes, s.BaselineChunks, verdict(s.ParallelReplay, "matched"))
+					cell(s.Baseline), s.BaselineSquashes, s.BaselineChunks, verdict(s.ParallelReplay, "matched"),
+					rssCell(s.Run, s.Record, s.Parallel))
 			}
 		}
 		p("\n")
@@ -200,6 +203,22 @@ func guestCell(guestNanos uint64, rec outcome) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.3f s", float64(guestNanos)/1e9)
+}
+
+// guestRAMMiB is samsara's default guest memory (cmd/samsara, --mem),
+// which every benchmark run uses.
+const guestRAMMiB = 256
+
+// rssCell shows peak resident sets in MiB, "-" for a run that failed.
+func rssCell(os ...outcome) string {
+	parts := make([]string, len(os))
+	for i, o := range os {
+		parts[i] = "-"
+		if o.ok() && o.MaxRSSKiB > 0 {
+			parts[i] = fmt.Sprint(o.MaxRSSKiB / 1024)
+		}
+	}
+	return strings.Join(parts, " / ")
 }
 
 // squashCell is the parallel recorder's squash rate, or why there is none.

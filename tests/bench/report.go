@@ -44,6 +44,11 @@ type outcome struct {
 	Err string
 	// Ran is false when the measurement was not attempted.
 	Ran bool
+	// MaxRSSKiB is the process's peak resident set (getrusage ru_maxrss):
+	// guest RAM the guest touched (a shared memfd mapping) plus the
+	// VMM's own memory, and for the parallel recorder the views' private
+	// pages.
+	MaxRSSKiB int64 `json:",omitempty"`
 }
 
 // ok reports whether the command ran and succeeded.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -167,6 +168,11 @@ func runCmdEnv(timeout time.Duration, env []string, name string, args ...string)
 	}
 	out, err := cmd.CombinedOutput()
 	o := outcome{Wall: time.Since(start), Ran: true}
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			o.MaxRSSKiB = ru.Maxrss // KiB on Linux (getrusage(2))
+		}
+	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		o.Err = fmt.Sprintf("killed after %v", timeout)
 	} else if err != nil {
