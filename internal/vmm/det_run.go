@@ -241,7 +241,12 @@ func (m *Machine) digest() (*log.Digest, error) {
 	if p := os.Getenv("SAMSARA_DUMP_MEMORY"); p != "" {
 		os.WriteFile(p, m.mem.mem, 0o644)
 	}
-	d := &log.Digest{Memory: sha256.Sum256(m.mem.mem)}
+	mh := sha256.New()
+	if err := m.mem.hashInto(mh); err != nil {
+		return nil, err
+	}
+	d := &log.Digest{}
+	copy(d.Memory[:], mh.Sum(nil))
 	for _, v := range m.vcpus {
 		// A vCPU whose last chunk ended at a port or MMIO read holds
 		// its result in KVM until the next KVM_RUN; a vCPU that the

@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/bobuhiro11/gokvm/kvm"
 	"golang.org/x/sys/unix"
@@ -89,4 +90,42 @@ func (g *guestMemory) close() {
 		unix.Close(g.fd)
 		g.fd = -1
 	}
+}
+
+// hashInto writes guest memory to h, byte for byte as h.Write(g.mem)
+// would, without reading the memfd's holes (pages the guest never
+// touched) through the mapping: a read fault on a shared memfd hole
+// allocates the page, so hashing the mapping made every digest allocate
+// all of guest RAM (peak RSS of record and replay = RAM size). Holes are
+// found with lseek SEEK_DATA/SEEK_HOLE (lseek(2)) and hashed as zeros.
+func (g *guestMemory) hashInto(h io.Writer) error {
+	var zeros [64 << 10]byte
+	writeZeros := func(n int64) {
+		for n > 0 {
+			k := min(n, int64(len(zeros)))
+			h.Write(zeros[:k])
+			n -= k
+		}
+	}
+	size := int64(len(g.mem))
+	off := int64(0)
+	for off < size {
+		data, err := unix.Seek(g.fd, off, unix.SEEK_DATA)
+		if err == unix.ENXIO { // no data after off
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("lseek SEEK_DATA on guest memory: %w", err)
+		}
+		hole, err := unix.Seek(g.fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			return fmt.Errorf("lseek SEEK_HOLE on guest memory: %w", err)
+		}
+		data, hole = min(data, size), min(hole, size)
+		writeZeros(data - off)
+		h.Write(g.mem[data:hole])
+		off = hole
+	}
+	writeZeros(size - off)
+	return nil
 }
