@@ -481,7 +481,8 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 	}
 	if !res.Committed() {
 		if m.tracing() {
-			m.log.Debug(fmt.Sprintf("SQUASH vcpu %d: %v (reads %d writes %d: %v)", v.id, res.Squash, len(ch.reads.Pages()), len(ch.writes.Pages()), ch.writes.Pages()))
+			w := ch.writes.Pages()
+			m.log.Debug(fmt.Sprintf("SQUASH vcpu %d: %v (reads %d, writes %d: %v)", v.id, res.Squash, ch.reads.Len(), len(w), w[:min(len(w), 32)]))
 		}
 		return v.squash(&snap, injected, vec)
 	}
@@ -547,7 +548,8 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 		m.chunksDone.Add(1)
 		m.debugRecordWrites(seq-1, ch.writes.Pages())
 		if m.tracing() {
-			m.log.Debug(fmt.Sprintf("COMMIT %d vcpu %d writes %v", seq-1, v.id, ch.writes.Pages()))
+			w := ch.writes.Pages()
+			m.log.Debug(fmt.Sprintf("COMMIT %d vcpu %d writes %d: %v", seq-1, v.id, len(w), w[:min(len(w), 32)]))
 		}
 		m.mu.Lock()
 		p.cond.Broadcast()
