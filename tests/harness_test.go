@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -101,9 +102,16 @@ func samsara(t *testing.T, timeout time.Duration, args ...string) result {
 	select {
 	case err = <-done:
 	case <-time.After(timeout):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("samsara %s: no result after %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), timeout, tail(out.String()), tail(errb.String()))
+		// SIGQUIT first: the Go runtime prints every goroutine's stack
+		// (where samsara was stuck) before exiting.
+		cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		t.Fatalf("samsara %s: no result after %v\nstdout:\n%s\nstderr (with the goroutine dump of SIGQUIT):\n%s", strings.Join(args, " "), timeout, tail(out.String()), errb.String())
 	}
 	r := result{stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}
 	var ee *exec.ExitError

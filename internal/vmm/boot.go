@@ -46,6 +46,7 @@ type loadedKernel struct {
 	entry uint64 // physical entry point (startup_64)
 	end   uint64 // first byte after the highest loaded segment
 	marks chunk.Marks
+	spins []KernelRange
 }
 
 // findKernelMarks reads the guest kernel addresses where the parallel
@@ -90,7 +91,7 @@ func loadKernel(mem []byte, path string) (*loadedKernel, error) {
 	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 || f.Type != elf.ET_EXEC {
 		return nil, fmt.Errorf("kernel %s: %w (class %v, machine %v, type %v)", path, ErrNotKernel, f.Class, f.Machine, f.Type)
 	}
-	k := &loadedKernel{entry: f.Entry, marks: findKernelMarks(f)}
+	k := &loadedKernel{entry: f.Entry, marks: findKernelMarks(f), spins: findSpinRanges(f)}
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_LOAD {
 			continue

@@ -28,7 +28,7 @@ func (m *Machine) bootKernel() error {
 	if err != nil {
 		return err
 	}
-	m.marks = k.marks
+	m.marks, m.spins = k.marks, k.spins
 	var initrd []byte
 	if m.cfg.Initrd != "" {
 		if initrd, err = readFileLimit("initrd", m.cfg.Initrd, maxInitrdBytes); err != nil {

@@ -188,6 +188,20 @@ func TestKernelMarks(t *testing.T) {
 		t.Errorf("PageFault %#x, System.map %#x", got.PageFault, want["asm_exc_page_fault"])
 	}
 
+	spins := findSpinRanges(f)
+	if len(spins) != len(spinFunctions) {
+		t.Errorf("spin ranges %+v, want one per %v", spins, spinFunctions)
+	}
+	for _, r := range spins {
+		found := false
+		for _, name := range spinFunctions {
+			found = found || want[name] == r.Start
+		}
+		if !found || r.End <= r.Start {
+			t.Errorf("spin range %#x-%#x is not one of %v in System.map", r.Start, r.End, spinFunctions)
+		}
+	}
+
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -199,5 +213,8 @@ func TestKernelMarks(t *testing.T) {
 	defer g.Close()
 	if m := findKernelMarks(g); m != (chunk.Marks{}) {
 		t.Errorf("marks of a non-kernel ELF: %+v, want none", m)
+	}
+	if r := findSpinRanges(g); len(r) != 0 {
+		t.Errorf("spin ranges of a non-kernel ELF: %+v, want none", r)
 	}
 }

@@ -92,6 +92,9 @@ type checkpointMeta struct {
 	// checkpoints saved before they existed, which only turns the
 	// recorder's privilege-change chunk ends off.
 	Marks chunk.Marks
+	// Spins: the serialized recorder's spin functions (det_spin.go);
+	// none in older checkpoints, which turns the spin checks off.
+	Spins []KernelRange
 }
 
 // checkpointBarrier is called by each vCPU loop while a checkpoint is
@@ -136,7 +139,7 @@ func (m *Machine) isStopped() bool {
 func (m *Machine) saveCheckpointLocked(path string) error {
 	meta := checkpointMeta{
 		CPUs: m.cfg.CPUs, Mem: m.cfg.Mem, Cmdline: m.cmdline, HasDisk: m.blk != nil,
-		GuestNow: m.clock.Now(), Marks: m.marks,
+		GuestNow: m.clock.Now(), Marks: m.marks, Spins: m.spins,
 		IOAPIC: m.ioapic.Snapshot(), PIT: m.pit.Snapshot(), UART: m.uart.Snapshot(), RTC: m.rtc.Snapshot(), PIC: PICState{Chips: m.pic.chips},
 	}
 	for _, v := range m.vcpus {
@@ -311,7 +314,7 @@ func (m *Machine) restoreFromFile(path string) error {
 		return err
 	}
 	m.cmdline = meta.Cmdline
-	m.marks = meta.Marks
+	m.marks, m.spins = meta.Marks, meta.Spins
 	mem := m.mem.mem
 	var pn [8]byte
 	for {

@@ -301,10 +301,18 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		// deliver a queued interrupt at the same instruction while
 		// single-stepping as it does in a plain run; an interrupt handler
 		// exits soon anyway (its EOI write), which ends the segment.
-		if want == nil && !inject && !injectedSinceExit && time.Since(started) >= preemptAfter {
-			preempted, err := v.tryPreempt(&rec, started)
-			if preempted || err != nil {
-				return rec, err
+		if want == nil && !inject && !injectedSinceExit && time.Since(started) >= spinCheckAfter {
+			try := time.Since(started) >= preemptAfter
+			if !try && spinChecks {
+				if try, err = v.inSpin(); err != nil {
+					return rec, err
+				}
+			}
+			if try {
+				preempted, err := v.tryPreempt(&rec, started)
+				if preempted || err != nil {
+					return rec, err
+				}
 			}
 		}
 		setImmediateExit(v.run, false)
@@ -371,7 +379,11 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 // every millisecond, SAMSARA_DEBUG_SIGNAL_STORM=1ms, made 3 of 5 replays
 // diverge; without window requests 16 of 16 matched.)
 func (v *vcpu) startWatchdog(started time.Time) (stop func()) {
-	t := time.NewTicker(preemptAfter)
+	period := preemptAfter
+	if spinChecks && len(v.m.spins) > 0 {
+		period = spinCheckAfter // det_spin.go
+	}
+	t := time.NewTicker(period)
 	quit := make(chan struct{})
 	go func() {
 		for {

@@ -95,6 +95,8 @@ type Machine struct {
 	cmdline     string
 	// marks: kernel addresses of privilege changes (boot.go).
 	marks chunk.Marks
+	// spins: kernel functions where a vCPU waits for another (det_spin.go).
+	spins []KernelRange
 
 	// mu serializes every device access and the machine's run state.
 	mu sync.Mutex
