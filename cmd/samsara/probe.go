@@ -106,7 +106,7 @@ func printTrackers(p probeReport) {
 
 // defaultRecorderWhy is what probe says of `record`'s default --mode.
 // The parallel recorder runs here (every end-to-end test passes with it)
-// but records 1.1x-2x slower than the serialized one in the benchmark
+// but records 1.1x-2.3x slower than the serialized one in the benchmark
 // report (README, "Benchmarks"): without a PMU a chunk of guest user code
 // has no budget, so a conflict found at its end costs all of it, and
 // kernel code, where chunks are bounded, is emulated under PVM.
