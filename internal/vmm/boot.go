@@ -49,20 +49,16 @@ type loadedKernel struct {
 	spins []KernelRange
 }
 
-// findKernelMarks reads the guest kernel addresses where the parallel
-// recorder ends a chunk at a change of privilege (internal/chunk) from the
-// ELF symbol table; a missing symbol leaves both zero (chunks then end
+// findKernelMarks finds, in the ELF symbol table syms, the guest kernel
+// addresses where the parallel recorder ends a chunk at a change of
+// privilege (internal/chunk); a missing symbol leaves both zero (chunks then end
 // only at exits and preemptions). The return path is
 // swapgs_restore_regs_and_return_to_usermode, the only path of Linux 6.1
 // (x86-64, no PTI) from kernel to user mode: every exception and interrupt
 // return to user mode goes through it (arch/x86/entry/entry_64.S), and
 // under PVM syscalls do too (patch 0004: they arrive as page faults, at
 // asm_exc_page_fault).
-func findKernelMarks(f *elf.File) chunk.Marks {
-	syms, err := f.Symbols()
-	if err != nil {
-		return chunk.Marks{}
-	}
+func findKernelMarks(syms []elf.Symbol) chunk.Marks {
 	var k chunk.Marks
 	for _, s := range syms {
 		switch s.Name {
@@ -91,7 +87,10 @@ func loadKernel(mem []byte, path string) (*loadedKernel, error) {
 	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 || f.Type != elf.ET_EXEC {
 		return nil, fmt.Errorf("kernel %s: %w (class %v, machine %v, type %v)", path, ErrNotKernel, f.Class, f.Machine, f.Type)
 	}
-	k := &loadedKernel{entry: f.Entry, marks: findKernelMarks(f), spins: findSpinRanges(f)}
+	// A kernel without a symbol table (stripped) just has no marks or
+	// spin ranges.
+	syms, _ := f.Symbols()
+	k := &loadedKernel{entry: f.Entry, marks: findKernelMarks(syms), spins: findSpinRanges(syms)}
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_LOAD {
 			continue

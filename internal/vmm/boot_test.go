@@ -168,7 +168,11 @@ func TestKernelMarks(t *testing.T) {
 		t.Skipf("no reference kernel: %v", err)
 	}
 	defer f.Close()
-	got := findKernelMarks(f)
+	syms, err := f.Symbols()
+	if err != nil {
+		t.Fatalf("reference kernel symbols: %v", err)
+	}
+	got := findKernelMarks(syms)
 	sysmap, err := os.ReadFile(filepath.Join(build, "System.map"))
 	if err != nil {
 		t.Skipf("no System.map: %v", err)
@@ -188,7 +192,7 @@ func TestKernelMarks(t *testing.T) {
 		t.Errorf("PageFault %#x, System.map %#x", got.PageFault, want["asm_exc_page_fault"])
 	}
 
-	spins := findSpinRanges(f)
+	spins := findSpinRanges(syms)
 	if len(spins) != len(spinFunctions) {
 		t.Errorf("spin ranges %+v, want one per %v", spins, spinFunctions)
 	}
@@ -211,10 +215,11 @@ func TestKernelMarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	if m := findKernelMarks(g); m != (chunk.Marks{}) {
+	gsyms, _ := g.Symbols()
+	if m := findKernelMarks(gsyms); m != (chunk.Marks{}) {
 		t.Errorf("marks of a non-kernel ELF: %+v, want none", m)
 	}
-	if r := findSpinRanges(g); len(r) != 0 {
+	if r := findSpinRanges(gsyms); len(r) != 0 {
 		t.Errorf("spin ranges of a non-kernel ELF: %+v, want none", r)
 	}
 }

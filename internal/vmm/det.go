@@ -301,8 +301,8 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		// deliver a queued interrupt at the same instruction while
 		// single-stepping as it does in a plain run; an interrupt handler
 		// exits soon anyway (its EOI write), which ends the segment.
-		if want == nil && !inject && !injectedSinceExit && time.Since(started) >= spinCheckAfter {
-			try := time.Since(started) >= preemptAfter
+		if elapsed := time.Since(started); want == nil && !inject && !injectedSinceExit && elapsed >= spinCheckAfter {
+			try := elapsed >= preemptAfter
 			if !try && spinChecks {
 				if try, err = v.inSpin(); err != nil {
 					return rec, err

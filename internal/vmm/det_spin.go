@@ -38,13 +38,9 @@ var spinChecks = os.Getenv("SAMSARA_SPIN_CHECK") != "0"
 // KernelRange is a guest kernel function's code, [Start, End).
 type KernelRange struct{ Start, End uint64 }
 
-// findSpinRanges reads spinFunctions' ranges from the ELF symbol table
-// (none if it has no symbols).
-func findSpinRanges(f *elf.File) []KernelRange {
-	syms, err := f.Symbols()
-	if err != nil {
-		return nil
-	}
+// findSpinRanges finds spinFunctions' ranges in the ELF symbol table
+// syms.
+func findSpinRanges(syms []elf.Symbol) []KernelRange {
 	var out []KernelRange
 	for _, s := range syms {
 		for _, name := range spinFunctions {
