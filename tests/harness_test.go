@@ -39,12 +39,17 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	samsaraBin = filepath.Join(tmp, "samsara")
-	cmd := exec.Command("go", "build", "-o", samsaraBin, "./cmd/samsara")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build samsara: %v\n%s", err, out)
-		os.Exit(1)
+	// SAMSARA_BIN names a samsara built beforehand: the host VM
+	// (tests/hostvm) has no Go toolchain, so its binary is built outside.
+	samsaraBin = os.Getenv("SAMSARA_BIN")
+	if samsaraBin == "" {
+		samsaraBin = filepath.Join(tmp, "samsara")
+		cmd := exec.Command("go", "build", "-o", samsaraBin, "./cmd/samsara")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build samsara: %v\n%s", err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(tmp)

@@ -1,0 +1,139 @@
+package main
+
+// Booting the host VM: QEMU's TCG emulating an AMD CPU with SVM and nested
+// paging (-cpu max), Debian's cloud kernel, the initramfs of initramfs.go.
+// The console is streamed line by line; the host's init prints markers
+// (initramfs.go) that give the time /dev/kvm became ready and the inner
+// command's exit status. No NIC is configured (-nic none), so nothing
+// inside reaches the network.
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// qemuBinary is Debian's qemu-system-x86 (7.2 measured here).
+const qemuBinary = "qemu-system-x86_64"
+
+// bootConfig is one host VM run.
+type bootConfig struct {
+	Kernel    hostKernel
+	Initramfs string
+	// MemMiB is the host's RAM. It holds the initramfs (samsara, the
+	// reference guest, test binaries) and a tmpfs for checkpoints and
+	// recordings, besides the guests' own RAM (256 MiB each by default).
+	MemMiB int
+	// CPUs of the host; 2 matches the machines here (2 cores) and lets
+	// the 2-vCPU guests run their vCPUs in parallel.
+	CPUs int
+	// Timeout bounds the whole run, boot included.
+	Timeout time.Duration
+	// Console receives every console line, as printed.
+	Console io.Writer
+}
+
+// bootResult is what a run measured.
+type bootResult struct {
+	// Ready is the time from QEMU's start to /dev/kvm being ready.
+	Ready time.Duration
+	// Total is QEMU's whole run.
+	Total time.Duration
+	// Status is the inner command's exit status.
+	Status int
+}
+
+// cmdline of the host kernel: a serial console, no reboot on panic (QEMU's
+// -no-reboot then exits), and nothing slow that the host does not need
+// under TCG (mitigations only cost time in an emulated throwaway host).
+const hostCmdline = "console=ttyS0 panic=-1 quiet loglevel=3 mitigations=off"
+
+// boot runs the host VM to the end and returns what it measured. Errors
+// say what was waited for: the host's readiness, or the inner command.
+func boot(cfg bootConfig) (bootResult, error) {
+	args := []string{
+		"-accel", "tcg,thread=multi",
+		// -cpu max: SVM with nested paging. (-cpu EPYC,+svm,+npt once
+		// panicked the host kernel; PLATFORM.md, 2026-12-04.)
+		"-cpu", "max",
+		"-smp", strconv.Itoa(cfg.CPUs),
+		"-m", strconv.Itoa(cfg.MemMiB),
+		"-nodefaults", "-nographic", "-no-reboot",
+		"-nic", "none",
+		"-serial", "stdio",
+		"-monitor", "none",
+		"-kernel", cfg.Kernel.vmlinuz(),
+		"-initrd", cfg.Initramfs,
+		"-append", hostCmdline,
+	}
+	cmd := exec.Command(qemuBinary, args...)
+	cmd.Stdin = nil
+	cmd.Stderr = os.Stderr
+	// Its own process group, so a timeout ends QEMU and nothing else.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return bootResult{}, err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return bootResult{}, fmt.Errorf("start %s (package qemu-system-x86): %w", qemuBinary, err)
+	}
+	res := bootResult{Status: -1}
+	lines := make(chan string, 256)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<16), 1<<20)
+		for sc.Scan() {
+			lines <- strings.TrimRight(sc.Text(), "\r")
+		}
+		close(lines)
+	}()
+	timeout := time.NewTimer(cfg.Timeout)
+	defer timeout.Stop()
+	var hostErr string
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				err := cmd.Wait()
+				res.Total = time.Since(start)
+				switch {
+				case res.Status >= 0:
+					return res, nil
+				case hostErr != "":
+					return res, fmt.Errorf("host VM: %s", hostErr)
+				case res.Ready == 0:
+					return res, fmt.Errorf("host VM ended (%v) before /dev/kvm was ready", err)
+				}
+				return res, fmt.Errorf("host VM ended (%v) before the command inside reported its status", err)
+			}
+			fmt.Fprintln(cfg.Console, line)
+			switch {
+			case line == markReady:
+				res.Ready = time.Since(start)
+				fmt.Fprintf(cfg.Console, "hostvm: /dev/kvm ready %.1f s after QEMU started (%s)\n", res.Ready.Seconds(), cfg.Kernel.Package)
+			case strings.HasPrefix(line, markExit):
+				if n, err := strconv.Atoi(strings.TrimPrefix(line, markExit)); err == nil {
+					res.Status = n
+				}
+			case strings.HasPrefix(line, markError):
+				hostErr = strings.TrimSpace(strings.TrimPrefix(line, markError))
+			}
+		case <-timeout.C:
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+			what := "the command inside to finish"
+			if res.Ready == 0 {
+				what = "/dev/kvm to be ready"
+			}
+			return res, fmt.Errorf("host VM: waited %v for %s; QEMU killed", cfg.Timeout, what)
+		}
+	}
+}

@@ -1,0 +1,215 @@
+package main
+
+// hostvm test: the KVM tests of every package, compiled here (go test -c)
+// and run inside the host VM, with one summary that says where they ran.
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// kvmPackage is a package whose tests need KVM, and which of them a set
+// runs. An empty pattern runs every test of the package.
+type kvmPackage struct {
+	// Path is the package's folder from the repository root.
+	Path string
+	// Smoke selects the tests of the default (make test) set: each
+	// package's KVM tests, at a size TCG runs in a few minutes.
+	Smoke string
+}
+
+// kvmPackages are the packages with tests that open /dev/kvm. Keep this
+// list in step with the packages that call requireKVM (grep for it).
+var kvmPackages = []kvmPackage{
+	// The tiny test VM: progress counters and exact stops (pmc). Every
+	// test: they take seconds.
+	{Path: "internal/pmc"},
+	// Page trackers: conformance of every backend, isolation, staleness.
+	{Path: "internal/ept"},
+	// The machine: device models and boot (unit tests, the kernel's
+	// symbol marks).
+	{Path: "internal/vmm"},
+	// End to end through the samsara binary: boot, devices, exit status,
+	// bad input, checkpoints, record/replay with both recorders.
+	{Path: "tests", Smoke: "^(TestBootColdAndResume|TestNproc|TestExitStatus|TestBadInput|TestRecordReplay|TestInspect|TestReplayDetectsDivergence)$"},
+	// The CLI: probe inside the host reports what it opened.
+	{Path: "cmd/samsara"},
+}
+
+// set names which tests of each package run.
+type testSet string
+
+const (
+	setSmoke testSet = "smoke"
+	setFull  testSet = "full"
+)
+
+func cmdTest(args []string) (int, error) {
+	fs := flag.NewFlagSet("test", flag.ExitOnError)
+	var o options
+	// The default set takes ~10 minutes under TCG on 2 cores; the bound
+	// leaves room for a busy machine and stays inside CI's 90 minutes.
+	o.register(fs, 40*time.Minute)
+	set := fs.String("set", string(setSmoke), "smoke (make test) or full (make test-hostvm-full)")
+	testTimeout := fs.Duration("test-timeout", 25*time.Minute, "go test -timeout of each package inside the host")
+	fs.Parse(args)
+	if *set != string(setSmoke) && *set != string(setFull) {
+		return 0, fmt.Errorf("test: -set must be smoke or full, not %q", *set)
+	}
+	w, err := newWorkspace(o)
+	if err != nil {
+		return 0, err
+	}
+	defer w.close()
+	p, err := w.basePayload()
+	if err != nil {
+		return 0, err
+	}
+	var script strings.Builder
+	script.WriteString("status=0\n")
+	for _, pkg := range kvmPackages {
+		name := strings.ReplaceAll(pkg.Path, "/", "_") + ".test"
+		bin := filepath.Join(w.dir, name)
+		if err := w.goBuild("test", "-c", "-o", bin, "./"+pkg.Path); err != nil {
+			return 0, err
+		}
+		p.Files["hostvm/tests/"+name] = bin
+		run := ""
+		if testSet(*set) == setSmoke && pkg.Smoke != "" {
+			run = pkg.Smoke
+		}
+		skip := skipPattern(pkg.Path)
+		fmt.Fprintf(&script, "echo %s %s\n", markBegin, pkg.Path)
+		// Each test binary runs in its package's folder, as go test runs
+		// it (tests find ../guest-images from there).
+		fmt.Fprintf(&script, "mkdir -p /hostvm/src/%s && cd /hostvm/src/%s\n", pkg.Path, pkg.Path)
+		fmt.Fprintf(&script, "/hostvm/tests/%s -test.v -test.count=1 -test.timeout=%s -test.run %s -test.skip %s 2>&1 || status=1\n",
+			name, *testTimeout, shellQuote(run), shellQuote(skip))
+		fmt.Fprintf(&script, "echo %s %s\n", markEnd, pkg.Path)
+	}
+	script.WriteString("exit $status\n")
+	p.Script = script.String()
+
+	fmt.Printf("hostvm: running the %s set of KVM tests inside the emulated AMD-SVM host (QEMU TCG -cpu max, %s)\n", *set, w.kernel.Package)
+	pr, pw := io.Pipe()
+	tally := make(chan *summary)
+	go func() { tally <- summarize(pr, os.Stdout) }()
+	res, bootErr := w.boot(p, pw)
+	pw.Close()
+	s := <-tally
+	s.print(os.Stdout, *set, res)
+	if bootErr != nil {
+		return 0, bootErr
+	}
+	if s.failed > 0 && res.Status == 0 {
+		res.Status = 1
+	}
+	return res.Status, nil
+}
+
+// Markers around each package's tests in the console.
+const (
+	markBegin = "SAMSARA-HOSTVM-BEGIN"
+	markEnd   = "SAMSARA-HOSTVM-END"
+)
+
+// summary counts go test -v results per package.
+type summary struct {
+	pkgs                  []string
+	counts                map[string]*[3]int // passed, failed, skipped
+	failures              []string
+	passed, failed, skips int
+}
+
+var resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+)`)
+
+// summarize copies the console to out and counts top-level test results.
+func summarize(in io.Reader, out io.Writer) *summary {
+	s := &summary{counts: map[string]*[3]int{}}
+	pkg := ""
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(out, line)
+		if p, ok := strings.CutPrefix(line, markBegin+" "); ok {
+			pkg = p
+			s.pkgs = append(s.pkgs, pkg)
+			s.counts[pkg] = &[3]int{}
+			continue
+		}
+		m := resultLine.FindStringSubmatch(line)
+		if m == nil || pkg == "" || strings.Contains(m[2], "/") {
+			continue // subtests are counted through their parents
+		}
+		c := s.counts[pkg]
+		switch m[1] {
+		case "PASS":
+			c[0]++
+			s.passed++
+		case "FAIL":
+			c[1]++
+			s.failed++
+			s.failures = append(s.failures, pkg+": "+m[2])
+		case "SKIP":
+			c[2]++
+			s.skips++
+		}
+	}
+	io.Copy(io.Discard, in)
+	return s
+}
+
+func (s *summary) print(w io.Writer, set string, res bootResult) {
+	fmt.Fprintf(w, "\n== KVM tests (%s set) ran inside the emulated AMD-SVM host (QEMU TCG, no PMU); host /dev/kvm ready after %.1f s, whole run %.0f s ==\n",
+		set, res.Ready.Seconds(), res.Total.Seconds())
+	for _, p := range s.pkgs {
+		c := s.counts[p]
+		fmt.Fprintf(w, "  %-14s %3d passed, %d failed, %d skipped\n", p, c[0], c[1], c[2])
+	}
+	for _, f := range s.failures {
+		fmt.Fprintf(w, "  FAILED: %s\n", f)
+	}
+	printSkipList(w)
+	fmt.Fprintf(w, "hostvm: %d passed, %d failed, %d skipped\n", s.passed, s.failed, s.skips)
+}
+
+// printSkipList prints the tests that the host VM does not run, and why.
+func printSkipList(w io.Writer) {
+	if len(svmSkips) == 0 {
+		fmt.Fprintln(w, "  no test is skipped for SVM in the host")
+		return
+	}
+	fmt.Fprintln(w, "  not run in the host (listed in tests/hostvm/skips.go):")
+	keys := make([]string, 0, len(svmSkips))
+	for k := range svmSkips {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "    %s: %s\n", k, svmSkips[k])
+	}
+}
+
+// skipPattern is the -test.skip pattern for a package's listed skips.
+func skipPattern(pkg string) string {
+	var alts []string
+	for k := range svmSkips {
+		if p, name, ok := strings.Cut(k, "."); ok && p == pkg {
+			alts = append(alts, regexp.QuoteMeta(name))
+		}
+	}
+	if len(alts) == 0 {
+		return "^$"
+	}
+	sort.Strings(alts)
+	return "^(" + strings.Join(alts, "|") + ")$"
+}
