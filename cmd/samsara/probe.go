@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 
@@ -21,6 +23,13 @@ type probeReport struct {
 	DefaultRecorder string `json:"default_recorder"`
 }
 
+// probePaths are the files probe measures (tests point them elsewhere).
+var probePaths = vmm.DefaultProbePaths()
+
+// noKVMReason is what probe says of what it did not measure because the
+// KVM device is unusable.
+const noKVMReason = "no usable /dev/kvm"
+
 func newProbeCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -28,38 +37,80 @@ func newProbeCmd() *cobra.Command {
 		Short: "Report what this host supports and what samsara will use",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r := vmm.ProbeHost()
-			p := probeReport{HostReport: r, Trackers: ept.Backends(), DefaultTracker: ept.DefaultName(), DefaultRecorder: defaultRecorderWhy}
-			if asJSON {
-				if err := printJSON(p); err != nil {
-					return err
-				}
-			} else {
-				printProbe(r)
-				printTrackers(p)
-			}
-			if len(r.Problems) > 0 {
-				return fmt.Errorf("this host cannot run samsara:\n  %s", strings.Join(r.Problems, "\n  "))
-			}
-			return nil
+			r := vmm.ProbeHostAt(probePaths)
+			return reportProbe(cmd.OutOrStdout(), newProbeReport(r, ept.Backends, ept.DefaultName), asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
 }
 
-func printProbe(r *vmm.HostReport) {
-	fmt.Printf("KVM API version:  %d\n", r.APIVersion)
+// newProbeReport adds the page trackers to r. They are checked only when
+// the KVM device works: otherwise every tracker is reported unsupported
+// (not checked) and there is no default.
+func newProbeReport(r *vmm.HostReport, backends func() []ept.BackendInfo, defaultName func() string) probeReport {
+	p := probeReport{HostReport: r}
+	if !r.KVMAvailable {
+		for _, b := range backends() {
+			p.Trackers = append(p.Trackers, ept.BackendInfo{Name: b.Name, Exact: b.Exact, Reason: "not checked: " + noKVMReason})
+		}
+		p.DefaultRecorder = "none can run here (" + noKVMReason + ")"
+		return p
+	}
+	p.Trackers = backends()
+	p.DefaultTracker = defaultName()
+	p.DefaultRecorder = defaultRecorderWhy
+	if p.DefaultTracker == "" {
+		p.DefaultRecorder = "serialized (--mode parallel cannot run here: no exact page tracker)"
+	}
+	return p
+}
+
+// reportProbe prints p (as JSON if asJSON) and returns an error, which
+// makes samsara exit non-zero, if this host cannot run samsara.
+func reportProbe(w io.Writer, p probeReport, asJSON bool) error {
+	r := p.HostReport
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(p); err != nil {
+			return err
+		}
+	} else {
+		printProbe(w, r)
+		printTrackers(w, p)
+	}
+	if len(r.Problems) > 0 {
+		return fmt.Errorf("this host cannot run samsara:\n  %s", strings.Join(r.Problems, "\n  "))
+	}
+	return nil
+}
+
+func printProbe(w io.Writer, r *vmm.HostReport) {
+	if !r.KVMAvailable {
+		// First, what is wrong and what to do.
+		fmt.Fprintf(w, "%s: %s\n", noKVMReason, r.KVMError)
+		for _, l := range strings.Split(r.KVMAdvice, "\n") {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+		fmt.Fprintf(w, "KVM API version:  not read (%s)\n", noKVMReason)
+	} else {
+		fmt.Fprintf(w, "KVM API version:  %d\n", r.APIVersion)
+	}
 	desc := map[string]string{
 		"pvm": "PVM (kvm_pvm: guest kernel code is emulated, user code native)",
 		"vmx": "Intel VMX (hardware virtualization)",
 		"svm": "AMD SVM (hardware virtualization)",
 	}[r.Platform]
 	if desc == "" {
-		desc = r.Platform
+		desc = r.Platform + " (" + r.PlatformSeen + ")"
 	}
-	fmt.Printf("platform:         %s\n", desc)
-	fmt.Println("capabilities:")
+	fmt.Fprintf(w, "platform:         %s\n", desc)
+	if !r.KVMAvailable {
+		fmt.Fprintf(w, "capabilities:     not checked (%s)\n", noKVMReason)
+	} else {
+		fmt.Fprintln(w, "capabilities:")
+	}
 	for _, c := range r.Capabilities {
 		state := "yes"
 		if c.Value <= 0 {
@@ -69,39 +120,46 @@ func printProbe(r *vmm.HostReport) {
 		if c.Required {
 			req = " (required)"
 		}
-		fmt.Printf("  %-36s %-4s %s%s\n", c.Name, state, c.Why, req)
+		fmt.Fprintf(w, "  %-36s %-4s %s%s\n", c.Name, state, c.Why, req)
 	}
-	fmt.Println("performance counters:")
+	fmt.Fprintln(w, "performance counters:")
 	names := make([]string, 0, len(r.Counters))
 	for n := range r.Counters {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Printf("  %-40s %s\n", n, r.Counters[n])
+		fmt.Fprintf(w, "  %-40s %s\n", n, r.Counters[n])
 	}
-	yes := "no"
-	if r.InsnEmulation {
-		yes = "yes"
+	switch {
+	case !r.KVMAvailable:
+		fmt.Fprintf(w, "insn_emulation statistic: not checked (%s)\n", noKVMReason)
+	case r.InsnEmulation:
+		fmt.Fprintln(w, "insn_emulation statistic: yes")
+	default:
+		fmt.Fprintln(w, "insn_emulation statistic: no")
 	}
-	fmt.Printf("insn_emulation statistic: %s\n", yes)
 }
 
-func printTrackers(p probeReport) {
-	fmt.Println("page trackers (parallel recorder):")
+func printTrackers(w io.Writer, p probeReport) {
+	fmt.Fprintln(w, "page trackers (parallel recorder):")
 	for _, b := range p.Trackers {
 		state := "yes"
 		if !b.Supported {
 			state = "no"
 		}
-		fmt.Printf("  %-28s %-4s %s\n", b.Name, state, b.Reason)
+		fmt.Fprintf(w, "  %-28s %-4s %s\n", b.Name, state, b.Reason)
 	}
 	def := p.DefaultTracker
-	if def == "" {
+	switch {
+	case def != "":
+	case !p.KVMAvailable:
+		def = "none (" + noKVMReason + ")"
+	default:
 		def = "none (the parallel recorder cannot run; the serialized one can)"
 	}
-	fmt.Printf("default page tracker: %s\n", def)
-	fmt.Printf("default recorder: %s\n", p.DefaultRecorder)
+	fmt.Fprintf(w, "default page tracker: %s\n", def)
+	fmt.Fprintf(w, "default recorder: %s\n", p.DefaultRecorder)
 }
 
 // defaultRecorderWhy is what probe says of `record`'s default --mode.
