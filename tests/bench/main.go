@@ -49,8 +49,8 @@ func main() {
 	kvm := flag.Bool("kvm", true, "report: also try qemu -enable-kvm (about a minute per vCPU count here)")
 	rerenderOnly := flag.Bool("rerender", false, "report: measure nothing; rewrite bench.md and overhead.svg from the results directory's bench.json")
 	flag.Parse()
-	if flag.NArg() != 1 || (flag.Arg(0) != "boot" && flag.Arg(0) != "rr" && flag.Arg(0) != "report") {
-		fmt.Fprintln(os.Stderr, "usage: bench [flags] boot|rr|report")
+	if flag.NArg() != 1 || (flag.Arg(0) != "boot" && flag.Arg(0) != "rr" && flag.Arg(0) != "report" && flag.Arg(0) != "resume") {
+		fmt.Fprintln(os.Stderr, "usage: bench [flags] boot|rr|report|resume")
 		flag.PrintDefaults()
 		os.Exit(2)
 	}
@@ -67,6 +67,10 @@ func main() {
 			fmt.Fprintf(os.Stderr, "bench: %v (run make first)\n", err)
 			os.Exit(2)
 		}
+	}
+	if flag.Arg(0) == "resume" {
+		benchResume(*samsara, kernel, initrd, *timeout) // resume.go
+		return
 	}
 	if flag.Arg(0) == "rr" {
 		benchRR(*samsara, kernel, initrd)
