@@ -2,6 +2,7 @@ package ept
 
 import (
 	"fmt"
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -59,12 +60,12 @@ func tryView(t Tracker, kvm bool) (err error) {
 			return &SysError{Op: "open /dev/kvm", Err: err}
 		}
 		defer unix.Close(sys)
-		vm, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(sys), kvmCreateVM, 0)
-		if e != 0 {
-			return &SysError{Op: "KVM_CREATE_VM", Err: e}
+		vm, err := kvmsys.CreateVM(sys)
+		if err != nil {
+			return &SysError{Op: "KVM_CREATE_VM", Err: err}
 		}
-		defer unix.Close(int(vm))
-		if err := v.Attach(int(vm), 0, 0); err != nil {
+		defer unix.Close(vm)
+		if err := v.Attach(vm, 0, 0); err != nil {
 			return err
 		}
 	}
@@ -80,6 +81,3 @@ func tryView(t Tracker, kvm bool) (err error) {
 	}
 	return nil
 }
-
-// kvmCreateVM is KVM_CREATE_VM, _IO(KVMIO, 0x01).
-const kvmCreateVM = 0xAE<<8 | 0x01

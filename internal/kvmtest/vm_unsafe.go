@@ -8,6 +8,7 @@ package kvmtest
 
 import (
 	"encoding/binary"
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 	"os"
 	"testing"
 	"unsafe"
@@ -107,24 +108,24 @@ func New(t testing.TB, c Config) *VM {
 	if v.KVMFD, err = unix.Open("/dev/kvm", unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
 		t.Fatalf("open /dev/kvm: %v", err)
 	}
-	vm, err := kvm.CreateVM(uintptr(v.KVMFD))
+	vm, err := kvmsys.CreateVM(v.KVMFD)
 	if err != nil {
 		t.Fatalf("KVM_CREATE_VM: %v", err)
 	}
-	v.VMFD = int(vm)
+	v.VMFD = vm
 	if !c.NoMemory {
 		if v.Mem, err = unix.Mmap(-1, 0, MemSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS); err != nil {
 			t.Fatalf("mmap guest memory: %v", err)
 		}
 		region := kvm.UserspaceMemoryRegion{MemorySize: MemSize, UserspaceAddr: uint64(uintptr(unsafe.Pointer(&v.Mem[0])))}
-		if err := kvm.SetUserMemoryRegion(vm, &region); err != nil {
+		if err := kvm.SetUserMemoryRegion(uintptr(vm), &region); err != nil {
 			t.Fatalf("KVM_SET_USER_MEMORY_REGION: %v", err)
 		}
 		WriteIdentityMap(v.Mem, c.User)
 		copy(v.Mem[CodeAddr:], c.Code)
 	}
 
-	cpu, err := kvm.CreateVCPU(vm, 0)
+	cpu, err := kvm.CreateVCPU(uintptr(vm), 0)
 	if err != nil {
 		t.Fatalf("KVM_CREATE_VCPU: %v", err)
 	}

@@ -68,10 +68,24 @@ func TestLoadKernelRejectsNonELF(t *testing.T) {
 	if !errors.Is(err, ErrNotKernel) {
 		t.Fatalf("got %v, want ErrNotKernel", err)
 	}
-	// An x86-64 ELF that is not an executable (this test binary is one
-	// for its own architecture only on amd64 hosts; use /bin/true there).
-	if _, err := loadKernel(make([]byte, 64<<20), "/bin/true"); !errors.Is(err, ErrNotKernel) {
-		t.Fatalf("/bin/true: got %v, want ErrNotKernel", err)
+	// An x86-64 ELF that is not an executable: this test binary with its
+	// e_type made ET_DYN (a shared object or PIE, as Debian's /bin/true;
+	// the host VM's /bin/true is a static busybox, an ET_EXEC).
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	elf, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.LittleEndian.PutUint16(elf[16:], 3) // e_type = ET_DYN
+	dyn := filepath.Join(t.TempDir(), "dyn.elf")
+	if err := os.WriteFile(dyn, elf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadKernel(make([]byte, 64<<20), dyn); !errors.Is(err, ErrNotKernel) {
+		t.Fatalf("ET_DYN ELF: got %v, want ErrNotKernel", err)
 	}
 }
 

@@ -34,6 +34,7 @@ package vmm
 import (
 	"errors"
 	"fmt"
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 	"os"
 	"reflect"
 	"sync"
@@ -686,11 +687,8 @@ func (v *vcpu) flushPendingIO() error {
 	return fmt.Errorf("completing the pending I/O of vcpu %d made another exit (reason %d)", v.id, v.run.ExitReason)
 }
 
-// createVM is KVM_CREATE_VM.
-func createVM(kvmFD int) (int, error) {
-	vm, err := kvm.CreateVM(uintptr(kvmFD))
-	return int(vm), err
-}
+// createVM is KVM_CREATE_VM (retried on EINTR: internal/kvm).
+func createVM(kvmFD int) (int, error) { return kvmsys.CreateVM(kvmFD) }
 
 // closeFD closes a file descriptor, ignoring errors (teardown).
 func closeFD(fd int) { unix.Close(fd) }

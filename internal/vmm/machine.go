@@ -249,11 +249,11 @@ func (m *Machine) openKVM() error {
 	if v, err := kvm.GetAPIVersion(uintptr(fd)); err != nil || v != 12 {
 		return fmt.Errorf("KVM API version %d (%v): samsara needs version 12", v, err)
 	}
-	vm, err := kvm.CreateVM(uintptr(fd))
+	vm, err := createVM(fd)
 	if err != nil {
 		return fmt.Errorf("create VM: %w", err)
 	}
-	m.vmFD = int(vm)
+	m.vmFD = vm
 	return nil
 }
 

@@ -149,12 +149,12 @@ func openKVMDevice(path string) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("KVM_GET_API_VERSION on %s: %w", path, err)
 	}
-	vm, err := kvm.CreateVM(uintptr(fd))
+	vm, err := createVM(fd)
 	if err != nil {
 		unix.Close(fd)
 		return -1, &createVMError{path: path, err: err}
 	}
-	unix.Close(int(vm))
+	unix.Close(vm)
 	return fd, nil
 }
 

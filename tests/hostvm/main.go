@@ -121,7 +121,7 @@ func cmdRun(args []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	p.Script = "set -e\n" + strings.Join(fs.Args(), " ") + "\n"
+	p.Script = strings.Join(fs.Args(), " ") + "\n"
 	res, err := w.boot(p, os.Stdout)
 	return res.Status, err
 }

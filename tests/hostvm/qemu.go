@@ -116,7 +116,8 @@ func boot(cfg bootConfig) (bootResult, error) {
 			}
 			fmt.Fprintln(cfg.Console, line)
 			switch {
-			case line == markReady:
+			// SeaBIOS's terminal escapes may precede the first line.
+			case strings.HasSuffix(line, markReady):
 				res.Ready = time.Since(start)
 				fmt.Fprintf(cfg.Console, "hostvm: /dev/kvm ready %.1f s after QEMU started (%s)\n", res.Ready.Seconds(), cfg.Kernel.Package)
 			case strings.HasPrefix(line, markExit):
