@@ -26,7 +26,10 @@ import (
 //	   end of every parallel recording as an unknown kind)
 //	3  chunk reason 9, ReasonPrivilege (parallel recordings end most
 //	   chunks with it; a version 2 reader would reject them)
-const Version uint32 = 3
+//	4  Digest.Memory is the tree digest of guest memory (XXH64 per MiB,
+//	   SHA-256 over those; internal/vmm/treehash.go), not its SHA-256: a
+//	   version 3 replay would report every version 4 recording diverged
+const Version uint32 = 4
 
 // magic opens every recording. The NUL after "SAMSARA" stops text tools
 // from treating the file as text; "REC" leaves room for other samsara file

@@ -44,9 +44,7 @@ package vmm
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -445,48 +443,4 @@ func ConvertCheckpoint(src, dst string, version uint32) error {
 		return err
 	}
 	return writeCheckpointFile(dst, meta, mem, -1, version)
-}
-
-// CheckpointID names the checkpoint file at path without reading all of
-// it: for a version 2 file the digest stored at its end, for a version 1
-// file the SHA-256 of the whole file (what log.HashFile returns, so
-// recordings made from version 1 checkpoints keep their names); lowercase
-// hex either way. The digest is not verified here; a machine built from
-// the file verifies it (readCheckpoint) and refuses a file that does not
-// match, so a recording header that stores CheckpointID and a replay
-// that compares it with CheckpointID of the file it is given name the
-// same bytes.
-func CheckpointID(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
-	}
-	var hdr [20]byte
-	if _, err := io.ReadFull(f, hdr[:]); err != nil || st.Size() < 20+32 || !bytes.Equal(hdr[:16], checkpointMagic[:]) {
-		return "", fmt.Errorf("%s: %w: not a samsara checkpoint", path, ErrBadCheckpoint)
-	}
-	switch v := binary.LittleEndian.Uint32(hdr[16:]); v {
-	case 1:
-		h := sha256.New()
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return "", fmt.Errorf("checkpoint: %w", err)
-		}
-		if _, err := io.Copy(h, f); err != nil {
-			return "", fmt.Errorf("checkpoint: %w", err)
-		}
-		return hex.EncodeToString(h.Sum(nil)), nil
-	case 2:
-		var d [32]byte
-		if _, err := f.ReadAt(d[:], st.Size()-32); err != nil {
-			return "", fmt.Errorf("checkpoint: %w", err)
-		}
-		return hex.EncodeToString(d[:]), nil
-	default:
-		return "", fmt.Errorf("%s: %w: format version %d", path, ErrBadCheckpoint, v)
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"encoding/gob"
 	"fmt"
+	"github.com/samsara-vmm/samsara/internal/treehash"
 	"io"
 	"os"
 )
@@ -55,14 +56,14 @@ func writeCheckpointV2(w io.Writer, meta *checkpointMeta, mem []byte, runs []pag
 		le.PutUint64(rt[16*i:], r.First)
 		le.PutUint64(rt[16*i+8:], r.Count)
 	}
-	h := newCkptHasher()
+	h := treehash.New()
 	h.Write(prefix)
 	if _, err := w.Write(prefix); err != nil {
 		return err
 	}
 	for _, r := range runs {
 		for off, end := r.First*4096, (r.First+r.Count)*4096; off < end; {
-			piece := mem[off:min(end, off+ckptPieceSize)]
+			piece := mem[off:min(end, off+treehash.PieceSize)]
 			h.Write(piece)
 			if _, err := w.Write(piece); err != nil {
 				return err
@@ -106,7 +107,7 @@ func readCheckpointV2(path string, f *os.File, size int64, alloc func(*checkpoin
 	if _, err := f.ReadAt(prefix, 0); err != nil {
 		return nil, bad("%v", err)
 	}
-	h := newCkptHasher()
+	h := treehash.New()
 	h.Write(prefix)
 	runs := make([]pageRun, nRuns)
 	rt := prefix[ckptV2HeaderSize+metaLen:]
@@ -136,7 +137,7 @@ func readCheckpointV2(path string, f *os.File, size int64, alloc func(*checkpoin
 	off := int64(dataOff)
 	for _, r := range runs {
 		for p, end := r.First*4096, (r.First+r.Count)*4096; p < end; {
-			piece := mem[p:min(end, p+ckptPieceSize)]
+			piece := mem[p:min(end, p+treehash.PieceSize)]
 			if _, err := f.ReadAt(piece, off); err != nil {
 				return nil, bad("pages: %v", err)
 			}

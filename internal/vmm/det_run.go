@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"github.com/samsara-vmm/samsara/internal/treehash"
 	"os"
 	"time"
 
@@ -241,12 +242,11 @@ func (m *Machine) digest() (*log.Digest, error) {
 	if p := os.Getenv("SAMSARA_DUMP_MEMORY"); p != "" {
 		os.WriteFile(p, m.mem.mem, 0o644)
 	}
-	mh := sha256.New()
+	mh := treehash.New()
 	if err := m.mem.hashInto(mh); err != nil {
 		return nil, err
 	}
-	d := &log.Digest{}
-	copy(d.Memory[:], mh.Sum(nil))
+	d := &log.Digest{Memory: mh.Sum()}
 	for _, v := range m.vcpus {
 		// A vCPU whose last chunk ended at a port or MMIO read holds
 		// its result in KVM until the next KVM_RUN; a vCPU that the
