@@ -2,6 +2,7 @@ package pmc
 
 import (
 	"bytes"
+	"github.com/samsara-vmm/samsara/internal/kvmtest"
 	"os"
 	"testing"
 	"time"
@@ -78,6 +79,7 @@ func TestHardwareBreakpointKernelMeasured(t *testing.T) {
 
 // Single-step, breakpoint and free emulation rates at CPL0, for doc.go.
 func TestKernelStepRateMeasured(t *testing.T) {
+	kvmtest.RequirePVM(t)
 	lockThread(t)
 	v := newTestVM(t, false, loopThenHLT)
 	c := newCounter(t, v)

@@ -2,6 +2,7 @@ package pmc
 
 import (
 	"errors"
+	"github.com/samsara-vmm/samsara/internal/kvmtest"
 	"runtime"
 	"testing"
 )
@@ -68,6 +69,7 @@ func TestUserBranchesExact(t *testing.T) {
 // Guest kernel mode is counted exactly by insn_emulation: the CPL0 loop of
 // n iterations is 2n+1 instructions with the HLT, and no user branches.
 func TestKernelInsnsExact(t *testing.T) {
+	kvmtest.RequirePVM(t)
 	lockThread(t)
 	v := newTestVM(t, false, loopThenHLT)
 	c := newCounter(t, v)
@@ -88,6 +90,7 @@ func TestKernelInsnsExact(t *testing.T) {
 // collections running meanwhile on other threads must neither deadlock nor
 // disturb the counts.
 func TestRunDuringGC(t *testing.T) {
+	kvmtest.RequirePVM(t)
 	lockThread(t)
 	v := newTestVM(t, false, loopThenHLT)
 	c := newCounter(t, v)

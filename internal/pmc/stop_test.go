@@ -3,6 +3,7 @@ package pmc
 import (
 	"bytes"
 	"errors"
+	"github.com/samsara-vmm/samsara/internal/kvmtest"
 	"testing"
 )
 
@@ -19,6 +20,7 @@ func loopState(n, k uint64) (rcx, rip uint64) {
 // StopAt lands exactly on kernel-mode progress points, by single-steps and
 // by breakpoint runs, and the registers agree.
 func TestStopAtKernel(t *testing.T) {
+	kvmtest.RequirePVM(t)
 	lockThread(t)
 	v := newTestVM(t, false, loopThenHLT)
 	c := newCounter(t, v)
@@ -76,6 +78,7 @@ func TestStopAtKernel(t *testing.T) {
 
 // Reaching the target count at another RIP than recorded is a divergence.
 func TestStopAtWrongRIP(t *testing.T) {
+	kvmtest.RequirePVM(t)
 	lockThread(t)
 	v := newTestVM(t, false, loopThenHLT)
 	c := newCounter(t, v)

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestSummarizeCountsTopLevelAndListsSkips(t *testing.T) {
+	console := `SAMSARA-HOSTVM-KVM-READY
+SAMSARA-HOSTVM-BEGIN internal/pmc
+=== RUN   TestA
+--- PASS: TestA (0.01s)
+=== RUN   TestB
+    b_test.go:12: needs PVM (module kvm_pvm): not here
+--- SKIP: TestB (0.00s)
+SAMSARA-HOSTVM-END internal/pmc
+SAMSARA-HOSTVM-BEGIN tests
+=== RUN   TestC
+=== RUN   TestC/1cpu
+    c_test.go:3: replay 1 diverged
+=== RUN   TestC/2cpu
+--- FAIL: TestC (3.00s)
+    --- FAIL: TestC/1cpu (1.00s)
+    --- PASS: TestC/2cpu (2.00s)
+SAMSARA-HOSTVM-END tests
+`
+	var out bytes.Buffer
+	s := summarize(strings.NewReader(console), &out)
+	if out.String() != console {
+		t.Error("the console was not copied through unchanged")
+	}
+	if s.passed != 1 || s.failed != 1 || s.skips != 1 {
+		t.Errorf("passed %d failed %d skipped %d, want 1 1 1", s.passed, s.failed, s.skips)
+	}
+	if c := s.counts["tests"]; c == nil || *c != [3]int{0, 1, 0} {
+		t.Errorf("tests counts %v, want [0 1 0]", c)
+	}
+	if len(s.failures) != 1 || s.failures[0] != "tests: TestC" {
+		t.Errorf("failures %q", s.failures)
+	}
+	if len(s.skipped) != 1 || s.skipped[0] != "internal/pmc: TestB: needs PVM (module kvm_pvm): not here" {
+		t.Errorf("skipped %q", s.skipped)
+	}
+}
+
+func TestSkipPatternAnchorsEveryLevel(t *testing.T) {
+	saved := svmSkips
+	defer func() { svmSkips = saved }()
+	svmSkips = map[string]string{
+		"tests.TestX":            "r",
+		"tests.TestY/sub_+_more": "r",
+		"internal/ept.TestZ":     "r",
+	}
+	if got, want := skipPattern("tests"), `^TestX$|^TestY$/^sub_\+_more$`; got != want {
+		t.Errorf("skipPattern(tests) = %q, want %q", got, want)
+	}
+	if got := skipPattern("internal/pmc"); got != "^$" {
+		t.Errorf("a package with no skips got %q, want ^$ (skips nothing)", got)
+	}
+}
