@@ -93,13 +93,13 @@ func TestKernelStepRateMeasured(t *testing.T) {
 	start := read(t, c)
 	const steps = 2000
 	t0 = time.Now()
-	if err := c.StopAt(v.run, start.Add(Point{KernelInsns: steps}), 0, mem); err != nil {
+	if err := stopAtRetrying(c, v, start.Add(Point{KernelInsns: steps}), 0, mem); err != nil {
 		t.Fatalf("StopAt: %v", err)
 	}
 	stepped := time.Since(t0)
 	// The loop's end by one breakpoint hit: 2n-2000 instructions.
 	t0 = time.Now()
-	if err := c.StopAt(v.run, start.Add(Point{KernelInsns: 2 * n}), loopExit, mem); err != nil {
+	if err := stopAtRetrying(c, v, start.Add(Point{KernelInsns: 2 * n}), loopExit, mem); err != nil {
 		t.Fatalf("StopAt: %v", err)
 	}
 	bp := time.Since(t0)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"github.com/samsara-vmm/samsara/internal/kvmtest"
+	"io"
 	"testing"
 )
 
@@ -44,7 +45,7 @@ func TestStopAtKernel(t *testing.T) {
 		if tc.useRIP {
 			rip = wantRIP
 		}
-		if err := c.StopAt(v.run, target, rip, mem); err != nil {
+		if err := stopAtRetrying(c, v, target, rip, mem); err != nil {
 			t.Fatalf("StopAt(+%d): %v", tc.k, err)
 		}
 		if got := read(t, c); got != target {
@@ -64,7 +65,7 @@ func TestStopAtKernel(t *testing.T) {
 	// VMM sees KVM_EXIT_HLT (a single-step would lose the halt).
 	end := start.Add(Point{KernelInsns: 2*n + 1})
 	var ee *ExitError
-	if err := c.StopAt(v.run, end, 0, mem); !errors.As(err, &ee) || ee.Reason != exitHLT || ee.At != end {
+	if err := stopAtRetrying(c, v, end, 0, mem); !errors.As(err, &ee) || ee.Reason != exitHLT || ee.At != end {
 		t.Fatalf("StopAt over the HLT: %v, want an ExitError for HLT at %v", err, end)
 	}
 	// Guest debugging was switched off: the next run is a normal one.
@@ -86,7 +87,7 @@ func TestStopAtWrongRIP(t *testing.T) {
 	start := read(t, c)
 	// After 100 instructions the loop is at the dec, not the jnz: the
 	// breakpoint on the jnz is hit at 99, one step gives 100 at codeAddr.
-	err := c.StopAt(v.run, start.Add(Point{KernelInsns: 100}), loopJNZ, bytes.NewReader(v.mem))
+	err := stopAtRetrying(c, v, start.Add(Point{KernelInsns: 100}), loopJNZ, bytes.NewReader(v.mem))
 	if !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("StopAt with a wrong RIP: %v, want ErrUnreachable", err)
 	}
@@ -108,4 +109,19 @@ func TestStopAtRefusesUserMode(t *testing.T) {
 	if r := v.regs(t); r.RIP != codeAddr || r.RCX != 10 {
 		t.Errorf("StopAt at CPL3 moved the vCPU: rip=%#x rcx=%d", r.RIP, r.RCX)
 	}
+}
+
+// stopAtRetrying calls StopAt again after a kick, as a VMM does: a signal
+// that reaches the thread during KVM_RUN (the Go runtime's, under load)
+// returns ErrInterrupted with the vCPU short of the target, which is
+// documented and not a failure (seen once in make test on a busy PVM
+// machine: "StopAt(+1000): kvm run interrupted"). 100 kicks in a row are.
+func stopAtRetrying(c *Counter, v *testVM, target Point, rip uint64, mem io.ReaderAt) error {
+	var err error
+	for range 100 {
+		if err = c.StopAt(v.run, target, rip, mem); !errors.Is(err, ErrInterrupted) {
+			return err
+		}
+	}
+	return err
 }
