@@ -78,9 +78,29 @@ func TestKickInterruptsRun(t *testing.T) {
 	start := read(t, c)
 	tid := unix.Gettid()
 	for i := 0; i < 3; i++ {
-		timer := time.AfterFunc(3*time.Millisecond, func() { unix.Tgkill(unix.Getpid(), tid, unix.SIGURG) })
+		// Kick every 3 ms until Run returns, not once: a single kick
+		// can land before the thread enters KVM_RUN, where the Go
+		// runtime takes it and the 2^40-iteration loop then runs on
+		// (seen in the emulated SVM host on a busy machine: the test
+		// hung there).
+		stop := make(chan struct{})
+		kicked := make(chan struct{})
+		go func() {
+			defer close(kicked)
+			tick := time.NewTicker(3 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					unix.Tgkill(unix.Getpid(), tid, unix.SIGURG)
+				}
+			}
+		}()
 		err := c.Run()
-		timer.Stop()
+		close(stop)
+		<-kicked
 		if !errors.Is(err, ErrInterrupted) {
 			t.Fatalf("Run: %v (exit %d), want ErrInterrupted", err, v.exitReason())
 		}
