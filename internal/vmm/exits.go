@@ -7,6 +7,8 @@ import (
 
 	"github.com/bobuhiro11/gokvm/kvm"
 	"go.uber.org/zap"
+
+	"github.com/samsara-vmm/samsara/internal/devices"
 )
 
 // ErrGuestReset is the guest rebooting (keyboard-controller reset, triple
@@ -144,7 +146,7 @@ func (m *Machine) portIn(port uint16, data []byte) {
 // mmio dispatches a guest MMIO access (data is written back for reads).
 // Preconditions: m.mu must be held.
 func (m *Machine) mmio(cpu int, addr uint64, data []byte, write bool) {
-	var dev MMIODevice
+	var dev devices.MMIODevice
 	var off uint64
 	switch {
 	case addr >= lapicAddr && addr < lapicAddr+0x1000:
