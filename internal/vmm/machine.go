@@ -110,6 +110,8 @@ type Machine struct {
 	pic    devices.PIC
 	blk    *devices.VirtioBlock
 	ctl    *controlPage
+	// devbus routes port and MMIO exits to the devices above (devbus.go).
+	devbus *devices.Bus
 	// timed lists every device with a timer, for the timer loop.
 	timed []devices.Timed
 	// stopped is closed when the machine stops (power off or error).
@@ -226,6 +228,7 @@ func (m *Machine) build() error {
 		m.blk = devices.NewVirtioBlock(m.mem.mem, disk, m.ioapic, pinVirtio)
 	}
 	m.ctl = &controlPage{command: encodeCommand(m.cfg.Argv), hooks: machineHooks{m}}
+	m.newDevBus()
 	m.timed = []devices.Timed{m.pit}
 	for i := 0; i < m.cfg.CPUs; i++ {
 		m.timed = append(m.timed, m.bus.LAPIC(i))
