@@ -55,6 +55,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/samsara-vmm/samsara/internal/chunk"
+	"github.com/samsara-vmm/samsara/internal/devices"
 )
 
 // checkpointVersion is the format version samsara writes. Bump this when
@@ -102,14 +103,20 @@ type checkpointMeta struct {
 	HasDisk  bool
 	GuestNow int64
 	VCPUs    []vcpuSnapshot
-	LAPICs   []LAPICState
-	IOAPIC   IOAPICState
-	PIT      PITState
-	UART     UARTState
-	RTC      RTCState
-	PIC      PICState
-	Virtio   *VirtioState
-	Overlay  *OverlayState
+	// The device states are internal/devices' snapshot structs. gob
+	// matches struct fields by name, so those keep their field names and
+	// types; the element type names gob writes for slices and arrays of
+	// them ("[]devices.LAPICState", "[2]devices.picChip"; "vmm." before
+	// the devices moved) are not checked when decoding, so checkpoints
+	// from before the move still load.
+	LAPICs  []devices.LAPICState
+	IOAPIC  devices.IOAPICState
+	PIT     devices.PITState
+	UART    devices.UARTState
+	RTC     devices.RTCState
+	PIC     devices.PICState
+	Virtio  *devices.VirtioState
+	Overlay *devices.OverlayState
 	// Marks: kernel addresses for the parallel recorder (boot.go); zero in
 	// checkpoints saved before they existed, which only turns the
 	// recorder's privilege-change chunk ends off.
@@ -162,7 +169,7 @@ func (m *Machine) saveCheckpointLocked(path string) error {
 	meta := checkpointMeta{
 		CPUs: m.cfg.CPUs, Mem: m.cfg.Mem, Cmdline: m.cmdline, HasDisk: m.blk != nil,
 		GuestNow: m.clock.Now(), Marks: m.marks, Spins: m.spins,
-		IOAPIC: m.ioapic.Snapshot(), PIT: m.pit.Snapshot(), UART: m.uart.Snapshot(), RTC: m.rtc.Snapshot(), PIC: PICState{Chips: m.pic.chips},
+		IOAPIC: m.ioapic.Snapshot(), PIT: m.pit.Snapshot(), UART: m.uart.Snapshot(), RTC: m.rtc.Snapshot(), PIC: m.pic.Snapshot(),
 	}
 	for _, v := range m.vcpus {
 		s, err := v.snapshot()
@@ -175,7 +182,7 @@ func (m *Machine) saveCheckpointLocked(path string) error {
 	if m.blk != nil {
 		vs := m.blk.Snapshot()
 		meta.Virtio = &vs
-		if o, ok := m.blk.Backend().(*Overlay); ok {
+		if o, ok := m.blk.Backend().(*devices.Overlay); ok {
 			ovl := o.Snapshot()
 			meta.Overlay = &ovl
 		}
@@ -362,7 +369,7 @@ func (m *Machine) restoreFromFile(path string) error {
 			return fmt.Errorf("%s: %w: lapic %d: %v", path, ErrBadCheckpoint, i, err)
 		}
 	}
-	m.pic.chips = meta.PIC.Chips
+	m.pic.Restore(meta.PIC)
 	for name, restore := range map[string]func() error{
 		"ioapic": func() error { return m.ioapic.Restore(meta.IOAPIC) },
 		"pit":    func() error { return m.pit.Restore(meta.PIT) },
@@ -375,7 +382,7 @@ func (m *Machine) restoreFromFile(path string) error {
 			if err := m.blk.Restore(*meta.Virtio); err != nil {
 				return err
 			}
-			if o, ok := m.blk.Backend().(*Overlay); ok && meta.Overlay != nil {
+			if o, ok := m.blk.Backend().(*devices.Overlay); ok && meta.Overlay != nil {
 				return o.Restore(*meta.Overlay)
 			}
 			return nil

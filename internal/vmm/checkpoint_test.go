@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"github.com/samsara-vmm/samsara/internal/treehash"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/samsara-vmm/samsara/internal/devices"
+	"github.com/samsara-vmm/samsara/internal/treehash"
 )
 
 // testCheckpointMem is guest memory with non-zero pages in runs of several
@@ -26,7 +28,7 @@ func testCheckpointMem() []byte {
 
 func testCheckpointMeta() *checkpointMeta {
 	return &checkpointMeta{CPUs: 2, Mem: 8 << 20, Cmdline: "console=ttyS0", GuestNow: 12345,
-		VCPUs: make([]vcpuSnapshot, 2), LAPICs: make([]LAPICState, 2), Spins: []KernelRange{{Start: 1, End: 2}}}
+		VCPUs: make([]vcpuSnapshot, 2), LAPICs: make([]devices.LAPICState, 2), Spins: []KernelRange{{Start: 1, End: 2}}}
 }
 
 // readTestCheckpoint reads path into fresh memory of the size in its meta.

@@ -28,14 +28,6 @@ func (e *EmulationError) Error() string {
 	return fmt.Sprintf("vcpu %d: KVM cannot emulate the instruction at RIP %#x (bytes % x); see shared/PLATFORM.md for the known ones", e.VCPU, e.RIP, e.Bytes)
 }
 
-// Legacy ports the VMM answers itself.
-const (
-	portPostCode = 0x80 // POST diagnostic port, used by Linux as an I/O delay
-	portKbdData  = 0x60
-	portKbdCtl   = 0x64 // 8042 controller: 0xFE written here pulses CPU reset
-	kbdCmdReset  = 0xFE
-)
-
 // handleExit handles one KVM exit.
 func (v *vcpu) handleExit() error {
 	m := v.m
@@ -99,21 +91,12 @@ func (m *Machine) allDeadLocked() bool {
 	return true
 }
 
-// portOut dispatches a port write.
+// portOut dispatches a port write through the device table (devbus.go);
+// writes to ports without a device are dropped.
 // Preconditions: m.mu must be held.
 func (m *Machine) portOut(port uint16, data []byte) {
-	switch {
-	case port >= 0x3F8 && port <= 0x3FF:
-		m.uart.Out(port, data)
-	case port >= 0x40 && port <= 0x43, port == 0x61:
-		m.pit.Out(port, data)
-		m.pokeTimers()
-	case port == 0x70 || port == 0x71:
-		m.rtc.Out(port, data)
-	case port == 0x20 || port == 0x21 || port == 0xA0 || port == 0xA1:
-		m.pic.Out(port, data)
-	case port == portKbdCtl && data[0] == kbdCmdReset:
-		m.stop(-1, ErrGuestReset)
+	if d := m.devbus.Port(port); d != nil {
+		d.Out(port, data)
 	}
 }
 
@@ -121,57 +104,30 @@ func (m *Machine) portOut(port uint16, data []byte) {
 // which is also how Linux's probe_8259A concludes there is no PIC.
 // Preconditions: m.mu must be held.
 func (m *Machine) portIn(port uint16, data []byte) {
-	switch {
-	case port >= 0x3F8 && port <= 0x3FF:
-		m.uart.In(port, data)
-	case port >= 0x40 && port <= 0x43, port == 0x61:
-		m.pit.In(port, data)
-	case port == 0x70 || port == 0x71:
-		m.rtc.In(port, data)
-	case port == 0x20 || port == 0x21 || port == 0xA0 || port == 0xA1:
-		m.pic.In(port, data)
-	case port == portKbdCtl:
-		// 8042 status: input buffer empty, so Linux's kb_wait() before a
-		// keyboard-controller reset does not spin.
-		clear(data)
-	default:
-		for i := range data {
-			data[i] = 0xFF
-		}
+	if d := m.devbus.Port(port); d != nil {
+		d.In(port, data)
+		return
+	}
+	for i := range data {
+		data[i] = 0xFF
 	}
 }
 
-// mmio dispatches a guest MMIO access (data is written back for reads).
+// mmio dispatches a guest MMIO access (data is written back for reads)
+// through the device table (devbus.go). Reads of addresses without a
+// device return all ones; writes to them are dropped.
 // Preconditions: m.mu must be held.
 func (m *Machine) mmio(cpu int, addr uint64, data []byte, write bool) {
-	var dev MMIODevice
-	var off uint64
+	dev, off := m.devbus.MMIO(cpu, addr)
 	switch {
-	case addr >= lapicAddr && addr < lapicAddr+0x1000:
-		dev, off = m.bus.LAPIC(cpu), addr-lapicAddr
-		defer m.pokeTimers()
-	case addr >= ioapicAddr && addr < ioapicAddr+0x1000:
-		dev, off = m.ioapic, addr-ioapicAddr
-	case m.blk != nil && addr >= virtioAddr && addr < virtioAddr+virtioSize:
-		dev, off = m.blk, addr-virtioAddr
-	case addr >= controlPageAddr && addr < controlPageAddr+controlPageSize:
-		if write {
-			m.ctl.write(cpu, addr-controlPageAddr, data)
-		} else {
-			m.ctl.read(addr-controlPageAddr, data)
+	case dev == nil && !write:
+		for i := range data {
+			data[i] = 0xFF
 		}
-		return
-	default:
-		if !write {
-			for i := range data {
-				data[i] = 0xFF
-			}
-		}
-		return
-	}
-	if write {
+	case dev == nil:
+	case write:
 		dev.Write(off, data)
-	} else {
+	default:
 		dev.Read(off, data)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/samsara-vmm/samsara/internal/chunk"
+	"github.com/samsara-vmm/samsara/internal/devices"
 	"github.com/samsara-vmm/samsara/internal/nde"
 	"golang.org/x/sys/unix"
 )
@@ -101,16 +102,18 @@ type Machine struct {
 	// mu serializes every device access and the machine's run state.
 	mu sync.Mutex
 	// bus connects the LAPICs and the IOAPIC.
-	bus    *APICBus
-	ioapic *IOAPIC
-	pit    *PIT
-	uart   *UART
-	rtc    *RTC
-	pic    pic8259
-	blk    *VirtioBlock
+	bus    *devices.APICBus
+	ioapic *devices.IOAPIC
+	pit    *devices.PIT
+	uart   *devices.UART
+	rtc    *devices.RTC
+	pic    devices.PIC
+	blk    *devices.VirtioBlock
 	ctl    *controlPage
+	// devbus routes port and MMIO exits to the devices above (devbus.go).
+	devbus *devices.Bus
 	// timed lists every device with a timer, for the timer loop.
-	timed []Timed
+	timed []devices.Timed
 	// stopped is closed when the machine stops (power off or error).
 	stopped chan struct{}
 	// status is the exit status once stopped.
@@ -187,9 +190,9 @@ func New(cfg Config) (_ *Machine, err error) {
 // build creates the VM, memory, vCPUs and devices (shared by cold boot
 // and checkpoint restore).
 func (m *Machine) build() error {
-	var disk BlockBackend
+	var disk devices.BlockBackend
 	if m.cfg.Disk != "" {
-		o, err := NewOverlay(m.cfg.Disk)
+		o, err := devices.NewOverlay(m.cfg.Disk)
 		if err != nil {
 			return fmt.Errorf("disk image: %w", err)
 		}
@@ -212,20 +215,21 @@ func (m *Machine) build() error {
 		}
 	}
 	m.clock = newMachineClock(m.cfg.Deterministic)
-	m.bus = NewAPICBus(m.cfg.CPUs, m.clock, machineHooks{m})
-	m.ioapic = NewIOAPIC(m.bus)
+	m.bus = devices.NewAPICBus(m.cfg.CPUs, m.clock, machineHooks{m})
+	m.ioapic = devices.NewIOAPIC(m.bus)
 	m.bus.SetIOAPIC(m.ioapic)
-	m.pit = NewPIT(m.clock, m.ioapic, pinPIT)
-	m.uart = NewUART(m.cfg.Console, m.ioapic, pinUART)
+	m.pit = devices.NewPIT(m.clock, m.ioapic, pinPIT)
+	m.uart = devices.NewUART(m.cfg.Console, m.ioapic, pinUART)
 	if m.cfg.NDE == nil {
 		m.cfg.NDE = nde.NewRun()
 	}
-	m.rtc = NewRTC(func() time.Time { return m.cfg.NDE.WallTime(0) })
+	m.rtc = devices.NewRTC(func() time.Time { return m.cfg.NDE.WallTime(0) })
 	if disk != nil {
-		m.blk = NewVirtioBlock(m.mem.mem, disk, m.ioapic, pinVirtio)
+		m.blk = devices.NewVirtioBlock(m.mem.mem, disk, m.ioapic, pinVirtio)
 	}
 	m.ctl = &controlPage{command: encodeCommand(m.cfg.Argv), hooks: machineHooks{m}}
-	m.timed = []Timed{m.pit}
+	m.newDevBus()
+	m.timed = []devices.Timed{m.pit}
 	for i := 0; i < m.cfg.CPUs; i++ {
 		m.timed = append(m.timed, m.bus.LAPIC(i))
 	}

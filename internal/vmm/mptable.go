@@ -3,6 +3,8 @@ package vmm
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/samsara-vmm/samsara/internal/devices"
 )
 
 // Intel MultiProcessor Specification 1.4 tables, which tell a guest without
@@ -82,7 +84,7 @@ type MPIntSrc struct {
 // Preconditions: 1 <= ncpus <= 254, ncpus <= ioapicID < 255, every
 // irqs[i].Pin < IOAPICPins (the VMM's configuration, not guest input).
 func BuildMPTable(base uint32, ncpus int, ioapicID uint8, ioapicAddr uint32, irqs []MPIntSrc) []byte {
-	if ncpus < 1 || ncpus >= apicBroadcast || int(ioapicID) < ncpus || ioapicID == apicBroadcast {
+	if ncpus < 1 || ncpus >= devices.APICBroadcast || int(ioapicID) < ncpus || ioapicID == devices.APICBroadcast {
 		panic(fmt.Sprintf("BuildMPTable: %d CPUs with IOAPIC id %d", ncpus, ioapicID))
 	}
 
@@ -106,8 +108,8 @@ func BuildMPTable(base uint32, ncpus int, ioapicID uint8, ioapicAddr uint32, irq
 		}
 	}
 	for _, o := range irqs {
-		if o.Pin >= IOAPICPins {
-			panic(fmt.Sprintf("BuildMPTable: IRQ %d on pin %d, IOAPIC has %d", o.IRQ, o.Pin, IOAPICPins))
+		if o.Pin >= devices.IOAPICPins {
+			panic(fmt.Sprintf("BuildMPTable: IRQ %d on pin %d, IOAPIC has %d", o.IRQ, o.Pin, devices.IOAPICPins))
 		}
 		var flags uint16
 		if o.ActiveHigh {
@@ -149,13 +151,13 @@ func BuildMPTable(base uint32, ncpus int, ioapicID uint8, ioapicAddr uint32, irq
 	copy(t[8:16], "SAMSARA ")
 	copy(t[16:28], "SAMSARA VMM ")
 	le.PutUint16(t[34:36], uint16(nentries))
-	le.PutUint32(t[36:40], LAPICBase)
+	le.PutUint32(t[36:40], devices.LAPICBase)
 
 	p := t[mpHeaderSize:]
 	for cpu := range ncpus {
 		p[0] = mpEntryProcessor
 		p[1] = uint8(cpu) // local APIC ID
-		p[2] = lapicVersion & 0xFF
+		p[2] = devices.LAPICVersion & 0xFF
 		p[3] = mpCPUEnabled
 		if cpu == 0 {
 			p[3] |= mpCPUBSP
@@ -172,7 +174,7 @@ func BuildMPTable(base uint32, ncpus int, ioapicID uint8, ioapicAddr uint32, irq
 
 	p[0] = mpEntryIOAPIC
 	p[1] = ioapicID
-	p[2] = ioapicVersion & 0xFF
+	p[2] = devices.IOAPICVersion & 0xFF
 	p[3] = 1 // enabled
 	le.PutUint32(p[4:8], ioapicAddr)
 	p = p[mpSmallEntrySize:]

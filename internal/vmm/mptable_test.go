@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+
+	"github.com/samsara-vmm/samsara/internal/devices"
 )
 
 // mpOneCPU is the expected table for one CPU at 0x9FC00 with IOAPIC id 1
@@ -48,7 +50,7 @@ var mpOneCPU = []byte{
 }
 
 func TestMPTableOneCPUBytes(t *testing.T) {
-	got := BuildMPTable(0x9FC00, 1, 1, IOAPICBase, nil)
+	got := BuildMPTable(0x9FC00, 1, 1, devices.IOAPICBase, nil)
 	if !bytes.Equal(got, mpOneCPU) {
 		for i := range min(len(got), len(mpOneCPU)) {
 			if got[i] != mpOneCPU[i] {
@@ -83,7 +85,7 @@ func TestMPTableStructure(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			const base = 0x9FC00
 			ioapicID := uint8(tc.ncpus)
-			b := BuildMPTable(base, tc.ncpus, ioapicID, IOAPICBase, tc.irqs)
+			b := BuildMPTable(base, tc.ncpus, ioapicID, devices.IOAPICBase, tc.irqs)
 			if len(b) > MPTableMaxSize {
 				t.Fatalf("%d bytes, limit %d", len(b), MPTableMaxSize)
 			}
@@ -99,7 +101,7 @@ func TestMPTableStructure(t *testing.T) {
 			if string(ct[:4]) != "PCMP" || n != len(ct) || sum8(ct[:n]) != 0 {
 				t.Errorf("bad configuration table header % x", ct[:44])
 			}
-			if le.Uint32(ct[36:]) != LAPICBase {
+			if le.Uint32(ct[36:]) != devices.LAPICBase {
 				t.Errorf("local APIC address %#x", le.Uint32(ct[36:]))
 			}
 			count := map[uint8]int{}
@@ -117,7 +119,7 @@ func TestMPTableStructure(t *testing.T) {
 					p = p[20:]
 					continue
 				case mpEntryIOAPIC:
-					if p[1] != ioapicID || le.Uint32(p[4:]) != IOAPICBase {
+					if p[1] != ioapicID || le.Uint32(p[4:]) != devices.IOAPICBase {
 						t.Errorf("IOAPIC entry % x", p[:8])
 					}
 				case mpEntryIOInt:

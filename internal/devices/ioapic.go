@@ -1,4 +1,4 @@
-package vmm
+package devices
 
 import (
 	"encoding/binary"
@@ -18,9 +18,9 @@ const IOAPICBase = 0xFEC00000
 // IOAPICPins is the number of redirection-table entries (input pins).
 const IOAPICPins = 24
 
-// ioapicVersion is the version register: max redirection entry 23 (bits
+// IOAPICVersion is the version register: max redirection entry 23 (bits
 // 16-23) and version 0x11, as on the 82093AA and QEMU's IOAPIC.
-const ioapicVersion = 0x00170011
+const IOAPICVersion = 0x00170011
 
 // Indirect register indices (IOREGSEL values).
 const (
@@ -104,7 +104,7 @@ func (io *IOAPIC) readIndirect() uint32 {
 	case sel == ioapicRegID, sel == ioapicRegArb:
 		return uint32(io.s.ID) << 24
 	case sel == ioapicRegVer:
-		return ioapicVersion
+		return IOAPICVersion
 	case sel >= ioapicRegRedir && sel < ioapicRegRedir+2*IOAPICPins:
 		e := io.s.Redir[(sel-ioapicRegRedir)/2]
 		if sel&1 == 1 {

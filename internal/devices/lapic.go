@@ -1,4 +1,4 @@
-package vmm
+package devices
 
 import (
 	"encoding/binary"
@@ -34,10 +34,10 @@ const lapicNsPerBusCycle = 1
 // continuously; KVM clamps the same way (its min_timer_period_us = 200).
 const lapicMinPeriodNs = 200_000
 
-// lapicVersion is the value of the version register: version 0x14 (an
+// LAPICVersion is the value of the version register: version 0x14 (an
 // integrated APIC), Max LVT Entry 5 (six LVTs: timer, thermal, performance,
 // LINT0, LINT1, error), bit 24 clear (no EOI-broadcast suppression).
-const lapicVersion = 0x00050014
+const LAPICVersion = 0x00050014
 
 // Register offsets in the xAPIC page (SDM Table 10-1).
 const (
@@ -162,7 +162,7 @@ func (a *LAPIC) readReg(reg uint64) uint32 {
 	case reg == lapicRegID:
 		return uint32(a.cpu) << 24
 	case reg == lapicRegVersion:
-		return lapicVersion
+		return LAPICVersion
 	case reg == lapicRegTPR:
 		return a.s.TPR
 	case reg == lapicRegAPR:

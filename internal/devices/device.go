@@ -1,10 +1,10 @@
-package vmm
+package devices
 
-// Interfaces between the machine (vCPU exit loop) and the userspace devices.
+// Interfaces between the machine (vCPU exit loop) and the device models.
 //
 // Locking: the machine serializes every device call under one platform
-// mutex (Machine.mu), so devices themselves are not safe for concurrent use
-// and need no locks of their own. Device callbacks (IRQLine, APICBus) are
+// mutex (internal/vmm's Machine.mu), so devices themselves are not safe
+// for concurrent use and need no locks of their own. Device callbacks (IRQLine, APICBus) are
 // invoked with that mutex held and must not block.
 
 // MMIODevice handles guest accesses to a range of guest-physical addresses.

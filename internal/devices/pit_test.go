@@ -1,4 +1,4 @@
-package vmm
+package devices
 
 import "testing"
 

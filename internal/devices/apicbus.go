@@ -1,4 +1,4 @@
-package vmm
+package devices
 
 import "fmt"
 
@@ -20,9 +20,9 @@ const (
 	APICModeExtINT         = 7 // external (8259) interrupt: there is no 8259
 )
 
-// apicBroadcast is the 8-bit xAPIC destination that addresses every LAPIC,
+// APICBroadcast is the 8-bit xAPIC destination that addresses every LAPIC,
 // in physical and in logical mode.
-const apicBroadcast = 0xFF
+const APICBroadcast = 0xFF
 
 // APICHooks is what the APIC bus needs from the machine.
 type APICHooks interface {
@@ -57,7 +57,7 @@ type APICBusState struct {
 // Preconditions: 1 <= ncpus <= 254 (xAPIC IDs are 8 bits and 0xFF is the
 // broadcast address); the caller validates the configuration.
 func NewAPICBus(ncpus int, clock Clock, hooks APICHooks) *APICBus {
-	if ncpus < 1 || ncpus >= apicBroadcast {
+	if ncpus < 1 || ncpus >= APICBroadcast {
 		panic(fmt.Sprintf("NewAPICBus: %d CPUs, want 1..254", ncpus))
 	}
 	b := &APICBus{clock: clock, hooks: hooks, dests: make([]int, 0, ncpus)}
@@ -107,7 +107,7 @@ func (b *APICBus) deliver(dest uint32, logical bool, mode uint8, vector uint8, l
 
 // matches reports whether this LAPIC is addressed by dest (SDM §10.6.2).
 func (a *LAPIC) matches(dest uint32, logical bool) bool {
-	if dest == apicBroadcast {
+	if dest == APICBroadcast {
 		return true
 	}
 	if !logical {

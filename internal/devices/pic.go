@@ -1,6 +1,6 @@
-package vmm
+package devices
 
-// pic8259 is a stub of the two legacy 8259A interrupt controllers (ports
+// PIC is a stub of the two legacy 8259A interrupt controllers (ports
 // 0x20-0x21, 0xA0-0xA1). samsara never delivers an interrupt through it
 // (the IOAPIC does), but Linux decides from probe_8259A() whether legacy
 // ISA IRQs 0-15 exist: it writes a mask to the master's IMR and reads it
@@ -10,7 +10,7 @@ package vmm
 // keeps the IMRs and the ICW initialization sequence (8259A datasheet,
 // "Initialization Command Words") and reports no pending or in-service
 // interrupts.
-type pic8259 struct {
+type PIC struct {
 	// chips is master (0) and slave (1).
 	chips [2]picChip
 }
@@ -26,10 +26,18 @@ type picChip struct {
 	NeedICW4 bool
 }
 
-// PICState is the checkpointed state of both chips.
+// PICState is the checkpointed state of both chips. picChip stays
+// unexported: gob names it in a checkpoint's type descriptors, and the
+// name is unchanged from when the PIC lived in vmm.
 type PICState struct{ Chips [2]picChip }
 
-func (p *pic8259) chip(port uint16) *picChip {
+// Snapshot returns the state of both chips.
+func (p *PIC) Snapshot() PICState { return PICState{Chips: p.chips} }
+
+// Restore sets the state of both chips; every value is valid.
+func (p *PIC) Restore(s PICState) { p.chips = s.Chips }
+
+func (p *PIC) chip(port uint16) *picChip {
 	if port >= 0xA0 {
 		return &p.chips[1]
 	}
@@ -38,7 +46,7 @@ func (p *pic8259) chip(port uint16) *picChip {
 
 // In reads IRR/ISR (even port: always 0, nothing is ever pending) or the
 // IMR (odd port).
-func (p *pic8259) In(port uint16, data []byte) {
+func (p *PIC) In(port uint16, data []byte) {
 	clear(data)
 	if port&1 == 1 {
 		data[0] = p.chip(port).IMR
@@ -47,7 +55,7 @@ func (p *pic8259) In(port uint16, data []byte) {
 
 // Out handles ICW1-4, OCW1 (mask) and OCW2/3 (EOI, read-register
 // selection: accepted and ignored).
-func (p *pic8259) Out(port uint16, data []byte) {
+func (p *PIC) Out(port uint16, data []byte) {
 	c, v := p.chip(port), data[0]
 	if port&1 == 0 {
 		if v&0x10 != 0 { // ICW1
