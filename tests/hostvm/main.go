@@ -131,6 +131,8 @@ type workspace struct {
 	o      options
 	dir    string
 	kernel hostKernel
+	// silence is the console-silence bound of boot (0: none).
+	silence time.Duration
 }
 
 func newWorkspace(o options) (*workspace, error) {
@@ -261,6 +263,6 @@ func (w *workspace) boot(p payload, console io.Writer) (bootResult, error) {
 	return boot(bootConfig{
 		Kernel: w.kernel, Initramfs: img,
 		MemMiB: w.o.memMiB, CPUs: w.o.cpus, Timeout: w.o.timeout,
-		Console: console,
+		Silence: w.silence, Console: console,
 	})
 }

@@ -35,6 +35,11 @@ type bootConfig struct {
 	CPUs int
 	// Timeout bounds the whole run, boot included.
 	Timeout time.Duration
+	// Silence bounds the time without a console line (0: no bound). The
+	// tests print at least every 3 minutes (their per-command bound), so a
+	// longer silence is a wedged host: seen once in ~6 smoke runs, with
+	// QEMU at 190% CPU and a test's own 3-minute bound never firing.
+	Silence time.Duration
 	// Console receives every console line, as printed.
 	Console io.Writer
 }
@@ -49,10 +54,14 @@ type bootResult struct {
 	Status int
 }
 
-// cmdline of the host kernel: a serial console, no reboot on panic (QEMU's
-// -no-reboot then exits), and nothing slow that the host does not need
-// under TCG (mitigations only cost time in an emulated throwaway host).
-const hostCmdline = "console=ttyS0 panic=-1 quiet loglevel=3 mitigations=off"
+// cmdline of the host kernel: a serial console; errors and worse on it
+// (loglevel=4: RCU stalls and hung tasks are KERN_ERR) so that a wedged
+// host says so; a soft lockup panics and a panic reboots, which ends QEMU
+// (-no-reboot) at once with "ended before the command reported its
+// status" instead of running out the whole timeout; and nothing slow the
+// host does not need under TCG (mitigations only cost time in an emulated
+// throwaway host).
+const hostCmdline = "console=ttyS0 panic=-1 softlockup_panic=1 quiet loglevel=4 mitigations=off"
 
 // boot runs the host VM to the end and returns what it measured. Errors
 // say what was waited for: the host's readiness, or the inner command.
@@ -97,7 +106,13 @@ func boot(cfg bootConfig) (bootResult, error) {
 	}()
 	timeout := time.NewTimer(cfg.Timeout)
 	defer timeout.Stop()
-	var hostErr string
+	silence := cfg.Silence
+	if silence == 0 {
+		silence = cfg.Timeout
+	}
+	idle := time.NewTimer(silence)
+	defer idle.Stop()
+	var hostErr, lastLine string
 	for {
 		select {
 		case line, ok := <-lines:
@@ -115,6 +130,8 @@ func boot(cfg bootConfig) (bootResult, error) {
 				return res, fmt.Errorf("host VM ended (%v) before the command inside reported its status", err)
 			}
 			fmt.Fprintln(cfg.Console, line)
+			idle.Reset(silence)
+			lastLine = line
 			switch {
 			// SeaBIOS's terminal escapes may precede the first line.
 			case strings.HasSuffix(line, markReady):
@@ -127,6 +144,10 @@ func boot(cfg bootConfig) (bootResult, error) {
 			case strings.HasPrefix(line, markError):
 				hostErr = strings.TrimSpace(strings.TrimPrefix(line, markError))
 			}
+		case <-idle.C:
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+			return res, &wedgedError{silence: silence, last: lastLine}
 		case <-timeout.C:
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			cmd.Wait()
@@ -137,4 +158,14 @@ func boot(cfg bootConfig) (bootResult, error) {
 			return res, fmt.Errorf("host VM: waited %v for %s; QEMU killed", cfg.Timeout, what)
 		}
 	}
+}
+
+// wedgedError is a host VM that printed nothing for too long.
+type wedgedError struct {
+	silence time.Duration
+	last    string
+}
+
+func (e *wedgedError) Error() string {
+	return fmt.Sprintf("host VM printed nothing for %v (wedged); QEMU killed; its last line: %q", e.silence, e.last)
 }
