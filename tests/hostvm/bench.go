@@ -23,15 +23,11 @@ func cmdBench(args []string) (int, error) {
 	o.register(fs, 30*time.Minute)
 	runs := fs.Int("runs", 5, "timed runs of each command per checkpoint format")
 	fs.Parse(args)
-	w, err := newWorkspace(o)
+	w, p, err := prepare(o)
 	if err != nil {
 		return 0, err
 	}
 	defer w.close()
-	p, err := w.basePayload()
-	if err != nil {
-		return 0, err
-	}
 	bench := filepath.Join(w.dir, "bench")
 	if err := w.goBuild("build", "-o", bench, "./tests/bench"); err != nil {
 		return 0, err

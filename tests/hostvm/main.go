@@ -112,18 +112,29 @@ func cmdRun(args []string) (int, error) {
 	if fs.NArg() == 0 {
 		return 0, errors.New("run: no command (hostvm run -- COMMAND...)")
 	}
-	w, err := newWorkspace(o)
+	w, p, err := prepare(o)
 	if err != nil {
 		return 0, err
 	}
 	defer w.close()
-	p, err := w.basePayload()
-	if err != nil {
-		return 0, err
-	}
 	p.Script = strings.Join(fs.Args(), " ") + "\n"
 	res, err := w.boot(p, os.Stdout)
 	return res.Status, err
+}
+
+// prepare makes the workspace of one host VM run and its base payload;
+// the caller closes the workspace.
+func prepare(o options) (*workspace, payload, error) {
+	w, err := newWorkspace(o)
+	if err != nil {
+		return nil, payload{}, err
+	}
+	p, err := w.basePayload()
+	if err != nil {
+		w.close()
+		return nil, payload{}, err
+	}
+	return w, p, nil
 }
 
 // workspace is a temporary folder for one host VM run.

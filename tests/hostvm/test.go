@@ -74,15 +74,11 @@ func cmdTest(args []string) (int, error) {
 	if *set != string(setSmoke) && *set != string(setFull) {
 		return 0, fmt.Errorf("test: -set must be smoke or full, not %q", *set)
 	}
-	w, err := newWorkspace(o)
+	w, p, err := prepare(o)
 	if err != nil {
 		return 0, err
 	}
 	defer w.close()
-	p, err := w.basePayload()
-	if err != nil {
-		return 0, err
-	}
 	var script strings.Builder
 	script.WriteString("status=0\n")
 	for _, pkg := range kvmPackages {
