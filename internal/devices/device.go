@@ -46,3 +46,12 @@ type Timed interface {
 	// Poll fires every event due at or before now.
 	Poll(now int64)
 }
+
+// putByteRead answers a port read of a byte-wide register: v in the first
+// byte, zeros in any wider access's other bytes (UART, PIT and RTC).
+func putByteRead(data []byte, v uint8) {
+	clear(data)
+	if len(data) > 0 {
+		data[0] = v
+	}
+}

@@ -327,12 +327,7 @@ func (p *PIT) In(port uint16, data []byte) {
 		}
 	}
 	// The control port is write-only; reading it floats (0xFF).
-	for i := range data {
-		data[i] = 0
-	}
-	if len(data) > 0 {
-		data[0] = v
-	}
+	putByteRead(data, v)
 }
 
 // Out implements PIODevice.

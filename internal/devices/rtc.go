@@ -68,12 +68,7 @@ func (r *RTC) In(port uint16, data []byte) {
 	if port == rtcPortData {
 		v = r.read(r.s.Index)
 	}
-	for i := range data {
-		data[i] = 0
-	}
-	if len(data) > 0 {
-		data[0] = v
-	}
+	putByteRead(data, v)
 }
 
 // Out implements PIODevice. Bit 7 of the index is the PC's NMI mask, which

@@ -177,12 +177,7 @@ func (u *UART) updateIRQ() {
 func (u *UART) In(port uint16, data []byte) {
 	v := u.read(port & 7)
 	u.updateIRQ()
-	for i := range data {
-		data[i] = 0
-	}
-	if len(data) > 0 {
-		data[0] = v
-	}
+	putByteRead(data, v)
 }
 
 func (u *UART) read(reg uint16) uint8 {

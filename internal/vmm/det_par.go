@@ -130,7 +130,7 @@ func (m *Machine) newParallel() error {
 		running: make([]runningChunk, m.cfg.CPUs)}
 	m.par = p
 	for i := 0; i < m.cfg.CPUs; i++ {
-		vm, err := createVM(m.kvmFD)
+		vm, err := kvmsys.CreateVM(m.kvmFD)
 		if err != nil {
 			return fmt.Errorf("create VM of vcpu %d: %w", i, err)
 		}
@@ -686,9 +686,6 @@ func (v *vcpu) flushPendingIO() error {
 	}
 	return fmt.Errorf("completing the pending I/O of vcpu %d made another exit (reason %d)", v.id, v.run.ExitReason)
 }
-
-// createVM is KVM_CREATE_VM (retried on EINTR: internal/kvm).
-func createVM(kvmFD int) (int, error) { return kvmsys.CreateVM(kvmFD) }
 
 // closeFD closes a file descriptor, ignoring errors (teardown).
 func closeFD(fd int) { unix.Close(fd) }

@@ -3,6 +3,7 @@ package vmm
 import (
 	"errors"
 	"fmt"
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 	"io"
 	"os"
 	"sync"
@@ -253,7 +254,7 @@ func (m *Machine) openKVM() error {
 	if v, err := kvm.GetAPIVersion(uintptr(fd)); err != nil || v != 12 {
 		return fmt.Errorf("KVM API version %d (%v): samsara needs version 12", v, err)
 	}
-	vm, err := createVM(fd)
+	vm, err := kvmsys.CreateVM(fd)
 	if err != nil {
 		return fmt.Errorf("create VM: %w", err)
 	}

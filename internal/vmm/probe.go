@@ -3,6 +3,7 @@ package vmm
 import (
 	"errors"
 	"fmt"
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -149,7 +150,7 @@ func openKVMDevice(path string) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("KVM_GET_API_VERSION on %s: %w", path, err)
 	}
-	vm, err := createVM(fd)
+	vm, err := kvmsys.CreateVM(fd)
 	if err != nil {
 		unix.Close(fd)
 		return -1, &createVMError{path: path, err: err}

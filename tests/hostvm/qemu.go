@@ -113,6 +113,11 @@ func boot(cfg bootConfig) (bootResult, error) {
 	idle := time.NewTimer(silence)
 	defer idle.Stop()
 	var hostErr, lastLine string
+	// kill ends QEMU's process group and reaps it.
+	kill := func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	}
 	for {
 		select {
 		case line, ok := <-lines:
@@ -145,12 +150,10 @@ func boot(cfg bootConfig) (bootResult, error) {
 				hostErr = strings.TrimSpace(strings.TrimPrefix(line, markError))
 			}
 		case <-idle.C:
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			cmd.Wait()
+			kill()
 			return res, &wedgedError{silence: silence, last: lastLine}
 		case <-timeout.C:
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			cmd.Wait()
+			kill()
 			what := "the command inside to finish"
 			if res.Ready == 0 {
 				what = "/dev/kvm to be ready"
