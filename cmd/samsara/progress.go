@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/samsara-vmm/samsara/internal/vmm"
+	"github.com/samsara-vmm/samsara/internal/session"
 )
 
 // progressEvery is the redraw period: often enough to see a replay move,
@@ -84,7 +84,7 @@ func (p *progressLine) eraseLocked() {
 }
 
 // start redraws the line from m's progress until stop is called.
-func (p *progressLine) start(m *vmm.Machine) {
+func (p *progressLine) start(m *session.Session) {
 	if p == nil {
 		return
 	}
@@ -105,7 +105,7 @@ func (p *progressLine) start(m *vmm.Machine) {
 }
 
 // draw prints the line for one progress report.
-func (p *progressLine) draw(pr vmm.Progress, wall time.Duration) {
+func (p *progressLine) draw(pr session.Progress, wall time.Duration) {
 	chunks := fmt.Sprintf("%d chunks", pr.Chunks)
 	if p.total > 0 {
 		chunks = fmt.Sprintf("chunk %d/%d (%d%%)", pr.Chunks, p.total, 100*pr.Chunks/int64(p.total))

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/samsara-vmm/samsara/internal/vmm"
+	"github.com/samsara-vmm/samsara/internal/session"
 )
 
 // The guest console and the progress line share a terminal: console output
@@ -15,7 +15,7 @@ func TestProgressLineYieldsToConsole(t *testing.T) {
 	var term bytes.Buffer
 	p := &progressLine{what: "replay", total: 200, out: &term}
 	console := p.console(&term)
-	p.draw(vmm.Progress{Chunks: 50, GuestNanos: 1500000000}, 3*time.Second)
+	p.draw(session.Progress{Chunks: 50, GuestNanos: 1500000000}, 3*time.Second)
 	if got := term.String(); !strings.Contains(got, "chunk 50/200 (25%), guest 1.500 s, wall 3 s") {
 		t.Fatalf("progress line = %q", got)
 	}

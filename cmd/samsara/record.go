@@ -12,6 +12,7 @@ import (
 	"github.com/samsara-vmm/samsara/internal/ept"
 	"github.com/samsara-vmm/samsara/internal/log"
 	"github.com/samsara-vmm/samsara/internal/nde"
+	"github.com/samsara-vmm/samsara/internal/session"
 	"github.com/samsara-vmm/samsara/internal/vmm"
 )
 
@@ -20,6 +21,7 @@ const version = "0.1.0"
 
 func newRecordCmd(logger func() *zap.Logger) *cobra.Command {
 	var f vmFlags
+	var sf sessionFlags
 	var out, fromCkpt, mode, tracker string
 	cmd := &cobra.Command{
 		Use:   "record [flags] -o rec.zst [-- PROGRAM ARGS...]",
@@ -49,12 +51,14 @@ Exits with PROGRAM's exit status.`,
 			}
 			defer closeConsole()
 			cfg.Logger, cfg.FromCheckpoint, cfg.Deterministic = logger(), fromCkpt, true
-			cfg.Parallel, cfg.Tracker = mode == string(log.ModeParallel), tracker
+			opts := sf.o
+			opts.Logger, opts.Parallel, opts.Tracker = cfg.Logger, mode == string(log.ModeParallel), tracker
+			cfg.SeparateVMs = opts.Parallel
 			h, err := recordHeader(cfg)
 			if err != nil {
 				return err
 			}
-			h.Mode = log.Mode(mode)
+			h.Mode, h.Recorder = log.Mode(mode), opts.Recorder()
 			file, err := os.Create(out)
 			if err != nil {
 				return fmt.Errorf("-o: %w", err)
@@ -73,13 +77,13 @@ Exits with PROGRAM's exit status.`,
 				return err
 			}
 			defer m.Close()
-			progress.start(m)
-			var res vmm.Result
-			if cfg.Parallel {
-				res, err = m.RecordParallel(w)
-			} else {
-				res, err = m.Record(w)
+			rs, err := session.New(m, opts)
+			if err != nil {
+				return err
 			}
+			defer rs.Close()
+			progress.start(rs)
+			res, err := rs.Record(w)
 			progress.stop()
 			if cerr := w.Close(); err == nil && cerr != nil {
 				err = cerr
@@ -99,6 +103,7 @@ Exits with PROGRAM's exit status.`,
 		},
 	}
 	f.register(cmd)
+	sf.registerRecord(cmd)
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the recording to FILE")
 	cmd.Flags().StringVar(&fromCkpt, "from-checkpoint", "", "start from a booted checkpoint (see run --save-checkpoint)")
 	cmd.Flags().StringVar(&mode, "mode", "serialized", "recorder: parallel (all vCPUs at once, ordered commit of chunks) or serialized (one vCPU at a time)")

@@ -10,11 +10,13 @@ import (
 
 	"github.com/samsara-vmm/samsara/internal/log"
 	"github.com/samsara-vmm/samsara/internal/nde"
+	"github.com/samsara-vmm/samsara/internal/session"
 	"github.com/samsara-vmm/samsara/internal/vmm"
 )
 
 func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
 	var kernel, initrd, disk, fromCkpt, console string
+	var sf sessionFlags
 	cmd := &cobra.Command{
 		Use:   "replay rec.zst [--from-checkpoint F | --kernel K --initrd I] [--vm disk.img]",
 		Short: "Re-execute a recording and verify it; exits non-zero on divergence",
@@ -55,10 +57,17 @@ func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
 				return err
 			}
 			defer m.Close()
-			progress.start(m)
-			res, err := m.Replay(records)
+			opts := sf.o
+			opts.Logger = cfg.Logger
+			rs, err := session.New(m, opts)
+			if err != nil {
+				return err
+			}
+			defer rs.Close()
+			progress.start(rs)
+			res, err := rs.Replay(records)
 			progress.stop()
-			var de *vmm.DivergenceError
+			var de *session.DivergenceError
 			if errors.As(err, &de) {
 				return fmt.Errorf("DIVERGED: %w", err)
 			}
@@ -75,6 +84,7 @@ func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
 	fl.StringVar(&initrd, "initrd", "", "initramfs of a cold-boot recording (default: build/initramfs.cpio)")
 	fl.StringVar(&disk, "vm", "", "the disk image the recording used")
 	fl.StringVar(&console, "console", "", "write the guest console to this file instead of stdout")
+	sf.registerReplay(cmd)
 	return cmd
 }
 

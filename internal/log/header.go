@@ -58,11 +58,30 @@ type Header struct {
 	Mode Mode `json:"mode"`
 	// Tracker is the internal/ept page tracker name ("" in serialized mode).
 	Tracker string `json:"tracker"`
+	// Recorder are the recorder options that shaped the chunks (since
+	// Version 5; nil in a header written without them).
+	Recorder *RecorderOptions `json:"recorder_options,omitempty"`
 	// SamsaraVersion is the version string of the recording binary.
 	SamsaraVersion string `json:"samsara_version"`
 	// Created is when recording started (informational only: nothing in
 	// replay may depend on it).
 	Created time.Time `json:"created"`
+}
+
+// RecorderOptions are the recorder switches that change where chunks end
+// (internal/session's Options; record's flags of the same names). Replay
+// needs none of them, since the chunks are in the log; they say how the
+// recording was made, so that it can be made again the same way.
+type RecorderOptions struct {
+	// PrivilegeEnds: parallel chunks end at privilege changes.
+	PrivilegeEnds bool `json:"privilege_ends"`
+	// EarlyConflicts: parallel chunks doomed by a commit stop at once.
+	EarlyConflicts bool `json:"early_conflicts"`
+	// SpinChecks: serialized chunks in a kernel spin function are
+	// preempted early.
+	SpinChecks bool `json:"spin_checks"`
+	// DebugSquashAll: every parallel chunk was squashed once.
+	DebugSquashAll bool `json:"debug_squash_all"`
 }
 
 // VMConfig is the recorded machine's configuration.

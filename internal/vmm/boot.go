@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/samsara-vmm/samsara/internal/chunk"
 )
 
 // Direct 64-bit boot of an uncompressed ELF vmlinux with the Linux x86
@@ -41,11 +40,22 @@ const (
 // executable.
 var ErrNotKernel = errors.New("not an x86-64 ELF vmlinux")
 
+// KernelMarks are the guest kernel addresses where the parallel recorder
+// ends a chunk at a change of privilege (findKernelMarks); the recorder
+// reads them as internal/chunk's Marks, which has the same fields.
+type KernelMarks struct {
+	// ReturnToUser is the first instruction of the kernel's only path
+	// back to user mode.
+	ReturnToUser uint64
+	// PageFault is the page-fault entry.
+	PageFault uint64
+}
+
 // loadedKernel is what loadKernel put in guest memory.
 type loadedKernel struct {
 	entry uint64 // physical entry point (startup_64)
 	end   uint64 // first byte after the highest loaded segment
-	marks chunk.Marks
+	marks KernelMarks
 	spins []KernelRange
 }
 
@@ -58,8 +68,8 @@ type loadedKernel struct {
 // return to user mode goes through it (arch/x86/entry/entry_64.S), and
 // under PVM syscalls do too (patch 0004: they arrive as page faults, at
 // asm_exc_page_fault).
-func findKernelMarks(syms []elf.Symbol) chunk.Marks {
-	var k chunk.Marks
+func findKernelMarks(syms []elf.Symbol) KernelMarks {
+	var k KernelMarks
 	for _, s := range syms {
 		switch s.Name {
 		case "swapgs_restore_regs_and_return_to_usermode":
@@ -68,8 +78,8 @@ func findKernelMarks(syms []elf.Symbol) chunk.Marks {
 			k.PageFault = s.Value
 		}
 	}
-	if !k.Valid() {
-		return chunk.Marks{}
+	if k.ReturnToUser == 0 || k.PageFault == 0 {
+		return KernelMarks{}
 	}
 	return k
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/samsara-vmm/samsara/internal/chunk"
 )
 
 func TestWriteBootParams(t *testing.T) {
@@ -230,7 +229,7 @@ func TestKernelMarks(t *testing.T) {
 	}
 	defer g.Close()
 	gsyms, _ := g.Symbols()
-	if m := findKernelMarks(gsyms); m != (chunk.Marks{}) {
+	if m := findKernelMarks(gsyms); m != (KernelMarks{}) {
 		t.Errorf("marks of a non-kernel ELF: %+v, want none", m)
 	}
 	if r := findSpinRanges(gsyms); len(r) != 0 {

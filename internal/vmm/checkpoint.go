@@ -54,7 +54,6 @@ import (
 	"github.com/bobuhiro11/gokvm/kvm"
 	"golang.org/x/sys/unix"
 
-	"github.com/samsara-vmm/samsara/internal/chunk"
 	"github.com/samsara-vmm/samsara/internal/devices"
 )
 
@@ -120,7 +119,7 @@ type checkpointMeta struct {
 	// Marks: kernel addresses for the parallel recorder (boot.go); zero in
 	// checkpoints saved before they existed, which only turns the
 	// recorder's privilege-change chunk ends off.
-	Marks chunk.Marks
+	Marks KernelMarks
 	// Spins: the serialized recorder's spin functions (det_spin.go);
 	// none in older checkpoints, which turns the spin checks off.
 	Spins []KernelRange
@@ -129,7 +128,7 @@ type checkpointMeta struct {
 // checkpointBarrier is called by each vCPU loop while a checkpoint is
 // pending. Every vCPU completes its in-flight I/O and parks; the last one
 // to arrive saves the machine and releases the others.
-func (m *Machine) checkpointBarrier(v *vcpu) error {
+func (m *Machine) checkpointBarrier(v *VCPU) error {
 	if v.state != stateWaitSIPI {
 		// KVM_RUN with immediate_exit completes a pending MMIO/PIO exit
 		// without entering the guest (api.rst, "immediate_exit").
@@ -272,7 +271,7 @@ func nonZeroRuns(mem []byte, memFD int) ([]pageRun, error) {
 }
 
 // snapshot reads the vCPU's architectural state.
-func (v *vcpu) snapshot() (vcpuSnapshot, error) {
+func (v *VCPU) snapshot() (vcpuSnapshot, error) {
 	var s vcpuSnapshot
 	regs, err := kvm.GetRegs(uintptr(v.fd))
 	if err != nil {
@@ -300,7 +299,7 @@ func (v *vcpu) snapshot() (vcpuSnapshot, error) {
 }
 
 // restore writes a snapshot back into the vCPU.
-func (v *vcpu) restore(s *vcpuSnapshot) error {
+func (v *VCPU) restore(s *vcpuSnapshot) error {
 	if err := v.restoreArch(s); err != nil {
 		return err
 	}
@@ -309,7 +308,7 @@ func (v *vcpu) restore(s *vcpuSnapshot) error {
 }
 
 // restoreArch writes a snapshot's KVM state back (not the run-loop state).
-func (v *vcpu) restoreArch(s *vcpuSnapshot) error {
+func (v *VCPU) restoreArch(s *vcpuSnapshot) error {
 	if err := kvm.SetSregs(uintptr(v.fd), &s.Sregs); err != nil {
 		return fmt.Errorf("sregs: %w", err)
 	}

@@ -29,7 +29,7 @@ func (e *EmulationError) Error() string {
 }
 
 // handleExit handles one KVM exit.
-func (v *vcpu) handleExit() error {
+func (v *VCPU) handleExit() error {
 	m := v.m
 	switch r := v.run.ExitReason; r {
 	case exitIO:
@@ -144,7 +144,7 @@ const (
 // it; fwait (fpu__drop on every exec and exit) is skipped, since no x87
 // exception is ever pending in the guest. Anything else is an error that
 // names the bytes.
-func (v *vcpu) emulationFallback() error {
+func (v *VCPU) emulationFallback() error {
 	sub, words := internalError(v.run)
 	regs, err := kvm.GetRegs(uintptr(v.fd))
 	if err != nil {
@@ -183,7 +183,7 @@ func (v *vcpu) emulationFallback() error {
 // exit when KVM supplies them (struct kvm_run.emulation_failure: u64 flags,
 // u8 insn_size, u8 insn_bytes[15]), else read through the guest page
 // tables.
-func (v *vcpu) instructionBytes(rip uint64, words []uint64) []byte {
+func (v *VCPU) instructionBytes(rip uint64, words []uint64) []byte {
 	if len(words) >= 3 && words[0]&emulationFlagInstructBytes != 0 {
 		var b []byte
 		for _, w := range words[1:3] {

@@ -7,13 +7,11 @@ import (
 	"io"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/bobuhiro11/gokvm/kvm"
 	"go.uber.org/zap"
 
-	"github.com/samsara-vmm/samsara/internal/chunk"
 	"github.com/samsara-vmm/samsara/internal/devices"
 	"github.com/samsara-vmm/samsara/internal/nde"
 	"golang.org/x/sys/unix"
@@ -69,11 +67,12 @@ type Config struct {
 	Deterministic bool
 	// NDE are the non-determinism hooks (nil: plain run).
 	NDE *nde.Source
-	// Parallel builds the machine for the parallel recorder
-	// (RecordParallel): one KVM VM per vCPU over a private view of guest
-	// memory from the page tracker named by Tracker ("" = ept's default).
-	Parallel bool
-	Tracker  string
+	// SeparateVMs builds the machine for the parallel recorder
+	// (internal/session): every vCPU in a KVM VM of its own (VMOf), whose
+	// memory slots the recorder attaches itself (private views of guest
+	// memory; internal/ept), so each vCPU has its own second-level page
+	// tables.
+	SeparateVMs bool
 }
 
 // Result is how a guest run ended.
@@ -92,11 +91,11 @@ type Machine struct {
 
 	kvmFD, vmFD int
 	mem         *guestMemory
-	vcpus       []*vcpu
+	vcpus       []*VCPU
 	clock       *machineClock
 	cmdline     string
 	// marks: kernel addresses of privilege changes (boot.go).
-	marks chunk.Marks
+	marks KernelMarks
 	// spins: kernel functions where a vCPU waits for another (det_spin.go).
 	spins []KernelRange
 
@@ -137,12 +136,8 @@ type Machine struct {
 	// ckptCond (on mu) releases vCPUs parked at the checkpoint barrier.
 	ckptCond *sync.Cond
 
-	// det0 is the virtual time when record or replay started.
-	det0 int64
-	// par is the parallel recorder's state (nil unless Config.Parallel).
-	par *parallel
-	// chunksDone counts chunks recorded or replayed (Progress).
-	chunksDone atomic.Int64
+	// vms[i] is vCPU i's own KVM VM (Config.SeparateVMs), else empty.
+	vms []int
 	// timerWake is poked when a timer may have been reprogrammed.
 	timerWake chan struct{}
 }
@@ -210,9 +205,13 @@ func (m *Machine) build() error {
 	if err := mem.register(m.vmFD); err != nil {
 		return err
 	}
-	if m.cfg.Parallel {
-		if err := m.newParallel(); err != nil {
-			return err
+	if m.cfg.SeparateVMs {
+		for i := 0; i < m.cfg.CPUs; i++ {
+			vm, err := kvmsys.CreateVM(m.kvmFD)
+			if err != nil {
+				return fmt.Errorf("create VM of vcpu %d: %w", i, err)
+			}
+			m.vms = append(m.vms, vm)
 		}
 	}
 	m.clock = newMachineClock(m.cfg.Deterministic)
@@ -305,10 +304,10 @@ func (m *Machine) Close() {
 		v.close()
 	}
 	m.vcpus = nil
-	if m.par != nil {
-		m.par.close()
-		m.par = nil
+	for _, fd := range m.vms {
+		unix.Close(fd)
 	}
+	m.vms = nil
 	if m.mem != nil {
 		m.mem.close()
 		m.mem = nil

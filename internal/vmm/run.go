@@ -47,7 +47,7 @@ func (m *Machine) Run() (Result, error) {
 	errs := make(chan error, len(m.vcpus))
 	for _, v := range m.vcpus {
 		wg.Add(1)
-		go func(v *vcpu) {
+		go func(v *VCPU) {
 			defer wg.Done()
 			if err := v.loop(); err != nil {
 				m.mu.Lock()

@@ -29,9 +29,9 @@ func (s vcpuState) String() string {
 	return [...]string{"wait-sipi", "running", "halted", "dead"}[s]
 }
 
-// vcpu is one virtual CPU and its run loop (one goroutine locked to an OS
+// VCPU is one virtual CPU and its run loop (one goroutine locked to an OS
 // thread, so the thread can be signalled out of KVM_RUN).
-type vcpu struct {
+type VCPU struct {
 	m  *Machine
 	id int
 	fd int
@@ -51,15 +51,10 @@ type vcpu struct {
 	// sipiVector is the pending startup vector when sipiPending.
 	sipiVector  uint8
 	sipiPending bool
-	// det is the record/replay state (nil in run mode).
-	det *detVCPU
-	// debugSquashed: the parallel recorder squashed this vCPU's current
-	// chunk once already (SAMSARA_DEBUG_SQUASH_ALL).
-	debugSquashed bool
 }
 
-func (m *Machine) newVCPU(id int) (*vcpu, error) {
-	fd, err := kvm.CreateVCPU(uintptr(m.vmFor(id)), id)
+func (m *Machine) newVCPU(id int) (*VCPU, error) {
+	fd, err := kvm.CreateVCPU(uintptr(m.VMOf(id)), id)
 	if err != nil {
 		return nil, fmt.Errorf("create vcpu %d: %w", id, err)
 	}
@@ -73,7 +68,7 @@ func (m *Machine) newVCPU(id int) (*vcpu, error) {
 		unix.Close(int(fd))
 		return nil, fmt.Errorf("map kvm_run of vcpu %d: %w", id, err)
 	}
-	v := &vcpu{m: m, id: id, fd: int(fd), page: page, run: runData(page), wake: make(chan struct{}, 1)}
+	v := &VCPU{m: m, id: id, fd: int(fd), page: page, run: runData(page), wake: make(chan struct{}, 1)}
 	if v.resetSregs, err = kvm.GetSregs(uintptr(fd)); err != nil {
 		v.close()
 		return nil, fmt.Errorf("vcpu %d sregs: %w", id, err)
@@ -96,14 +91,7 @@ func (m *Machine) newVCPU(id int) (*vcpu, error) {
 	return v, nil
 }
 
-func (v *vcpu) close() {
-	if v.det != nil {
-		v.det.stats.Close()
-		if v.det.ffTimer != nil {
-			v.det.ffTimer.close()
-		}
-		v.det = nil
-	}
+func (v *VCPU) close() {
 	if v.page != nil {
 		unix.Munmap(v.page)
 		v.page = nil
@@ -119,7 +107,7 @@ func (v *vcpu) close() {
 // last check and entering the guest; the signal interrupts a running
 // guest). SIGURG is the Go runtime's own preemption signal, so a stray one
 // is harmless to the process.
-func (v *vcpu) kick() {
+func (v *VCPU) kick() {
 	select {
 	case v.wake <- struct{}{}:
 	default:
@@ -132,7 +120,7 @@ func (v *vcpu) kick() {
 
 // init handles INIT: the vCPU stops and waits for a SIPI.
 // Preconditions: m.mu must be held.
-func (v *vcpu) init() {
+func (v *VCPU) init() {
 	if v.id == 0 {
 		return // Linux never INITs the BSP; ignoring it keeps it alive.
 	}
@@ -144,7 +132,7 @@ func (v *vcpu) init() {
 // at vector<<12 (Intel SDM vol. 3, 8.4.4.1); a running one ignores it (the
 // second SIPI of the INIT-SIPI-SIPI sequence).
 // Preconditions: m.mu must be held.
-func (v *vcpu) sipi(vector uint8) {
+func (v *VCPU) sipi(vector uint8) {
 	if v.state != stateWaitSIPI {
 		return
 	}
@@ -153,7 +141,7 @@ func (v *vcpu) sipi(vector uint8) {
 }
 
 // startAt puts the vCPU in real mode at the SIPI vector's page.
-func (v *vcpu) startAt(vector uint8) error {
+func (v *VCPU) startAt(vector uint8) error {
 	s := *v.resetSregs
 	s.CS.Selector = uint16(vector) << 8
 	s.CS.Base = uint64(vector) << 12
@@ -168,7 +156,7 @@ func (v *vcpu) startAt(vector uint8) error {
 }
 
 // loop is the vCPU's run loop; it returns nil when the machine stops.
-func (v *vcpu) loop() error {
+func (v *VCPU) loop() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	v.tid.Store(int32(unix.Gettid()))
@@ -235,7 +223,7 @@ func (v *vcpu) loop() error {
 }
 
 // waitForWake blocks until kicked or the machine stops.
-func (v *vcpu) waitForWake() {
+func (v *VCPU) waitForWake() {
 	select {
 	case <-v.wake:
 	case <-v.m.stopped:
@@ -246,7 +234,7 @@ func (v *vcpu) waitForWake() {
 // take it now, and otherwise asks KVM to exit at the next interrupt window.
 // It reports whether it injected.
 // Preconditions: m.mu must be held.
-func (v *vcpu) injectLocked() (bool, error) {
+func (v *VCPU) injectLocked() (bool, error) {
 	l := v.m.bus.LAPIC(v.id)
 	vec, ok := l.PendingVector()
 	if !ok {
@@ -254,7 +242,7 @@ func (v *vcpu) injectLocked() (bool, error) {
 		return false, nil
 	}
 	ready := v.run.ReadyForInterruptInjection != 0 && v.run.IfFlag != 0
-	if v.det != nil {
+	if v.m.cfg.Deterministic {
 		// kvm_run's readiness flags describe the state at the last
 		// KVM_RUN return, which differs between a kick (record) and a
 		// debug exit (replay) at the same guest point; derive readiness
@@ -278,7 +266,7 @@ func (v *vcpu) injectLocked() (bool, error) {
 	// which host signals and interrupts change (measured: replays diverged
 	// with an interrupt taken at another instruction), while exits are
 	// exact points.
-	if v.det == nil {
+	if !v.m.cfg.Deterministic {
 		v.run.RequestInterruptWindow = 1
 	}
 	return false, nil
@@ -290,7 +278,7 @@ const rflagsIF = 1 << 9
 // readyForInterrupt reports whether the guest can take an external
 // interrupt now: IF set, no STI/MOV-SS interrupt shadow, and no interrupt
 // or exception already queued for delivery.
-func (v *vcpu) readyForInterrupt() (bool, error) {
+func (v *VCPU) readyForInterrupt() (bool, error) {
 	regs, err := kvm.GetRegs(uintptr(v.fd))
 	if err != nil {
 		return false, err

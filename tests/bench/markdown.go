@@ -53,7 +53,7 @@ func renderMarkdown(r *benchReport) string {
 	if len(r.UserHeavy) > 0 {
 		p("### User-heavy runs (`PROG 2 %s`, 2 vCPUs)\n\n", userHeavySize)
 		p("The tiny runs above spend most of their time in the emulated guest kernel; these spend most of it in guest user code, which runs natively. ")
-		p("*parallel, before* is the parallel recorder with its privilege-change chunk ends and early conflict checks off (`SAMSARA_PAR_BOUNDARIES=0 SAMSARA_PAR_EARLY=0`).\n\n")
+		p("*parallel, before* is the parallel recorder with its privilege-change chunk ends and early conflict checks off (`record --privilege-ends=false --early-conflicts=false`).\n\n")
 		p("*peak RSS* is each process's peak resident memory (run / serialized record / parallel record): the guest RAM the guest touched, mapped from one memfd, plus the VMM; ")
 		p("the parallel recorder's views add what chunks touch, dropped at every chunk end. The guest has %d MiB of RAM.\n\n", guestRAMMiB)
 		p("| workload | run | serialized record | record/run | parallel record | parallel/serialized | squashed chunks | parallel, before | squashed chunks before | replay of the parallel log | peak RSS, MiB |\n")

@@ -78,8 +78,8 @@ type samsaraResult struct {
 	// Squashes and Chunks are summed over the vCPUs of Parallel's log.
 	Squashes, Chunks int
 	// Baseline is Parallel with the privilege-change chunk ends and the
-	// early conflict checks turned off (SAMSARA_PAR_BOUNDARIES=0,
-	// SAMSARA_PAR_EARLY=0): the parallel recorder as it was before them.
+	// early conflict checks turned off (record --privilege-ends=false
+	// --early-conflicts=false): the parallel recorder as it was before them.
 	// Measured for the user-heavy runs only.
 	Baseline outcome
 	// BaselineSquashes and BaselineChunks are Baseline's counts.

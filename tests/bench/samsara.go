@@ -54,8 +54,8 @@ func (s samsaraRunner) userHeavy(ck, w string, n int) samsaraResult {
 	}
 	argv := []string{w, fmt.Sprint(n), userHeavySize}
 	rec := filepath.Join(s.dir, fmt.Sprintf("%s-%d-baseline.zst", w, n))
-	r.Baseline, _ = runCmdEnv(s.timeout, []string{"SAMSARA_PAR_BOUNDARIES=0", "SAMSARA_PAR_EARLY=0"}, s.bin,
-		append([]string{"record", "--mode", "parallel", "--cpus", fmt.Sprint(n), "--from-checkpoint", ck, "-o", rec, "--"}, argv...)...)
+	r.Baseline, _ = runCmdEnv(s.timeout, nil, s.bin,
+		append([]string{"record", "--mode", "parallel", "--privilege-ends=false", "--early-conflicts=false", "--cpus", fmt.Sprint(n), "--from-checkpoint", ck, "-o", rec, "--"}, argv...)...)
 	if r.Baseline.ok() {
 		if sum, err := inspect(s.bin, rec); err == nil {
 			r.BaselineSquashes, r.BaselineChunks = sum.squashes, sum.chunks

@@ -1,4 +1,4 @@
-package vmm
+package session
 
 // Early conflicts (parallel recorder): a chunk that has touched a page
 // which a chunk committed after its start wrote is certain to be squashed
@@ -18,16 +18,11 @@ package vmm
 
 import (
 	"fmt"
-	"os"
 	"sync/atomic"
 
 	"github.com/samsara-vmm/samsara/internal/commit"
 	"github.com/samsara-vmm/samsara/internal/ept"
 )
-
-// earlyConflicts (SAMSARA_PAR_EARLY=0 turns it off): stop doomed chunks
-// at once; off, they run to their end (for comparisons: tests/bench).
-var earlyConflicts = os.Getenv("SAMSARA_PAR_EARLY") != "0"
 
 // runningChunk is what the other vCPUs' commits know of a vCPU's running
 // chunk.
@@ -61,9 +56,11 @@ func (p *parallel) isDoomed(id int, gen uint64) bool { return p.running[id].doom
 // in writes (all: every page) or, for a chunk that read its APIC, whose
 // APIC pseudo-page is in writes. Called by the committing chunk's ordered
 // hook, after its writes are complete (AddWrites), with commitMu held.
-func (m *Machine) doomConflicting(self int, writes commit.PageSet, all bool) error {
-	p := m.par
-	if !earlyConflicts {
+// Off (Options.EarlyConflicts false: record --early-conflicts=false, for
+// comparisons in tests/bench), doomed chunks run to their end.
+func (s *Session) doomConflicting(self int, writes commit.PageSet, all bool) error {
+	p := s.par
+	if !s.opts.EarlyConflicts {
 		return nil
 	}
 	ram := writes.Pages()
@@ -73,7 +70,7 @@ func (m *Machine) doomConflicting(self int, writes commit.PageSet, all bool) err
 		n++
 	}
 	ram = ram[:n]
-	for _, u := range m.vcpus {
+	for _, u := range s.vcpus {
 		r := &p.running[u.id]
 		if u.id == self || !r.active.Load() {
 			continue
@@ -95,7 +92,7 @@ func (m *Machine) doomConflicting(self int, writes commit.PageSet, all bool) err
 		// the chunk that was probed is doomed.
 		if doomed && r.active.Load() && r.gen.Load() == g {
 			r.doomed.Store(g)
-			u.kick()
+			u.Kick()
 		}
 	}
 	return nil

@@ -1,4 +1,4 @@
-package vmm
+package session
 
 // Replay fast-forward. runTo (det.go) lands on a preemption point with a
 // hardware breakpoint on its RIP and single steps, which costs two debug
@@ -17,15 +17,17 @@ package vmm
 // "preemption point passed" divergence), never silent.
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"time"
+
+	"github.com/samsara-vmm/samsara/internal/vmm"
 )
 
 const (
 	// ffWindow: below this many instructions from the point, runTo stops
 	// fast-forwarding and uses breakpoints. A kick lands within
-	// microseconds (kernel timer, threadtimer_unsafe.go), i.e. a few
+	// microseconds (kernel timer, internal/kvm's ThreadTimer), i.e. a few
 	// instructions at ~1.4 M instructions/s; 2,000 instructions (~1.4 ms
 	// of emulation) leave a wide margin for a late signal, and cost at most
 	// a few hundred breakpoint passes.
@@ -57,56 +59,52 @@ const (
 	ffMinStep = 50 * time.Microsecond
 )
 
-// noFastForward: fast-forward is off unless SAMSARA_FAST_FORWARD=1. Measured
-// (SAMSARA_DEBUG_FF=1 prints late runs): a signal sent to a vCPU running
-// emulated guest kernel code often ends KVM_RUN only at the next host timer
-// tick, 2.5-5.3 ms after the timer fired, where 0.1-0.3 ms was asked; at
-// ~1.4 M instructions/s that is thousands of instructions past the bound,
-// and replays fast-forwarded past the point in 2 of 80 runs (race, 2
-// vCPUs; one hung in a user-mode spin). A safe run must stop ~5 ms of
-// emulation short of the point, more than the spin segments it is for;
-// breakpoints alone never missed (40 of 40), so they are the default.
-var noFastForward = os.Getenv("SAMSARA_FAST_FORWARD") != "1"
+// Fast-forward is off unless Options.FastForward (replay --fast-forward).
+// Measured (the late runs are traced at debug level, samsara -v): a
+// signal sent to a vCPU running emulated guest kernel code often ends
+// KVM_RUN only at the next host timer tick, 2.5-5.3 ms after the timer
+// fired, where 0.1-0.3 ms was asked; at ~1.4 M instructions/s that is
+// thousands of instructions past the bound, and replays fast-forwarded
+// past the point in 2 of 80 runs (race, 2 vCPUs; one hung in a user-mode
+// spin). A safe run must stop ~5 ms of emulation short of the point, more
+// than the spin segments it is for; breakpoints alone never missed (40 of
+// 40), so they are the default.
 
 // fastForward runs the vCPU freely for a stretch that cannot execute more
 // than rem emulated kernel instructions. It reports exited when the vCPU
 // made a real exit (not expected before a preemption point).
 func (v *vcpu) fastForward(rem uint64) (exited bool, err error) {
-	step := time.Duration(float64(rem) / (ffSafety * v.det.ffRate) * float64(time.Second))
-	if step < ffMinStep {
-		step = ffMinStep
-	}
-	if err := setGuestDebug(v.fd, 0, nil); err != nil {
+	step := max(time.Duration(float64(rem)/(ffSafety*v.ffRate)*float64(time.Second)), ffMinStep)
+	if err := v.SetGuestDebug(0, nil); err != nil {
 		return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
 	}
 	before, err := v.kernelInsns()
 	if err != nil {
 		return false, err
 	}
-	setImmediateExit(v.run, false)
-	if err := v.det.ffTimer.arm(step); err != nil {
+	if err := v.ffTimer.Arm(step); err != nil {
 		return false, err
 	}
 	start := time.Now()
-	runErr := runVCPU(v.fd)
+	runErr := v.Enter()
 	elapsed := time.Since(start)
-	if elapsed > 10*step+time.Millisecond && os.Getenv("SAMSARA_DEBUG_FF") != "" {
-		fmt.Fprintf(os.Stderr, "FF vcpu %d: run took %v for a %v step (err %v exit %d)\n", v.id, elapsed, step, runErr, v.run.ExitReason)
+	if elapsed > 10*step+time.Millisecond {
+		v.trace("FF vcpu %d: run took %v for a %v step (err %v exit %d)", v.id, elapsed, step, runErr, v.ExitReason())
 	}
-	if err := v.det.ffTimer.arm(0); err != nil {
+	if err := v.ffTimer.Arm(0); err != nil {
 		return false, err
 	}
-	v.det.ffTimer.consume()
-	if runErr != nil && runErr != errInterrupted {
+	v.ffTimer.Consume()
+	if runErr != nil && !errors.Is(runErr, vmm.ErrInterrupted) {
 		return false, runErr
 	}
 	after, err := v.kernelInsns()
 	if err != nil {
 		return false, err
 	}
-	if rate := float64(after-before) / elapsed.Seconds(); rate > v.det.ffRate {
-		v.det.ffRate = 2 * rate
+	if rate := float64(after-before) / elapsed.Seconds(); rate > v.ffRate {
+		v.ffRate = 2 * rate
 	}
-	v.det.ffRuns++
+	v.ffRuns++
 	return runErr == nil, nil
 }

@@ -1,4 +1,4 @@
-package vmm
+package session
 
 // Privilege-change chunk ends (parallel recorder).
 //
@@ -49,47 +49,41 @@ package vmm
 // spun on the lock all that time.)
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"time"
 
-	"github.com/bobuhiro11/gokvm/kvm"
-
 	"github.com/samsara-vmm/samsara/internal/chunk"
+	"github.com/samsara-vmm/samsara/internal/vmm"
 )
 
-// privilegeEnds (SAMSARA_PAR_BOUNDARIES=0 turns it off) selects the
-// privilege-change chunk ends; off, chunks end only at exits and kernel
-// preemptions (for comparisons: tests/bench).
-var privilegeEnds = os.Getenv("SAMSARA_PAR_BOUNDARIES") != "0"
-
-// DR7 enable bits of DR0 and DR1 (Intel SDM vol. 3, 17.2.4, "Debug
-// Control Register (DR7)": L0 is bit 0, L1 bit 2; type 00 = execution).
+// DR7's L1 enable bit, for DR1 (Intel SDM vol. 3, 17.2.4, "Debug Control
+// Register (DR7)": L0 is bit 0, L1 bit 2; type 00 = execution).
 const dr7L1 = 1 << 2
 
-// newEnder is vCPU v's chunk.Ender.
-func (m *Machine) newEnder() *chunk.Ender {
-	if !privilegeEnds {
+// newEnder is a vCPU's chunk.Ender. Without Options.PrivilegeEnds
+// (record --privilege-ends=false, for comparisons in tests/bench) chunks
+// end only at exits and kernel preemptions.
+func (s *Session) newEnder() *chunk.Ender {
+	if !s.opts.PrivilegeEnds {
 		return chunk.NewEnder(chunk.Marks{})
 	}
-	return chunk.NewEnder(m.marks)
+	return chunk.NewEnder(chunk.Marks(s.m.Marks()))
 }
 
 // beginBounds starts the chunk's end decision (chunk.Ender.Begin) and
 // arms the breakpoints it asks for.
 func (v *vcpu) beginBounds(injected bool, budget time.Duration) error {
-	s, err := kvm.GetSregs(uintptr(v.fd))
+	s, err := v.Sregs()
 	if err != nil {
 		return err
 	}
-	regs, err := kvm.GetRegs(uintptr(v.fd))
+	regs, err := v.Regs()
 	if err != nil {
 		return err
 	}
-	v.m.mu.Lock()
-	_, pending := v.m.bus.LAPIC(v.id).PendingVector()
-	v.m.mu.Unlock()
-	e := v.m.par.enders[v.id]
+	_, pending := v.PendingVector()
+	e := v.s.par.enders[v.id]
 	plan := e.Begin(chunk.Start{Injected: injected, User: s.CS.Selector&3 != 0, RIP: regs.RIP, Pending: pending}, budget)
 	if plan.StepFirst {
 		if err := v.stepOnce(); err != nil {
@@ -114,7 +108,7 @@ func (v *vcpu) armBounds(b chunk.Breakpoints) error {
 		dr[1] = b.PageFault
 		dr[7] |= dr7L1
 	}
-	if err := setGuestDebug(v.fd, guestDbgEnable|guestDbgUseHWBP, &dr); err != nil {
+	if err := v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugUseHWBP, &dr); err != nil {
 		return fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
 	}
 	return nil
@@ -123,38 +117,37 @@ func (v *vcpu) armBounds(b chunk.Breakpoints) error {
 // atBound checks a debug exit against the chunk's breakpoints: nil means
 // the chunk ends at a privilege change.
 func (v *vcpu) atBound() error {
-	regs, err := kvm.GetRegs(uintptr(v.fd))
+	regs, err := v.Regs()
 	if err != nil {
 		return err
 	}
-	return v.m.par.enders[v.id].AtBreakpoint(regs.RIP)
+	return v.s.par.enders[v.id].AtBreakpoint(regs.RIP)
 }
 
 // endBounds disarms the chunk's breakpoints.
 func (v *vcpu) endBounds() error {
-	if !v.m.par.enders[v.id].Armed().Any() {
+	if !v.s.par.enders[v.id].Armed().Any() {
 		return nil
 	}
-	return setGuestDebug(v.fd, 0, nil)
+	return v.SetGuestDebug(0, nil)
 }
 
 // stepOnce executes one guest instruction (KVM_GUESTDBG_SINGLESTEP).
 func (v *vcpu) stepOnce() error {
-	if err := setGuestDebug(v.fd, guestDbgEnable|guestDbgSingleStep, nil); err != nil {
+	if err := v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugSingleStep, nil); err != nil {
 		return fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
 	}
 	for {
-		setImmediateExit(v.run, false)
-		err := runVCPU(v.fd)
-		if err == errInterrupted {
+		err := v.Enter()
+		if errors.Is(err, vmm.ErrInterrupted) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		if v.run.ExitReason != exitDebug {
-			return fmt.Errorf("single step at the return to user mode made exit %d", v.run.ExitReason)
+		if v.ExitReason() != vmm.ExitDebug {
+			return fmt.Errorf("single step at the return to user mode made exit %d", v.ExitReason())
 		}
-		return setGuestDebug(v.fd, 0, nil)
+		return v.SetGuestDebug(0, nil)
 	}
 }

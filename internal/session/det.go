@@ -1,4 +1,4 @@
-package vmm
+package session
 
 // The serialized recorder and the replayer (DESIGN.md, "One log, one
 // replayer, two recorders"). One vCPU runs at a time; a chunk is one turn
@@ -27,15 +27,14 @@ package vmm
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/bobuhiro11/gokvm/kvm"
-	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
 
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 	"github.com/samsara-vmm/samsara/internal/log"
-	"github.com/samsara-vmm/samsara/internal/pmc"
+	"github.com/samsara-vmm/samsara/internal/vmm"
 )
 
 // Chunk limits of the serialized recorder.
@@ -89,115 +88,27 @@ type chunkResult struct {
 	err error
 }
 
-// detVCPU is a vCPU's deterministic-mode state.
-type detVCPU struct {
-	// stats reads insn_emulation.
-	stats *pmc.Stats
-	// base is insn_emulation when the recording started.
-	base uint64
-	// last is the count at the last clock update.
-	last uint64
-	// turn receives the chunk to run (replay: the record; record: nil).
-	turn chan *log.Chunk
-	// ffTimer interrupts replay's fast-forward runs (det_ff.go); created
-	// on the vCPU's thread at first use.
-	ffTimer *threadTimer
-	// ffRate is the fastest emulation rate seen, instructions per second.
-	ffRate float64
-	// ffRuns counts fast-forward runs (tracing).
-	ffRuns int
-}
-
-// kernelInsns returns the vCPU's emulated kernel instructions since the
-// recording started.
-func (v *vcpu) kernelInsns() (uint64, error) {
-	n, err := v.det.stats.Read("insn_emulation")
-	return n - v.det.base, err
-}
-
-// openDet prepares every vCPU for deterministic mode.
-func (m *Machine) openDet() error {
-	for _, v := range m.vcpus {
-		fd, err := getStatsFD(v.fd)
-		if err != nil {
-			return fmt.Errorf("vcpu %d KVM_GET_STATS_FD: %w (record/replay needs KVM binary statistics)", v.id, err)
-		}
-		s, err := pmc.OpenStats(fd)
-		if err != nil {
-			unix.Close(fd)
-			return err
-		}
-		if !s.Has("insn_emulation") {
-			s.Close()
-			return fmt.Errorf("vcpu %d: KVM has no insn_emulation statistic; record/replay needs it (see samsara probe)", v.id)
-		}
-		base, err := s.Read("insn_emulation")
-		if err != nil {
-			return err
-		}
-		v.det = &detVCPU{stats: s, base: base, turn: make(chan *log.Chunk)}
-	}
-	return nil
-}
-
-// runnableLocked reports whether v can run a chunk now, making a halted
-// vCPU with a pending interrupt running again.
-// Preconditions: m.mu must be held.
-func (v *vcpu) runnableLocked() bool {
-	switch v.state {
-	case stateRunning:
-		return true
-	case stateHalted:
-		if _, ok := v.m.bus.LAPIC(v.id).PendingVector(); ok {
-			v.state = stateRunning
-			return true
-		}
-	case stateWaitSIPI:
-		return v.sipiPending
-	case stateDead:
-	default:
-		panic(fmt.Sprintf("vcpu %d: impossible state %d", v.id, v.state))
-	}
-	return false
-}
-
-// advanceIdleLocked jumps virtual time to the earliest timer deadline
-// when no vCPU can run, and fires it. It returns false when nothing is
-// armed: the guest can never wake up.
-// Preconditions: m.mu must be held.
-func (m *Machine) advanceIdleLocked() bool {
-	next, ok := m.nextDeadlineLocked()
-	if !ok {
-		return false
-	}
-	if next > m.clock.vt {
-		m.clock.vt = next
-	}
-	m.pollTimersLocked()
-	return true
-}
-
-// detLoop is a vCPU's goroutine in deterministic mode: it runs one chunk
-// per turn and reports the result.
+// detLoop is a vCPU's goroutine in the serialized recorder and the
+// replayer: it runs one chunk per turn and reports the result.
 // It sends on ready once set up, before it waits for turns.
 func (v *vcpu) detLoop(done chan<- chunkResult, ready chan<- struct{}) {
-	lockThread(v)
+	v.LockThread()
 	// The fast-forward timer changes the thread's signal mask and the
 	// vCPU's KVM_RUN mask: done once, before the first chunk, so no chunk
 	// runs under a different setting than the next.
 	// (Measured: creating it at the first preemption point instead, between
 	// the chunk's interrupt injection and its KVM_RUN, made 2 of 5 replays
 	// of a dedup recording diverge there; created here, 0 of 6.)
-	timer, timerErr := newThreadTimer(v.fd, int(v.tid.Load()))
+	timer, timerErr := kvmsys.NewThreadTimer(v.FD(), v.TID())
 	if timerErr == nil {
-		v.det.ffTimer, v.det.ffRate = timer, ffSeedRate
+		v.ffTimer, v.ffRate = timer, ffSeedRate
 	}
 	ready <- struct{}{}
 	for {
 		select {
-		case <-v.m.stopped:
+		case <-v.s.m.Stopped():
 			return
-		case want := <-v.det.turn:
+		case want := <-v.turn:
 			if timerErr != nil {
 				done <- chunkResult{err: timerErr}
 				continue
@@ -208,196 +119,215 @@ func (v *vcpu) detLoop(done chan<- chunkResult, ready chan<- struct{}) {
 	}
 }
 
-// beginChunk is the start of every chunk in record and replay alike: the
-// pending I/O of the last exit is completed (flushPendingIO), and an AP
-// whose startup IPI arrived is put at its start vector.
-func (v *vcpu) beginChunk() error {
-	if err := v.flushPendingIO(); err != nil {
-		return err
-	}
-	v.m.mu.Lock()
-	startSIPI := v.state == stateWaitSIPI && v.sipiPending
-	if startSIPI {
-		v.sipiPending, v.state = false, stateRunning
-	}
-	v.m.mu.Unlock()
-	if startSIPI {
-		return v.startAt(v.sipiVector)
-	}
-	return nil
+// chunkRun is one chunk of the serialized recorder or the replayer while
+// it runs.
+type chunkRun struct {
+	// want is the recorded chunk to reproduce (replay), nil when recording.
+	want *log.Chunk
+	// rec is the chunk so far.
+	rec log.Chunk
+	// inject: the next entry may inject an interrupt (the chunk's first
+	// entry, or the first after a real exit; never after a kick).
+	inject bool
+	// injectedSinceExit: an interrupt was injected since the last exit (or
+	// the chunk start); the recorder does not preempt then.
+	injectedSinceExit bool
+	// started is the chunk's wall-clock start.
+	started time.Time
 }
 
 // runChunk runs one chunk. In replay, want is the recorded chunk to
 // reproduce; in record, want is nil.
 func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
-	m := v.m
-	rec := log.Chunk{VCPU: uint32(v.id)}
-	if err := v.beginChunk(); err != nil {
-		return rec, err
+	c := &chunkRun{want: want, rec: log.Chunk{VCPU: uint32(v.id)}, inject: true}
+	if err := v.BeginChunk(); err != nil {
+		return c.rec, err
 	}
 	var err error
-	if v.det.last, err = v.kernelInsns(); err != nil {
-		return rec, err
+	if v.last, err = v.kernelInsns(); err != nil {
+		return c.rec, err
 	}
-	inject := true // first entry of the chunk, or right after a real exit
-	// injectedSinceExit: an interrupt was injected since the last exit (or
-	// the chunk start); the recorder does not preempt then.
-	injectedSinceExit := false
-	started := time.Now()
-	if v.m.tracing() {
-		n, _ := v.kernelInsns()
-		r, _ := kvm.GetRegs(uintptr(v.fd))
-		v.m.log.Debug(fmt.Sprintf("chunk start vcpu %d replay=%v at %d rip %#x state %v", v.id, want != nil, n, r.RIP, v.state))
-	}
-	if want == nil {
-		stopWatchdog := v.startWatchdog(started)
-		defer stopWatchdog()
-	} else if signalStorm > 0 {
-		// Diagnostics: interrupt KVM_RUN often during replay, to measure
-		// whether EINTRs are visible to the guest (they must not be).
-		t := time.NewTicker(signalStorm)
-		quit := make(chan struct{})
-		go func() {
-			for {
-				select {
-				case <-t.C:
-					if tid := v.tid.Load(); tid != 0 {
-						unix.Tgkill(unix.Getpid(), int(tid), unix.SIGURG)
-					}
-				case <-quit:
-					return
-				}
-			}
-		}()
-		defer func() { t.Stop(); close(quit) }()
-	}
+	c.started = time.Now()
+	v.traceChunkStart(want != nil)
+	defer v.startChunkTimers(want != nil, c.started)()
 	for {
-		if want != nil && rec.Exits == want.Exits {
-			if want.Reason == log.ReasonBudget || want.Reason == log.ReasonPrivilege {
-				// The recorder preempted only after the guest had taken any
-				// interrupt injected at this entry, so inject it the same way
-				// and let runTo's first entry deliver it.
-				if inject {
-					m.mu.Lock()
-					injected, err := v.injectLocked()
-					m.mu.Unlock()
-					v.traceInject(want != nil, rec.Exits, injected)
-					if err != nil {
-						return rec, err
-					}
-				}
-				if err := v.runTo(want.End); err != nil {
-					return rec, err
-				}
-			}
-			return v.finishChunk(rec, want.Reason)
+		if want != nil && c.rec.Exits == want.Exits {
+			return v.replayChunkEnd(c)
 		}
-		if want != nil && time.Since(started) > replayChunkLimit {
-			return rec, fmt.Errorf("replay of the chunk made no progress for %v", replayChunkLimit)
+		if want != nil && time.Since(c.started) > replayChunkLimit {
+			return c.rec, fmt.Errorf("replay of the chunk made no progress for %v", replayChunkLimit)
 		}
-		// The recorder preempts only here: after a kick (EINTR), and never
-		// after an interrupt was injected since the last exit. Replay finds
-		// the point with breakpoints and single steps, and PVM need not
-		// deliver a queued interrupt at the same instruction while
-		// single-stepping as it does in a plain run; an interrupt handler
-		// exits soon anyway (its EOI write), which ends the segment.
-		if elapsed := time.Since(started); want == nil && !inject && !injectedSinceExit && elapsed >= spinCheckAfter {
-			try := elapsed >= preemptAfter
-			if !try && spinChecks {
-				if try, err = v.inSpin(); err != nil {
-					return rec, err
-				}
-			}
-			if try {
-				preempted, err := v.tryPreempt(&rec, started)
-				if preempted || err != nil {
-					return rec, err
-				}
+		if want == nil {
+			if preempted, err := v.maybePreempt(c); preempted || err != nil {
+				return c.rec, err
 			}
 		}
-		setImmediateExit(v.run, false)
-		if inject {
-			m.mu.Lock()
-			injected, err := v.injectLocked()
-			m.mu.Unlock()
-			if err != nil {
-				return rec, err
-			}
-			injectedSinceExit = injectedSinceExit || injected
-			v.traceInject(want != nil, rec.Exits, injected)
+		if err := v.injectAtEntry(c); err != nil {
+			return c.rec, err
 		}
-		err := runVCPU(v.fd)
-		if err == errInterrupted {
-			inject = false
-			if m.isStopped() {
-				return v.finishChunk(rec, log.ReasonExit)
+		err := v.Enter()
+		if errors.Is(err, vmm.ErrInterrupted) {
+			c.inject = false
+			if v.s.m.IsStopped() {
+				return v.finishChunk(c.rec, log.ReasonExit)
 			}
 			continue
 		}
 		if err != nil {
-			return rec, err
+			return c.rec, err
 		}
-		inject = true
-		injectedSinceExit = false
-		rec.Exits++
-		v.tickClock()
-		if v.det.last, err = v.kernelInsns(); err != nil {
-			return rec, err
-		}
-		reason := exitReason(v.run.ExitReason)
-		if err := v.handleExit(); err != nil {
-			return rec, err
-		}
-		if err := m.cfg.NDE.Err(); err != nil {
-			return rec, err
-		}
-		m.mu.Lock()
-		m.pollTimersLocked()
-		state := v.state
-		m.mu.Unlock()
-		if want != nil {
-			continue
-		}
+		c.inject, c.injectedSinceExit = true, false
+		c.rec.Exits++
+		reason, mustEnd, err := v.handleChunkExit()
 		switch {
-		case m.isStopped():
-			return v.finishChunk(rec, log.ReasonExit)
-		case state != stateRunning:
-			return v.finishChunk(rec, log.ReasonHalt)
-		case rec.Exits >= chunkExitBudget:
-			return v.finishChunk(rec, reason)
+		case err != nil:
+			return c.rec, err
+		case want != nil:
+		case mustEnd || c.rec.Exits >= chunkExitBudget:
+			return v.finishChunk(c.rec, reason)
 		}
 	}
 }
 
-// startWatchdog kicks the vCPU out of KVM_RUN when its chunk should be
-// preempted (preemptionNeeded), checking every preemptAfter, so a chunk
-// that never exits comes back to runChunk (a kick can be lost when it
-// lands between two KVM_RUNs; the next tick repeats it). It kicks only
-// when needed: each kick is an EINTR and each preemption a point replay
-// must find by breakpoint. (While record/replay still requested interrupt
-// windows, kicks changed where PVM opened them: replaying with a signal
-// every millisecond, SAMSARA_DEBUG_SIGNAL_STORM=1ms, made 3 of 5 replays
-// diverge; without window requests 16 of 16 matched.)
-func (v *vcpu) startWatchdog(started time.Time) (stop func()) {
-	period := preemptAfter
-	if spinChecks && len(v.m.spins) > 0 {
-		period = spinCheckAfter // det_spin.go
+// injectAtEntry injects a pending interrupt when the chunk's next entry
+// may (chunkRun.inject).
+func (v *vcpu) injectAtEntry(c *chunkRun) error {
+	if !c.inject {
+		return nil
 	}
-	t := time.NewTicker(period)
-	quit := make(chan struct{})
+	_, injected, err := v.Inject()
+	if err != nil {
+		return err
+	}
+	c.injectedSinceExit = c.injectedSinceExit || injected
+	v.traceInject(c.want != nil, c.rec.Exits, injected)
+	return nil
+}
+
+// replayChunkEnd ends a replayed chunk that has made its recorded exits:
+// at a preemption or privilege-change point it runs on to the recorded
+// end point first.
+func (v *vcpu) replayChunkEnd(c *chunkRun) (log.Chunk, error) {
+	if c.want.Reason == log.ReasonBudget || c.want.Reason == log.ReasonPrivilege {
+		// The recorder preempted only after the guest had taken any
+		// interrupt injected at this entry, so inject it the same way
+		// and let runTo's first entry deliver it.
+		if err := v.injectAtEntry(c); err != nil {
+			return c.rec, err
+		}
+		if err := v.runTo(c.want.End); err != nil {
+			return c.rec, err
+		}
+	}
+	return v.finishChunk(c.rec, c.want.Reason)
+}
+
+// maybePreempt is where the serialized recorder preempts: after a kick
+// (EINTR), and never after an interrupt was injected since the last exit.
+// Replay finds the point with breakpoints and single steps, and PVM need
+// not deliver a queued interrupt at the same instruction while
+// single-stepping as it does in a plain run; an interrupt handler exits
+// soon anyway (its EOI write), which ends the segment.
+func (v *vcpu) maybePreempt(c *chunkRun) (bool, error) {
+	elapsed := time.Since(c.started)
+	if c.inject || c.injectedSinceExit || elapsed < spinCheckAfter {
+		return false, nil
+	}
+	try := elapsed >= preemptAfter
+	if !try && v.s.opts.SpinChecks {
+		var err error
+		if try, err = v.inSpin(); err != nil {
+			return false, err
+		}
+	}
+	if !try {
+		return false, nil
+	}
+	return v.tryPreempt(&c.rec, c.started)
+}
+
+// handleChunkExit is what every chunk does at a real exit, in both
+// recorders and the replayer alike: virtual time steps, the exit is
+// handled, due timers fire. It returns the reason a chunk ending here
+// would give, and mustEnd when the chunk cannot go on (the machine
+// stopped, or the vCPU no longer runs).
+func (v *vcpu) handleChunkExit() (reason log.Reason, mustEnd bool, err error) {
+	m := v.s.m
+	reason = exitReason(v.ExitReason())
+	m.AdvanceTime(nsPerExit, false)
+	if v.last, err = v.kernelInsns(); err != nil {
+		return reason, true, err
+	}
+	if err := v.HandleExit(); err != nil {
+		return reason, true, err
+	}
+	if err := m.NDEErr(); err != nil {
+		return reason, true, err
+	}
+	m.PollTimers()
+	switch {
+	case m.IsStopped():
+		return log.ReasonExit, true, nil
+	case !v.Running():
+		return log.ReasonHalt, true, nil
+	}
+	return reason, false, nil
+}
+
+// startChunkTimers starts what interrupts a chunk from outside: when
+// recording, the watchdog that kicks the vCPU when its chunk should be
+// preempted (preemptionNeeded), checking every preemptAfter (every
+// spinCheckAfter with spin checks), so a chunk that never exits comes
+// back to runChunk (a kick can be lost when it lands between two
+// KVM_RUNs; the next tick repeats it). It kicks only when needed: each
+// kick is an EINTR and each preemption a point replay must find by
+// breakpoint. (While record/replay still requested interrupt windows,
+// kicks changed where PVM opened them: replaying with a signal every
+// millisecond, Options.SignalStorm, made 3 of 5 replays diverge; without
+// window requests 16 of 16 matched.) When replaying, the signal storm if
+// asked for. It returns the function that stops them.
+func (v *vcpu) startChunkTimers(replay bool, started time.Time) (stop func()) {
+	if !replay {
+		period := preemptAfter
+		if v.s.opts.SpinChecks && len(v.s.m.Spins()) > 0 {
+			period = spinCheckAfter // det_spin.go
+		}
+		return startWatchdog(period, period, func() bool { return v.s.preemptionNeeded(v, started) }, v.Kick)
+	}
+	if d := v.s.opts.SignalStorm; d > 0 {
+		// Diagnostics: interrupt KVM_RUN often during replay, to measure
+		// whether EINTRs are visible to the guest (they must not be).
+		return startWatchdog(d, d, nil, func() {
+			if tid := v.TID(); tid != 0 {
+				unix.Tgkill(unix.Getpid(), tid, unix.SIGURG)
+			}
+		})
+	}
+	return func() {}
+}
+
+// startWatchdog calls kick after first and then every period, when need
+// (if not nil) says so, until the returned stop is called; stop returns
+// once the watchdog has ended, so no kick follows it.
+func startWatchdog(first, period time.Duration, need func() bool, kick func()) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(done)
+		t := time.NewTimer(first)
+		defer t.Stop()
 		for {
 			select {
 			case <-t.C:
-				if v.m.preemptionNeeded(v, started) {
-					v.kick()
+				if need == nil || need() {
+					kick()
 				}
+				t.Reset(period)
 			case <-quit:
 				return
 			}
 		}
 	}()
-	return func() { t.Stop(); close(quit) }
+	return func() { close(quit); <-done }
 }
 
 // preemptionNeeded says whether a chunk running without exits should be
@@ -405,14 +335,14 @@ func (v *vcpu) startWatchdog(started time.Time) (stop func()) {
 // spinning on it), or after timeWaitAfter alone (a kernel waiting for time
 // to pass, which only preemptions advance; see nsPerPreemption). Fewer
 // preemptions mean fewer points replay must find by breakpoint.
-func (m *Machine) preemptionNeeded(cur *vcpu, started time.Time) bool {
+func (s *Session) preemptionNeeded(cur *vcpu, started time.Time) bool {
 	if time.Since(started) >= timeWaitAfter {
 		return true
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, v := range m.vcpus {
-		if v != cur && v.runnableLocked() {
+	s.m.Lock()
+	defer s.m.Unlock()
+	for _, v := range s.vcpus {
+		if v != cur && v.RunnableLocked() {
 			return true
 		}
 	}
@@ -422,14 +352,14 @@ func (m *Machine) preemptionNeeded(cur *vcpu, started time.Time) bool {
 // timeWaitAfter: a chunk alone on the machine is preempted after this long
 // without an exit, so that a guest kernel busy-waiting for a timer sees
 // virtual time move (1 ms of guest time per preemption). Long, because a
-// kick can perturb the guest (startWatchdog).
+// kick can perturb the guest (startChunkTimers).
 const timeWaitAfter = time.Second
 
 // tryPreempt ends the chunk at the current point if the vCPU is in guest
 // kernel mode (exactly countable); in user mode it lets the vCPU go on,
 // up to userSpinLimit.
 func (v *vcpu) tryPreempt(rec *log.Chunk, started time.Time) (bool, error) {
-	if !v.m.preemptionNeeded(v, started) {
+	if !v.s.preemptionNeeded(v, started) {
 		return false, nil
 	}
 	ok, user, err := v.preemptablePoint()
@@ -454,17 +384,17 @@ func (v *vcpu) tryPreempt(rec *log.Chunk, started time.Time) (bool, error) {
 // be KVM completing the exit's I/O instruction, and replay's breakpoint
 // cannot land between that completion and the next instruction.
 func (v *vcpu) preemptablePoint() (ok, user bool, err error) {
-	s, err := kvm.GetSregs(uintptr(v.fd))
+	s, err := v.Sregs()
 	if err != nil {
 		return false, false, err
 	}
 	if s.CS.Selector&3 != 0 {
 		return false, true, nil
 	}
-	if n, err := v.kernelInsns(); err != nil || n < v.det.last+2 {
+	if n, err := v.kernelInsns(); err != nil || n < v.last+2 {
 		return false, false, err
 	}
-	regs, err := kvm.GetRegs(uintptr(v.fd))
+	regs, err := v.Regs()
 	if err != nil {
 		return false, false, err
 	}
@@ -479,13 +409,13 @@ func (v *vcpu) finishChunk(rec log.Chunk, reason log.Reason) (log.Chunk, error) 
 	if err != nil {
 		return rec, err
 	}
-	regs, err := kvm.GetRegs(uintptr(v.fd))
+	regs, err := v.Regs()
 	if err != nil {
 		return rec, err
 	}
-	rec.End = log.Point{KernelInsns: n - v.det.last, RIP: regs.RIP, RCX: regs.RCX, Regs: regsHash(regs)}
-	if v.m.tracing() {
-		v.m.log.Debug(fmt.Sprintf("CHUNK vcpu %d reason %v exits %d rip %#x vt %d regs %+v", v.id, reason, rec.Exits, regs.RIP, v.m.clock.vt, *regs))
+	rec.End = log.Point{KernelInsns: n - v.last, RIP: regs.RIP, RCX: regs.RCX, Regs: regsHash(regs)}
+	if v.s.tracing() {
+		v.s.log.Debug(fmt.Sprintf("CHUNK vcpu %d reason %v exits %d rip %#x vt %d regs %+v", v.id, reason, rec.Exits, regs.RIP, v.s.m.VirtualTime(), *regs))
 	}
 	return rec, nil
 }
@@ -493,13 +423,13 @@ func (v *vcpu) finishChunk(rec log.Chunk, reason log.Reason) (log.Chunk, error) 
 // exitReason maps a KVM exit to the chunk reason it would give.
 func exitReason(r uint32) log.Reason {
 	switch r {
-	case exitIO:
+	case vmm.ExitIO:
 		return log.ReasonIO
-	case exitMMIO:
+	case vmm.ExitMMIO:
 		return log.ReasonMMIO
-	case exitHLT:
+	case vmm.ExitHLT:
 		return log.ReasonHalt
-	case exitIRQWindowOpen:
+	case vmm.ExitIRQWindowOpen:
 		return log.ReasonIRQWindow
 	}
 	return log.ReasonOther
@@ -530,27 +460,13 @@ const nsPerPreemption = 1000000
 // (advancing it like a preemption made the idle vCPUs' timer ticks, and
 // their writes to timekeeping pages that every page fault reads, 500 times
 // as frequent).
-func (m *Machine) chunkEnded(rec *log.Chunk) {
-	var dt int64
+func (s *Session) chunkEnded(rec *log.Chunk) {
 	switch rec.Reason {
 	case log.ReasonBudget:
-		dt = nsPerPreemption
+		s.m.AdvanceTime(nsPerPreemption, true)
 	case log.ReasonPrivilege:
-		dt = nsPerExit
-	default:
-		return
+		s.m.AdvanceTime(nsPerExit, true)
 	}
-	m.mu.Lock()
-	m.clock.vt += dt
-	m.pollTimersLocked()
-	m.mu.Unlock()
-}
-
-// tickClock advances virtual time for one exit.
-func (v *vcpu) tickClock() {
-	v.m.mu.Lock()
-	v.m.clock.vt += nsPerExit
-	v.m.mu.Unlock()
 }
 
 // rflagsGuestBits are the RFLAGS bits the guest's own execution sets
@@ -571,11 +487,9 @@ func regsHash(r *kvm.Regs) uint64 {
 	return h
 }
 
-// KVM_GUESTDBG_USE_HW_BP and DR7's L0 enable bit.
-const (
-	guestDbgUseHWBP = 0x00020000
-	dr7L0           = 1 << 0
-)
+// DR7's L0 enable bit (Intel SDM vol. 3, 17.2.4, "Debug Control Register
+// (DR7)"; type 00 = execution).
+const dr7L0 = 1 << 0
 
 // runTo runs the vCPU (in guest kernel mode, no exits expected) to the
 // recorded preemption point: exactly target.KernelInsns emulated
@@ -587,105 +501,122 @@ const (
 // that are not the point (internal/pmc measured both under PVM in CPL0;
 // RFLAGS.RF is ignored there, hence the step).
 func (v *vcpu) runTo(target log.Point) error {
-	defer setGuestDebug(v.fd, 0, nil)
+	defer v.SetGuestDebug(0, nil)
 	started := time.Now()
+	want := fmt.Sprintf("+%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP)
 	// hits counts breakpoint stops at the point's RIP that were not the
 	// point: fast-forward is used only once the point has proven to lie in
 	// a hot loop (det_ff.go).
 	hits := 0
 	for {
-		n, err := v.kernelInsns()
+		d, regs, err := v.position()
 		if err != nil {
 			return err
-		}
-		regs, err := kvm.GetRegs(uintptr(v.fd))
-		if err != nil {
-			return err
-		}
-		d := n - v.det.last
-		if v.m.tracing() {
-			v.m.log.Debug(fmt.Sprintf("runTo vcpu %d: at +%d rip %#x exit %d, want +%d rip %#x", v.id, d, regs.RIP, v.run.ExitReason, target.KernelInsns, target.RIP))
 		}
 		if d == target.KernelInsns && regs.RIP == target.RIP && regsHash(regs) == target.Regs {
-			if v.m.tracing() {
-				v.m.log.Debug(fmt.Sprintf("RUNTO-DONE vcpu %d at +%d want +%d after %d fast-forward runs (rate %.0f/s)", v.id, d, target.KernelInsns, v.det.ffRuns, v.det.ffRate))
-			}
+			v.trace("RUNTO-DONE vcpu %d at +%d want +%d after %d fast-forward runs (rate %.0f/s)", v.id, d, target.KernelInsns, v.ffRuns, v.ffRate)
 			return nil
 		}
-		want := fmt.Sprintf("+%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP)
-		if d > target.KernelInsns {
-			return &DivergenceError{VCPU: v.id, What: "preemption point passed", Want: want, Got: fmt.Sprintf("+%d at RIP %#x", d, regs.RIP)}
+		got := fmt.Sprintf("+%d at RIP %#x", d, regs.RIP)
+		switch {
+		case d > target.KernelInsns:
+			return &DivergenceError{VCPU: v.id, What: "preemption point passed", Want: want, Got: got}
+		case time.Since(started) > replayChunkLimit:
+			return &DivergenceError{VCPU: v.id, What: "preemption point never reached", Want: want, Got: got}
 		}
-		if time.Since(started) > replayChunkLimit {
-			return &DivergenceError{VCPU: v.id, What: "preemption point never reached", Want: want, Got: fmt.Sprintf("+%d at RIP %#x", d, regs.RIP)}
-		}
-		if rem := target.KernelInsns - d; rem > ffWindow && hits >= ffAfterHits && !noFastForward {
+		if rem := target.KernelInsns - d; rem > ffWindow && hits >= ffAfterHits && v.s.opts.FastForward {
 			exited, err := v.fastForward(rem)
 			if err != nil {
 				return err
 			}
 			if exited {
-				return &DivergenceError{VCPU: v.id, What: "exit before the preemption point", Want: want, Got: fmt.Sprintf("exit reason %d", v.run.ExitReason)}
+				return &DivergenceError{VCPU: v.id, What: "exit before the preemption point", Want: want, Got: fmt.Sprintf("exit reason %d", v.ExitReason())}
 			}
 			continue
 		}
 		if regs.RIP == target.RIP {
 			hits++
-			err = setGuestDebug(v.fd, guestDbgEnable|guestDbgSingleStep, nil)
-		} else {
-			err = setGuestDebug(v.fd, guestDbgEnable|guestDbgUseHWBP, &[8]uint64{0: target.RIP, 7: dr7L0})
 		}
+		exited, err := v.stepTowards(target.RIP, regs.RIP == target.RIP)
 		if err != nil {
-			return fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
-		}
-		setImmediateExit(v.run, false)
-		// A vCPU that diverged may never reach the breakpoint nor exit:
-		// the timer brings it back so the time limit above applies.
-		if err := v.det.ffTimer.arm(runToCheckEvery); err != nil {
 			return err
 		}
-		err = runVCPU(v.fd)
-		if aerr := v.det.ffTimer.arm(0); aerr != nil {
-			return aerr
-		}
-		v.det.ffTimer.consume()
-		if err != nil && err != errInterrupted {
-			return err
-		}
-		if err == nil && v.run.ExitReason != exitDebug {
-			return &DivergenceError{VCPU: v.id, What: "exit before the preemption point", Want: want, Got: fmt.Sprintf("exit reason %d", v.run.ExitReason)}
+		if exited {
+			return &DivergenceError{VCPU: v.id, What: "exit before the preemption point", Want: want, Got: fmt.Sprintf("exit reason %d", v.ExitReason())}
 		}
 	}
 }
 
-// lockThread pins the calling goroutine to its OS thread for a vCPU and
-// records the thread for kicks.
-func lockThread(v *vcpu) {
-	lockOSThread()
-	v.tid.Store(int32(unix.Gettid()))
+// position is where the vCPU stands in its chunk: kernel instructions
+// since the chunk's last exit, and the registers.
+func (v *vcpu) position() (uint64, *kvm.Regs, error) {
+	n, err := v.kernelInsns()
+	if err != nil {
+		return 0, nil, err
+	}
+	regs, err := v.Regs()
+	if err != nil {
+		return 0, nil, err
+	}
+	v.trace("runTo vcpu %d: at +%d rip %#x exit %d", v.id, n-v.last, regs.RIP, v.ExitReason())
+	return n - v.last, regs, nil
+}
+
+// stepTowards runs the vCPU to the next execution of rip (a hardware
+// breakpoint), or one instruction when step (it stands at rip already).
+// It reports a real exit, which runTo does not expect.
+func (v *vcpu) stepTowards(rip uint64, step bool) (exited bool, err error) {
+	if step {
+		err = v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugSingleStep, nil)
+	} else {
+		err = v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugUseHWBP, &[8]uint64{0: rip, 7: dr7L0})
+	}
+	if err != nil {
+		return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
+	}
+	// A vCPU that diverged may never reach the breakpoint nor exit:
+	// the timer brings it back so runTo's time limit applies.
+	if err := v.ffTimer.Arm(runToCheckEvery); err != nil {
+		return false, err
+	}
+	err = v.Enter()
+	if aerr := v.ffTimer.Arm(0); aerr != nil {
+		return false, aerr
+	}
+	v.ffTimer.Consume()
+	if err != nil && !errors.Is(err, vmm.ErrInterrupted) {
+		return false, err
+	}
+	return err == nil && v.ExitReason() != vmm.ExitDebug, nil
 }
 
 var errNoProgress = errors.New("every vCPU is halted and no timer is armed: the guest can never run again")
 
-// asDivergence is errors.As for *DivergenceError.
-func asDivergence(err error, target **DivergenceError) bool { return errors.As(err, target) }
-
-// traceInject logs an injection decision when tracing.
-func (v *vcpu) traceInject(replay bool, exits uint32, injected bool) {
-	if !v.m.tracing() {
+// traceChunkStart logs a chunk's start when tracing.
+func (v *vcpu) traceChunkStart(replay bool) {
+	if !v.s.tracing() {
 		return
 	}
 	n, _ := v.kernelInsns()
-	v.m.log.Debug(fmt.Sprintf("inject vcpu %d replay=%v at %d exits %d: %v", v.id, replay, n, exits, injected))
+	r, _ := v.Regs()
+	v.s.log.Debug(fmt.Sprintf("chunk start vcpu %d replay=%v at %d rip %#x", v.id, replay, n, r.RIP))
 }
 
-// tracing reports whether chunk and preemption tracing is on (samsara -v:
-// the logger at debug level); the traces are formatted only then.
-func (m *Machine) tracing() bool { return m.log.Core().Enabled(zapcore.DebugLevel) }
+// traceInject logs an injection decision when tracing.
+func (v *vcpu) traceInject(replay bool, exits uint32, injected bool) {
+	if !v.s.tracing() {
+		return
+	}
+	n, _ := v.kernelInsns()
+	v.s.log.Debug(fmt.Sprintf("inject vcpu %d replay=%v at %d exits %d: %v", v.id, replay, n, exits, injected))
+}
 
-// signalStorm (SAMSARA_DEBUG_SIGNAL_STORM=1ms) makes replay interrupt the
-// running vCPU that often; see runChunk.
-var signalStorm, _ = time.ParseDuration(os.Getenv("SAMSARA_DEBUG_SIGNAL_STORM"))
+// trace logs a formatted debug line when tracing (formatted only then).
+func (v *vcpu) trace(format string, args ...any) {
+	if v.s.tracing() {
+		v.s.log.Debug(fmt.Sprintf(format, args...))
+	}
+}
 
 // atRepString reports whether the vCPU is at a REP-prefixed string
 // instruction (MOVS, STOS, LODS, CMPS, SCAS, INS, OUTS), possibly part-way
@@ -698,7 +629,7 @@ var signalStorm, _ = time.ParseDuration(os.Getenv("SAMSARA_DEBUG_SIGNAL_STORM"))
 // there; the watchdog tries again later. An unreadable instruction counts
 // as one.
 func (v *vcpu) atRepString(rip uint64) bool {
-	b := v.instructionBytes(rip, nil)
+	b := v.InstructionBytes(rip)
 	return len(b) == 0 || isRepString(b)
 }
 
@@ -718,4 +649,13 @@ func isRepString(b []byte) bool {
 		}
 	}
 	return false
+}
+
+// asDivergence is the *DivergenceError in err's chain, or nil.
+func asDivergence(err error) *DivergenceError {
+	var de *DivergenceError
+	if errors.As(err, &de) {
+		return de
+	}
+	return nil
 }

@@ -1,7 +1,7 @@
-package vmm
+package kvm
 
 // A POSIX timer that interrupts one vCPU's KVM_RUN: replay's fast-forward
-// (det_ff.go) must stop the guest after a bounded stretch of execution.
+// (internal/session, det_ff.go) must stop the guest after a bounded stretch of execution.
 //
 //   - A Go timer goroutine calling tgkill can be delayed by the Go
 //     scheduler while the vCPU thread keeps running, and every late
@@ -50,17 +50,17 @@ type sigevent struct {
 	_      [44]byte
 }
 
-// threadTimer is a one-shot CLOCK_MONOTONIC timer that interrupts one
+// ThreadTimer is a one-shot CLOCK_MONOTONIC timer that interrupts one
 // vCPU thread's KVM_RUN.
-type threadTimer struct {
+type ThreadTimer struct {
 	// id is the kernel's timer id.
 	id int32
 }
 
-// newThreadTimer blocks timerSignal on the calling thread, which must be
+// NewThreadTimer blocks timerSignal on the calling thread, which must be
 // the vCPU's locked thread (tid), lets it through during the vCPU's
 // KVM_RUN, and creates a timer that sends it to that thread.
-func newThreadTimer(vcpuFD, tid int) (*threadTimer, error) {
+func NewThreadTimer(vcpuFD, tid int) (*ThreadTimer, error) {
 	var block, old unix.Sigset_t
 	block.Val[0] = 1 << (uint(timerSignal) - 1)
 	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &block, &old); err != nil {
@@ -82,11 +82,11 @@ func newThreadTimer(vcpuFD, tid int) (*threadTimer, error) {
 	if errno != 0 {
 		return nil, fmt.Errorf("timer_create: %w", errno)
 	}
-	return &threadTimer{id: id}, nil
+	return &ThreadTimer{id: id}, nil
 }
 
-// arm makes the timer fire once after d; d == 0 disarms it.
-func (t *threadTimer) arm(d time.Duration) error {
+// Arm makes the timer fire once after d; d == 0 disarms it.
+func (t *ThreadTimer) Arm(d time.Duration) error {
 	spec := [4]int64{0, 0, int64(d / time.Second), int64(d % time.Second)} // interval, value
 	_, _, errno := unix.Syscall6(unix.SYS_TIMER_SETTIME, uintptr(t.id), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
 	if errno != 0 {
@@ -95,15 +95,15 @@ func (t *threadTimer) arm(d time.Duration) error {
 	return nil
 }
 
-// consume discards a pending timer signal on the calling thread (it is
+// Consume discards a pending timer signal on the calling thread (it is
 // blocked there, so it stays pending after KVM_RUN returns).
-func (t *threadTimer) consume() {
+func (t *ThreadTimer) Consume() {
 	set := uint64(1) << (uint(timerSignal) - 1)
 	var zero unix.Timespec
 	unix.Syscall6(unix.SYS_RT_SIGTIMEDWAIT, uintptr(unsafe.Pointer(&set)), 0, uintptr(unsafe.Pointer(&zero)), 8, 0, 0)
 }
 
-// close deletes the timer.
-func (t *threadTimer) close() {
+// Close deletes the timer.
+func (t *ThreadTimer) Close() {
 	unix.Syscall(unix.SYS_TIMER_DELETE, uintptr(t.id), 0, 0)
 }

@@ -1,0 +1,221 @@
+// Package session records and replays a machine: the serialized recorder,
+// the parallel recorder and the replayer (DESIGN.md, "One log, one
+// replayer, two recorders"), as sessions over one internal/vmm Machine.
+//
+// It owns when a vCPU runs, where a chunk ends, what a chunk's record
+// holds, virtual time's steps, digests and DivergenceError. It may import
+// vmm (the machine it drives), chunk (chunk-end policy), commit (the total
+// order), ept (page trackers), pmc (progress counters), log (records),
+// kvm (thread timers) and treehash; vmm imports none of these
+// (internal/layout enforces it).
+//
+// A session reads no environment: every switch is an Options field, set
+// from the command line, and the ones that change what is recorded are
+// in the log header (log.RecorderOptions).
+package session
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
+	"github.com/samsara-vmm/samsara/internal/log"
+	"github.com/samsara-vmm/samsara/internal/pmc"
+	"github.com/samsara-vmm/samsara/internal/vmm"
+)
+
+// Options are the recorder's and replayer's switches.
+type Options struct {
+	// Logger receives chunk and preemption traces at debug level.
+	Logger *zap.Logger
+
+	// Parallel selects the parallel recorder (the machine must be built
+	// with vmm.Config.SeparateVMs); Tracker names its page tracker
+	// ("" = ept's default).
+	Parallel bool
+	Tracker  string
+
+	// The recording switches below change where chunks end, so they are
+	// logged in the header (Recorder); DefaultOptions turns them on.
+
+	// PrivilegeEnds: the parallel recorder ends chunks at privilege
+	// changes (det_bounds.go).
+	PrivilegeEnds bool
+	// EarlyConflicts: the parallel recorder aborts a running chunk that a
+	// commit has already doomed (det_early.go).
+	EarlyConflicts bool
+	// SpinChecks: the serialized recorder preempts a vCPU found in a
+	// kernel spin function early (det_spin.go).
+	SpinChecks bool
+	// DebugSquashAll squashes every parallel chunk once before committing
+	// it: a replay of such a recording checks that a squash leaves no
+	// trace.
+	DebugSquashAll bool
+
+	// FastForward lets replay run a vCPU freely towards a far preemption
+	// point (det_ff.go); off by default (README, "Replay").
+	FastForward bool
+	// SignalStorm, when non-zero, interrupts the replaying vCPU this
+	// often (diagnostics: EINTRs must not be visible to the guest).
+	SignalStorm time.Duration
+	// DebugWrites names a file of per-chunk written-page hashes: a
+	// parallel recording writes it, a replay checks against it
+	// (det_debug.go).
+	DebugWrites string
+	// DumpMemory names a file to write guest memory to when the final
+	// digest is taken, to find what differs when a replay diverges.
+	DumpMemory string
+}
+
+// DefaultOptions are the recorders' defaults: every chunk-end refinement
+// on, diagnostics off.
+func DefaultOptions() Options {
+	return Options{PrivilegeEnds: true, EarlyConflicts: true, SpinChecks: true}
+}
+
+// Recorder is the header record of the options that shaped a recording.
+func (o Options) Recorder() *log.RecorderOptions {
+	return &log.RecorderOptions{PrivilegeEnds: o.PrivilegeEnds, EarlyConflicts: o.EarlyConflicts,
+		SpinChecks: o.SpinChecks, DebugSquashAll: o.DebugSquashAll}
+}
+
+// Session records or replays one machine.
+type Session struct {
+	m     *vmm.Machine
+	opts  Options
+	log   *zap.Logger
+	vcpus []*vcpu
+	// det0 is the virtual time when record or replay started.
+	det0 int64
+	// chunksDone counts chunks recorded or replayed (Progress).
+	chunksDone atomic.Int64
+	// par is the parallel recorder's state (nil unless Options.Parallel).
+	par *parallel
+	// debugWrites are the per-chunk write hashes (det_debug.go).
+	debugWrites *writeHashes
+}
+
+// vcpu is a vCPU's record/replay state beside the machine's vCPU.
+type vcpu struct {
+	*vmm.VCPU
+	s  *Session
+	id int
+	// stats reads insn_emulation.
+	stats *pmc.Stats
+	// base is insn_emulation when the recording started.
+	base uint64
+	// last is the count at the chunk's start or its last exit.
+	last uint64
+	// turn receives the chunk to run (replay: the record; record: nil).
+	turn chan *log.Chunk
+	// ffTimer interrupts replay's fast-forward runs (det_ff.go) and
+	// runTo's bounded runs; created on the vCPU's thread.
+	ffTimer *kvmsys.ThreadTimer
+	// ffRate is the fastest emulation rate seen, instructions per second.
+	ffRate float64
+	// ffRuns counts fast-forward runs (tracing).
+	ffRuns int
+	// debugSquashed: this vCPU's current chunk was squashed once already
+	// (Options.DebugSquashAll).
+	debugSquashed bool
+}
+
+// New prepares m, a machine built with Deterministic set, for recording or
+// replay with o: every vCPU's progress counter, and for the parallel
+// recorder its page tracker and views.
+func New(m *vmm.Machine, o Options) (_ *Session, err error) {
+	if !m.Deterministic() {
+		return nil, fmt.Errorf("record and replay need a machine built with Deterministic set")
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	s := &Session{m: m, opts: o, log: o.Logger.Named("session")}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	for _, mv := range m.VCPUs() {
+		v, err := s.openVCPU(mv)
+		if err != nil {
+			return nil, err
+		}
+		s.vcpus = append(s.vcpus, v)
+	}
+	if o.Parallel {
+		if err := s.newParallel(); err != nil {
+			return nil, err
+		}
+	}
+	if o.DebugWrites != "" {
+		s.debugWrites = &writeHashes{}
+	}
+	return s, nil
+}
+
+// openVCPU opens the insn_emulation counter of mv.
+func (s *Session) openVCPU(mv *vmm.VCPU) (*vcpu, error) {
+	fd, err := mv.StatsFD()
+	if err != nil {
+		return nil, fmt.Errorf("vcpu %d KVM_GET_STATS_FD: %w (record/replay needs KVM binary statistics)", mv.ID(), err)
+	}
+	st, err := pmc.OpenStats(fd)
+	if err != nil {
+		closeFD(fd)
+		return nil, err
+	}
+	if !st.Has("insn_emulation") {
+		st.Close()
+		return nil, fmt.Errorf("vcpu %d: KVM has no insn_emulation statistic; record/replay needs it (see samsara probe)", mv.ID())
+	}
+	base, err := st.Read("insn_emulation")
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &vcpu{VCPU: mv, s: s, id: mv.ID(), stats: st, base: base, turn: make(chan *log.Chunk)}, nil
+}
+
+// Close releases the counters, timers and views (the machine stays open;
+// close it after the session).
+func (s *Session) Close() {
+	for _, v := range s.vcpus {
+		v.stats.Close()
+		if v.ffTimer != nil {
+			v.ffTimer.Close()
+		}
+	}
+	s.vcpus = nil
+	if s.par != nil {
+		s.par.close()
+		s.par = nil
+	}
+}
+
+// Progress is how far a recording or replay has come.
+type Progress struct {
+	Chunks     int64 // chunks recorded or replayed
+	GuestNanos int64 // guest (virtual) time since the start
+}
+
+// Progress reports how far Record or Replay has come; safe to call from
+// any goroutine while they run.
+func (s *Session) Progress() Progress {
+	return Progress{Chunks: s.chunksDone.Load(), GuestNanos: s.m.VirtualTime() - s.det0}
+}
+
+// tracing reports whether chunk and preemption tracing is on (samsara -v:
+// the logger at debug level); the traces are formatted only then.
+func (s *Session) tracing() bool { return s.log.Core().Enabled(zapcore.DebugLevel) }
+
+// kernelInsns returns the vCPU's emulated kernel instructions since the
+// recording started.
+func (v *vcpu) kernelInsns() (uint64, error) {
+	n, err := v.stats.Read("insn_emulation")
+	return n - v.base, err
+}

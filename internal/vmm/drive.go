@@ -1,0 +1,367 @@
+package vmm
+
+// What the recorders and the replayer (internal/session) drive: one vCPU
+// entered once at a time, its exit handled, interrupts injected, its
+// architectural state saved and restored; the machine's lock, virtual
+// clock and timers. The session package decides when; this package does
+// what a KVM machine does, and knows nothing of chunks, commits or logs.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"time"
+
+	"github.com/bobuhiro11/gokvm/kvm"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// ErrInterrupted is an entry into the guest that returned without an exit:
+// a kick, a signal, or immediate_exit (KVM_RUN's EINTR).
+var ErrInterrupted = errInterrupted
+
+// Exit reasons a session tells apart (linux/kvm.h KVM_EXIT_*).
+const (
+	ExitIO            = exitIO
+	ExitDebug         = exitDebug
+	ExitHLT           = exitHLT
+	ExitMMIO          = exitMMIO
+	ExitIRQWindowOpen = exitIRQWindowOpen
+)
+
+// Guest RAM layout: RAM is two memory slots around the legacy hole, [0,
+// LowMemEnd) and [HighMemStart, size), at the same offsets of the memory
+// file (a session attaching its own views uses both).
+const (
+	LowMemEnd    = lowMemEnd
+	HighMemStart = highMemStart
+)
+
+// KVM_SET_GUEST_DEBUG control bits (linux/kvm.h).
+const (
+	GuestDebugEnable     = guestDbgEnable
+	GuestDebugSingleStep = guestDbgSingleStep
+	GuestDebugUseHWBP    = 0x00020000
+)
+
+// ArchState is a vCPU's architectural state (registers, FPU, MSRs,
+// pending events), what a checkpoint saves and a squash restores.
+type ArchState = vcpuSnapshot
+
+// ID is the vCPU's index, 0 for the boot processor.
+func (v *VCPU) ID() int { return v.id }
+
+// FD is the vCPU's KVM file descriptor.
+func (v *VCPU) FD() int { return v.fd }
+
+// TID is the OS thread the vCPU runs on (LockThread), 0 before.
+func (v *VCPU) TID() int { return int(v.tid.Load()) }
+
+// LockThread pins the calling goroutine to its OS thread for this vCPU and
+// records the thread, so that kicks reach it.
+func (v *VCPU) LockThread() {
+	lockOSThread()
+	v.tid.Store(int32(unix.Gettid()))
+}
+
+// Regs reads the general-purpose registers.
+func (v *VCPU) Regs() (*kvm.Regs, error) { return kvm.GetRegs(uintptr(v.fd)) }
+
+// Sregs reads the segment and control registers.
+func (v *VCPU) Sregs() (*kvm.Sregs, error) { return kvm.GetSregs(uintptr(v.fd)) }
+
+// Enter runs the guest until its next exit; it returns ErrInterrupted
+// when a kick came first.
+func (v *VCPU) Enter() error {
+	setImmediateExit(v.run, false)
+	return runVCPU(v.fd)
+}
+
+// ExitReason is the reason of the last exit (KVM_EXIT_*).
+func (v *VCPU) ExitReason() uint32 { return v.run.ExitReason }
+
+// HandleExit handles the last exit: devices, halts, emulation fallbacks.
+func (v *VCPU) HandleExit() error { return v.handleExit() }
+
+// Kick makes the vCPU leave KVM_RUN (or not enter it) soon.
+func (v *VCPU) Kick() { v.kick() }
+
+// SetGuestDebug sets KVM_SET_GUEST_DEBUG's control and, when dr is not
+// nil, the debug registers DR0-DR7.
+func (v *VCPU) SetGuestDebug(control uint32, dr *[8]uint64) error {
+	return setGuestDebug(v.fd, control, dr)
+}
+
+// InstructionBytes reads up to 15 bytes of guest code at rip (a guest
+// virtual address, through the vCPU's page tables); empty when unreadable.
+func (v *VCPU) InstructionBytes(rip uint64) []byte { return v.instructionBytes(rip, nil) }
+
+// StatsFD opens the vCPU's KVM binary statistics (KVM_GET_STATS_FD).
+func (v *VCPU) StatsFD() (int, error) { return getStatsFD(v.fd) }
+
+// SaveArch reads the vCPU's architectural state.
+func (v *VCPU) SaveArch() (ArchState, error) { return v.snapshot() }
+
+// RestoreArch writes an architectural state back (not the run state).
+func (v *VCPU) RestoreArch(s *ArchState) error { return v.restoreArch(s) }
+
+// ArchMismatch names the parts of got that differ from want ("" when
+// equal), ignoring the run state and KVM_GET_FPU's view (which does not
+// round-trip on these hosts; XSAVE does: kvm_unsafe.go, kvmXsave).
+func ArchMismatch(got, want *ArchState) string {
+	g := *got
+	g.State, g.FPU = want.State, want.FPU
+	if reflect.DeepEqual(&g, want) {
+		return ""
+	}
+	return fmt.Sprintf("regs equal %v, sregs equal %v, events %v vs %v, msrs %v vs %v, xsave equal %v",
+		g.Regs == want.Regs, g.Sregs == want.Sregs, g.Events, want.Events, g.MSRs, want.MSRs, reflect.DeepEqual(g.Xsave, want.Xsave))
+}
+
+// BeginChunk is the start of every chunk in record and replay alike: the
+// pending I/O of the last exit is completed (FlushPendingIO), and an AP
+// whose startup IPI arrived is put at its start vector.
+func (v *VCPU) BeginChunk() error {
+	if err := v.FlushPendingIO(); err != nil {
+		return err
+	}
+	v.m.mu.Lock()
+	startSIPI := v.state == stateWaitSIPI && v.sipiPending
+	if startSIPI {
+		v.sipiPending, v.state = false, stateRunning
+	}
+	v.m.mu.Unlock()
+	if startSIPI {
+		return v.startAt(v.sipiVector)
+	}
+	return nil
+}
+
+// FlushPendingIO completes the I/O of the vCPU's last exit (KVM applies the
+// data of a port or MMIO read at the next KVM_RUN) without running guest
+// code: KVM_RUN with immediate_exit completes pending I/O, then returns
+// EINTR (Documentation/virt/kvm/api.rst, immediate_exit). After it the
+// registers are the guest's real state: a chunk snapshot or a digest taken
+// then does not depend on when the completion would have happened.
+func (v *VCPU) FlushPendingIO() error {
+	setImmediateExit(v.run, true)
+	err := runVCPU(v.fd)
+	setImmediateExit(v.run, false)
+	if errors.Is(err, errInterrupted) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("complete pending I/O: %w", err)
+	}
+	return fmt.Errorf("completing the pending I/O of vcpu %d made another exit (reason %d)", v.id, v.run.ExitReason)
+}
+
+// Inject injects the local APIC's highest pending vector if the guest can
+// take it now. It returns the vector that was pending (if any) and
+// whether it was injected.
+func (v *VCPU) Inject() (vec uint8, injected bool, err error) {
+	v.m.mu.Lock()
+	defer v.m.mu.Unlock()
+	vec, _ = v.m.bus.LAPIC(v.id).PendingVector()
+	injected, err = v.injectLocked()
+	return vec, injected, err
+}
+
+// PendingVector is the local APIC's highest pending vector, if any.
+func (v *VCPU) PendingVector() (uint8, bool) {
+	v.m.mu.Lock()
+	defer v.m.mu.Unlock()
+	return v.m.bus.LAPIC(v.id).PendingVector()
+}
+
+// Unacknowledge undoes the injection of vec (a squashed chunk's): the
+// vector is requested again.
+func (v *VCPU) Unacknowledge(vec uint8) {
+	v.m.mu.Lock()
+	v.m.bus.LAPIC(v.id).Unacknowledge(vec)
+	v.m.mu.Unlock()
+}
+
+// ReadyForInterrupt reports whether the guest can take an external
+// interrupt now (readyForInterrupt).
+func (v *VCPU) ReadyForInterrupt() (bool, error) { return v.readyForInterrupt() }
+
+// RunnableLocked reports whether v can run now, making a halted vCPU with
+// a pending interrupt running again.
+// Preconditions: the machine lock must be held.
+func (v *VCPU) RunnableLocked() bool {
+	switch v.state {
+	case stateRunning:
+		return true
+	case stateHalted:
+		if _, ok := v.m.bus.LAPIC(v.id).PendingVector(); ok {
+			v.state = stateRunning
+			return true
+		}
+	case stateWaitSIPI:
+		return v.sipiPending
+	case stateDead:
+	default:
+		panic(fmt.Sprintf("vcpu %d: impossible state %d", v.id, v.state))
+	}
+	return false
+}
+
+// Running reports whether the vCPU is running (not halted, dead or
+// waiting for a startup IPI).
+func (v *VCPU) Running() bool {
+	v.m.mu.Lock()
+	defer v.m.mu.Unlock()
+	return v.state == stateRunning
+}
+
+// StateLocked names the vCPU's run state.
+// Preconditions: the machine lock must be held.
+func (v *VCPU) StateLocked() string { return v.state.String() }
+
+// ExitWritesRAM reports whether handling the current exit may write guest
+// memory: a virtio register write (queue notification: the device writes
+// data and the used ring).
+func (v *VCPU) ExitWritesRAM() bool {
+	if v.run.ExitReason != exitMMIO || v.m.blk == nil {
+		return false
+	}
+	addr, _, write := mmioExit(v.run)
+	return write && addr >= virtioAddr && addr < virtioAddr+virtioSize
+}
+
+// VCPUs are the machine's vCPUs, by index.
+func (m *Machine) VCPUs() []*VCPU { return m.vcpus }
+
+// Lock takes the machine lock: device state, vCPU run states, the clock.
+func (m *Machine) Lock() { m.mu.Lock() }
+
+// Unlock releases the machine lock.
+func (m *Machine) Unlock() { m.mu.Unlock() }
+
+// Deterministic reports whether the machine was built for record/replay.
+func (m *Machine) Deterministic() bool { return m.cfg.Deterministic }
+
+// Logger is the machine's logger.
+func (m *Machine) Logger() *zap.Logger { return m.log }
+
+// Stopped is closed when the machine stops (power off or error).
+func (m *Machine) Stopped() <-chan struct{} { return m.stopped }
+
+// IsStopped reports whether the machine has stopped.
+func (m *Machine) IsStopped() bool { return m.isStopped() }
+
+// Stop ends the run with err (nil: with the guest's exit status so far);
+// the first stop wins. Every vCPU is kicked.
+func (m *Machine) Stop(err error) {
+	m.mu.Lock()
+	m.stop(m.status, err)
+	m.mu.Unlock()
+}
+
+// Outcome is the guest's exit status and the error that stopped the
+// machine, once stopped.
+func (m *Machine) Outcome() (status int, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.status, m.err
+}
+
+// VirtualTime is the deterministic clock's time, in nanoseconds.
+func (m *Machine) VirtualTime() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.clock.vt
+}
+
+// AdvanceTime moves virtual time forward by dt nanoseconds; with fire,
+// the timers that became due fire at once (in the same critical section),
+// else at the next PollTimers.
+func (m *Machine) AdvanceTime(dt int64, fire bool) {
+	m.mu.Lock()
+	m.clock.vt += dt
+	if fire {
+		m.pollTimersLocked()
+	}
+	m.mu.Unlock()
+}
+
+// PollTimers fires the timers that are due.
+func (m *Machine) PollTimers() {
+	m.mu.Lock()
+	m.pollTimersLocked()
+	m.mu.Unlock()
+}
+
+// AdvanceIdleLocked jumps virtual time to the earliest timer deadline when
+// no vCPU can run, and fires it. It returns false when nothing is armed:
+// the guest can never wake up.
+// Preconditions: the machine lock must be held.
+func (m *Machine) AdvanceIdleLocked() bool {
+	next, ok := m.nextDeadlineLocked()
+	if !ok {
+		return false
+	}
+	if next > m.clock.vt {
+		m.clock.vt = next
+	}
+	m.pollTimersLocked()
+	return true
+}
+
+// NDEErr is the first error of the non-determinism source (a log read or
+// write that failed), nil if none.
+func (m *Machine) NDEErr() error { return m.cfg.NDE.Err() }
+
+// Marks are the kernel's privilege-change addresses (boot.go).
+func (m *Machine) Marks() KernelMarks { return m.marks }
+
+// Spins are the kernel functions where a vCPU waits for another.
+func (m *Machine) Spins() []KernelRange { return m.spins }
+
+// Memory is guest RAM as the VMM maps it.
+func (m *Machine) Memory() []byte { return m.mem.mem }
+
+// MemFD is the file behind guest RAM (a memfd).
+func (m *Machine) MemFD() int { return m.mem.fd }
+
+// HashMemory writes guest RAM into h, zero pages included.
+func (m *Machine) HashMemory(h io.Writer) error { return m.mem.hashInto(h) }
+
+// VMOf is the KVM VM vCPU id belongs to: its own with SeparateVMs.
+func (m *Machine) VMOf(id int) int {
+	if len(m.vms) > 0 {
+		return m.vms[id]
+	}
+	return m.vmFD
+}
+
+// HasSeparateVMs reports whether the machine was built with SeparateVMs.
+func (m *Machine) HasSeparateVMs() bool { return len(m.vms) > 0 }
+
+// HasDisk reports whether the machine has a virtio block device.
+func (m *Machine) HasDisk() bool { return m.blk != nil }
+
+// RequestedVectors snapshots every local APIC's IRR.
+func (m *Machine) RequestedVectors() [][8]uint32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([][8]uint32, len(m.vcpus))
+	for i := range m.vcpus {
+		out[i] = m.bus.LAPIC(i).RequestedVectors()
+	}
+	return out
+}
+
+// SetStarted records the wall time the guest started running (a session's
+// start, for Result.Elapsed).
+func (m *Machine) SetStarted(t time.Time) { m.started = t }
+
+// Result is how the run ended so far: exit status and elapsed wall time.
+func (m *Machine) Result() Result {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return Result{ExitStatus: m.status, Elapsed: time.Since(m.started)}
+}
