@@ -31,19 +31,8 @@ func newRecordCmd(logger func() *zap.Logger) *cobra.Command {
 recording that 'samsara replay' re-executes instruction for instruction.
 Exits with PROGRAM's exit status.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if out == "" {
-				return fmt.Errorf("-o FILE is required: where to write the recording")
-			}
-			if mode != string(log.ModeSerialized) && mode != string(log.ModeParallel) {
-				return fmt.Errorf("--mode %q: want parallel or serialized", mode)
-			}
-			if tracker != "" && mode != string(log.ModeParallel) {
-				return fmt.Errorf("--tracker is for --mode parallel (the serialized recorder tracks no pages)")
-			}
-			if tracker != "" {
-				if _, err := ept.New(tracker); err != nil {
-					return fmt.Errorf("--tracker: %w (see samsara probe)", err)
-				}
+			if err := checkRecordFlags(out, mode, tracker); err != nil {
+				return err
 			}
 			cfg, closeConsole, err := f.config(args)
 			if err != nil {
@@ -109,6 +98,25 @@ Exits with PROGRAM's exit status.`,
 	cmd.Flags().StringVar(&mode, "mode", "serialized", "recorder: parallel (all vCPUs at once, ordered commit of chunks) or serialized (one vCPU at a time)")
 	cmd.Flags().StringVar(&tracker, "tracker", "", "page tracker of the parallel recorder (default: the fastest exact one here; see samsara probe)")
 	return cmd
+}
+
+// checkRecordFlags rejects record's flags that cannot go together.
+func checkRecordFlags(out, mode, tracker string) error {
+	if out == "" {
+		return fmt.Errorf("-o FILE is required: where to write the recording")
+	}
+	if mode != string(log.ModeSerialized) && mode != string(log.ModeParallel) {
+		return fmt.Errorf("--mode %q: want parallel or serialized", mode)
+	}
+	if tracker != "" && mode != string(log.ModeParallel) {
+		return fmt.Errorf("--tracker is for --mode parallel (the serialized recorder tracks no pages)")
+	}
+	if tracker != "" {
+		if _, err := ept.New(tracker); err != nil {
+			return fmt.Errorf("--tracker: %w (see samsara probe)", err)
+		}
+	}
+	return nil
 }
 
 // recordHeader fills the log header: the machine's shape and the SHA-256

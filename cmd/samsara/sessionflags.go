@@ -43,6 +43,7 @@ func (f *sessionFlags) registerReplay(cmd *cobra.Command) {
 // registerDebug adds the divergence diagnostics both commands have.
 func (f *sessionFlags) registerDebug(cmd *cobra.Command, writes string) {
 	fl := cmd.Flags()
+	fl.DurationVar(&f.o.StallLimit, "stall-limit", 0, "end with an error naming each vCPU's state when no chunk ends for this long (0: 2m30s)")
 	fl.StringVar(&f.o.DebugWrites, "debug-writes", "", writes)
 	fl.StringVar(&f.o.DumpMemory, "dump-memory", "", "write guest memory to FILE when the final digest is taken")
 	fl.MarkHidden("debug-writes")

@@ -18,7 +18,7 @@
 //     committed but squashed or abandoned.
 //
 // The package holds that decision, which is pure logic and unit-tested
-// here; the recorder (internal/vmm, det_par.go and det_bounds.go) runs
+// here; the recorder (internal/session, det_par.go and det_bounds.go) runs
 // the vCPU, arms the breakpoints it is told to, and reports what the
 // vCPU did. Page sets come from internal/ept and the order from
 // internal/commit.

@@ -27,7 +27,7 @@ import (
 //	3  chunk reason 9, ReasonPrivilege (parallel recordings end most
 //	   chunks with it; a version 2 reader would reject them)
 //	4  Digest.Memory is the tree digest of guest memory (XXH64 per MiB,
-//	   SHA-256 over those; internal/vmm/treehash.go), not its SHA-256: a
+//	   SHA-256 over those; internal/treehash), not its SHA-256: a
 //	   version 3 replay would report every version 4 recording diverged
 //	5  the header's recorder_options (the chunk-end switches that were
 //	   environment variables before): a version 4 reader would replay

@@ -108,7 +108,7 @@ type Digest struct {
 	// by vCPU (SHA-256 so that replay can compare without the raw state).
 	VCPUs [][32]byte `json:"vcpus"`
 	// Memory is the tree digest of guest memory (since Version 4: the
-	// SHA-256 of the XXH64 of each MiB, internal/vmm/treehash.go; SHA-256
+	// SHA-256 of the XXH64 of each MiB, internal/treehash; SHA-256
 	// over 256 MiB took 22 s of every record and replay under TCG).
 	Memory [32]byte `json:"memory"`
 }

@@ -509,6 +509,9 @@ func (v *vcpu) runTo(target log.Point) error {
 	// a hot loop (det_ff.go).
 	hits := 0
 	for {
+		if v.s.m.IsStopped() {
+			return errMachineStopped
+		}
 		d, regs, err := v.position()
 		if err != nil {
 			return err
@@ -589,6 +592,10 @@ func (v *vcpu) stepTowards(rip uint64, step bool) (exited bool, err error) {
 	}
 	return err == nil && v.ExitReason() != vmm.ExitDebug, nil
 }
+
+// errMachineStopped ends a replayed chunk whose machine was stopped (by
+// the stall watchdog or an error elsewhere) before its end point.
+var errMachineStopped = errors.New("the machine stopped before the chunk's end point")
 
 var errNoProgress = errors.New("every vCPU is halted and no timer is armed: the guest can never run again")
 

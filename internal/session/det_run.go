@@ -23,11 +23,23 @@ type RecordSink interface {
 
 // Record runs the guest with the session's recorder (Options.Parallel)
 // until it powers off, appending chunk records, a final digest and the
-// end record to w.
+// end record to w. A recording that stops making progress ends with a
+// *StallError (stall.go).
 func (s *Session) Record(w RecordSink) (vmm.Result, error) {
+	stop := s.watchStall()
+	var res vmm.Result
+	var err error
 	if s.opts.Parallel {
-		return s.recordParallel(w)
+		res, err = s.recordParallel(w)
+	} else {
+		res, err = s.recordSerialized(w)
 	}
+	stop()
+	return res, s.stallError("record", err)
+}
+
+// recordSerialized runs the guest with the serialized recorder.
+func (s *Session) recordSerialized(w RecordSink) (vmm.Result, error) {
 	done, err := s.startDet()
 	if err != nil {
 		return vmm.Result{}, err
@@ -105,8 +117,17 @@ func (s *Session) finishRecording(w RecordSink, extra ...log.Record) (vmm.Result
 
 // Replay re-executes a recording's chunks in order on this machine (built
 // from the same checkpoint or kernel) and checks the final digest and exit
-// status. A mismatch is a *DivergenceError.
+// status. A mismatch is a *DivergenceError; a replay that stops making
+// progress ends with a *StallError (stall.go).
 func (s *Session) Replay(records []log.Record) (vmm.Result, error) {
+	stop := s.watchStall()
+	res, err := s.replay(records)
+	stop()
+	return res, s.stallError("replay", err)
+}
+
+// replay is Replay without the stall watch.
+func (s *Session) replay(records []log.Record) (vmm.Result, error) {
 	if s.opts.Parallel {
 		return vmm.Result{}, fmt.Errorf("replay runs the serialized replayer; the session was opened for the parallel recorder")
 	}
@@ -135,7 +156,7 @@ func (s *Session) Replay(records []log.Record) (vmm.Result, error) {
 		}
 	}
 	if runErr == nil && wantEnd == nil {
-		runErr = fmt.Errorf("the recording has no end record (truncated?)")
+		runErr = &PrefixError{Chunks: chunk}
 	}
 	if !s.m.IsStopped() && runErr == nil {
 		runErr = &DivergenceError{Chunk: chunk - 1, What: "machine state after the last chunk", Want: "powered off", Got: "still running"}
@@ -146,6 +167,17 @@ func (s *Session) Replay(records []log.Record) (vmm.Result, error) {
 		return res, err
 	}
 	return res, s.checkEnd(chunk-1, res.ExitStatus, wantEnd, wantDigest)
+}
+
+// PrefixError is a recording without an end record (stopped, or failed
+// or stalled while recording) whose chunks all replayed matched: only
+// that prefix was verified, since there is no final digest to check.
+type PrefixError struct {
+	Chunks int // chunks replayed, all matched
+}
+
+func (e *PrefixError) Error() string {
+	return fmt.Sprintf("the recording has no end record (it was stopped, or failed, while recording): its %d chunks replayed matched, but without a final digest only this prefix is verified", e.Chunks)
 }
 
 // checkEnd compares the replay's exit status and final digest with the

@@ -66,6 +66,9 @@ type Options struct {
 	// parallel recording writes it, a replay checks against it
 	// (det_debug.go).
 	DebugWrites string
+	// StallLimit bounds how long a recording or replay may go without a
+	// chunk before it ends with a *StallError (0: defaultStallLimit).
+	StallLimit time.Duration
 	// DumpMemory names a file to write guest memory to when the final
 	// digest is taken, to find what differs when a replay diverges.
 	DumpMemory string
@@ -97,6 +100,9 @@ type Session struct {
 	par *parallel
 	// debugWrites are the per-chunk write hashes (det_debug.go).
 	debugWrites *writeHashes
+	// stalledAfter is how long no chunk had ended when the stall
+	// watchdog stopped the machine (stall.go).
+	stalledAfter time.Duration
 }
 
 // vcpu is a vCPU's record/replay state beside the machine's vCPU.

@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/samsara-vmm/samsara/internal/devices"
-	"github.com/samsara-vmm/samsara/internal/nde"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,8 +64,10 @@ type Config struct {
 	// Deterministic selects virtual time and the serialized scheduler
 	// (record and replay); false is a free-running `run`.
 	Deterministic bool
-	// NDE are the non-determinism hooks (nil: plain run).
-	NDE *nde.Source
+	// NDE are the non-determinism hooks (an internal/nde Source, which
+	// logs or replays what the host gives the guest; nil: the host's
+	// clock, as in a plain run).
+	NDE NonDeterminism
 	// SeparateVMs builds the machine for the parallel recorder
 	// (internal/session): every vCPU in a KVM VM of its own (VMOf), whose
 	// memory slots the recorder attaches itself (private views of guest
@@ -74,6 +75,21 @@ type Config struct {
 	// tables.
 	SeparateVMs bool
 }
+
+// NonDeterminism is what the machine asks the host for that a replay must
+// give back the same (internal/nde records and replays it).
+type NonDeterminism interface {
+	// WallTime is the wall-clock time vCPU cpu reads (the RTC).
+	WallTime(cpu int) time.Time
+	// Err is the first error of recording or replaying an input.
+	Err() error
+}
+
+// hostClock is NonDeterminism without a log: the host's clock.
+type hostClock struct{}
+
+func (hostClock) WallTime(int) time.Time { return time.Now() }
+func (hostClock) Err() error             { return nil }
 
 // Result is how a guest run ended.
 type Result struct {
@@ -221,7 +237,7 @@ func (m *Machine) build() error {
 	m.pit = devices.NewPIT(m.clock, m.ioapic, pinPIT)
 	m.uart = devices.NewUART(m.cfg.Console, m.ioapic, pinUART)
 	if m.cfg.NDE == nil {
-		m.cfg.NDE = nde.NewRun()
+		m.cfg.NDE = hostClock{}
 	}
 	m.rtc = devices.NewRTC(func() time.Time { return m.cfg.NDE.WallTime(0) })
 	if disk != nil {
