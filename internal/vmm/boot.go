@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-
 )
 
 // Direct 64-bit boot of an uncompressed ELF vmlinux with the Linux x86

@@ -40,4 +40,3 @@ func findSpinRanges(syms []elf.Symbol) []KernelRange {
 	}
 	return out
 }
-
