@@ -29,9 +29,10 @@ import (
 //	4  Digest.Memory is the tree digest of guest memory (XXH64 per MiB,
 //	   SHA-256 over those; internal/treehash), not its SHA-256: a
 //	   version 3 replay would report every version 4 recording diverged
-//	5  the header's recorder_options (the chunk-end switches that were
-//	   environment variables before): a version 4 reader would replay
-//	   the file but drop what made its chunks
+//	5  Chunk.GuestMicros, the guest time each chunk's end added (measured
+//	   from the host's clock), and the header's recorder_options (the
+//	   chunk-end switches that were environment variables before): a
+//	   version 4 reader would misread every chunk
 const Version uint32 = 5
 
 // magic opens every recording. The NUL after "SAMSARA" stops text tools

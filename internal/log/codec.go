@@ -53,14 +53,15 @@ func checkVCPU(v, cpus uint32) error {
 }
 
 // --- Chunk: vcpu uvarint, end point, reason byte, squashes uvarint,
-// exits uvarint.
+// exits uvarint, guest microseconds uvarint (since Version 5).
 
 func (c *Chunk) appendFields(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(c.VCPU))
 	b = appendPoint(b, c.End)
 	b = append(b, byte(c.Reason))
 	b = binary.AppendUvarint(b, uint64(c.Squashes))
-	return binary.AppendUvarint(b, uint64(c.Exits))
+	b = binary.AppendUvarint(b, uint64(c.Exits))
+	return binary.AppendUvarint(b, uint64(c.GuestMicros))
 }
 
 func (c *Chunk) decode(d *decoder) {
@@ -69,6 +70,7 @@ func (c *Chunk) decode(d *decoder) {
 	c.Reason = Reason(d.u8())
 	c.Squashes = d.u32()
 	c.Exits = d.u32()
+	c.GuestMicros = d.u32()
 }
 
 func (c *Chunk) validate(cpus uint32) error {

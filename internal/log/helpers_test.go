@@ -52,8 +52,8 @@ var (
 func allKinds() []Record {
 	return []Record{
 		&Chunk{VCPU: 0, End: Point{}, Reason: ReasonIO},
-		&Chunk{VCPU: testCPUs - 1, End: maxPoint, Reason: ReasonConflict, Squashes: math.MaxUint32, Exits: math.MaxUint32},
-		&Chunk{VCPU: 2, End: kernelPoint, Reason: ReasonBudget, Squashes: 3, Exits: 17},
+		&Chunk{VCPU: testCPUs - 1, End: maxPoint, Reason: ReasonConflict, Squashes: math.MaxUint32, Exits: math.MaxUint32, GuestMicros: math.MaxUint32},
+		&Chunk{VCPU: 2, End: kernelPoint, Reason: ReasonBudget, Squashes: 3, Exits: 17, GuestMicros: 1234},
 		&PIORead{VCPU: 1, Port: 0x3f8, Size: 1, Value: 0x41},
 		&PIORead{VCPU: 3, Port: math.MaxUint16, Size: 255, Value: math.MaxUint64},
 		&MMIORead{VCPU: 0, Addr: 0xfee00030, Size: 4, Value: 0x50014},

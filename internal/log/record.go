@@ -51,6 +51,11 @@ type Chunk struct {
 	// points, so replay reproduces a chunk that ended at an exit by
 	// running the vCPU through the same number of exits.
 	Exits uint32 `json:"exits"`
+	// GuestMicros is the guest time, in microseconds, that the chunk's
+	// end added to the machine's clock: the host time the recorder
+	// measured for the chunk (internal/session, "Guest time"), so that
+	// replay advances the clock by the same amount at the same point.
+	GuestMicros uint32 `json:"guest_micros"`
 }
 
 // PIORead is the value a userspace device returned for a guest port read

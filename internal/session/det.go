@@ -5,9 +5,10 @@ package session
 // of one vCPU. Everything a chunk does is a function of the machine state
 // at its start, because:
 //
-//   - guest time is virtual (det_clock.go): it advances by a fixed amount
-//     per exit and per emulated kernel instruction, never with the host's
-//     clock, so timers fire at the same exits in both runs;
+//   - guest time is virtual (clock.go): it advances by a fixed amount per
+//     exit and, at each chunk's end, by the host time the recorder
+//     measured for the chunk, which the log holds; so timers fire at the
+//     same points in both runs;
 //   - interrupts are injected only at the first entry of a chunk and at
 //     entries that follow a real exit, never after a kick (EINTR), so they
 //     arrive at the same instruction in both runs;
@@ -351,8 +352,8 @@ func (s *Session) preemptionNeeded(cur *vcpu, started time.Time) bool {
 
 // timeWaitAfter: a chunk alone on the machine is preempted after this long
 // without an exit, so that a guest kernel busy-waiting for a timer sees
-// virtual time move (1 ms of guest time per preemption). Long, because a
-// kick can perturb the guest (startChunkTimers).
+// guest time move (the chunk's end adds the time it ran: clock.go). Long,
+// because a kick can perturb the guest (startChunkTimers).
 const timeWaitAfter = time.Second
 
 // tryPreempt ends the chunk at the current point if the vCPU is in guest
@@ -435,39 +436,12 @@ func exitReason(r uint32) log.Reason {
 	return log.ReasonOther
 }
 
-// Virtual time: every exit advances guest time by nsPerExit, a preemption
-// by nsPerPreemption, and an idle machine jumps to its next timer
-// deadline. Guest user code is not counted at all without a PMU, so time
-// cannot follow instructions; exits and preemptions are logged points.
-//
-// 2 us per exit: the reference kernel makes ~2-5 exits per timer tick
-// (EOI, timer reprogramming), so at HZ=100 a busy vCPU sees a tick every
-// few thousand exits rather than every few exits, which keeps the
-// emulated tick path (66% of a wall-clock-timed boot, PLATFORM.md) cheap.
+// nsPerExit is the guest time each exit adds inside a chunk (the chunk's
+// end adds the measured rest: clock.go). 2 us: the reference kernel makes
+// ~2-5 exits per timer tick (EOI, timer reprogramming), so a busy vCPU
+// reading a device clock between exits sees it move, while a chunk's
+// measured time stays the larger part.
 const nsPerExit = 2000
-
-// nsPerPreemption advances virtual time when a chunk is preempted in guest
-// kernel code. A kernel busy-waiting for time to pass (the LAPIC timer
-// calibration at boot waits for 10 PIT ticks) makes no exits, so exits
-// alone would never move its clock; preemptions are in the log, so both
-// runs advance time at the same points. 1 ms per 20 ms watchdog period
-// keeps such waits to a few seconds of wall time.
-const nsPerPreemption = 1000000
-
-// chunkEnded applies what a finished chunk does to machine time. A chunk
-// ended at a privilege change (det_bounds.go) stands for a kernel entry or
-// exit, not for a stretch of kernel time: it advances time like an exit
-// (advancing it like a preemption made the idle vCPUs' timer ticks, and
-// their writes to timekeeping pages that every page fault reads, 500 times
-// as frequent).
-func (s *Session) chunkEnded(rec *log.Chunk) {
-	switch rec.Reason {
-	case log.ReasonBudget:
-		s.m.AdvanceTime(nsPerPreemption, true)
-	case log.ReasonPrivilege:
-		s.m.AdvanceTime(nsPerExit, true)
-	}
-}
 
 // rflagsGuestBits are the RFLAGS bits the guest's own execution sets
 // (CF, PF, AF, ZF, SF, DF, OF, IF); TF and RF also reflect KVM's

@@ -80,6 +80,9 @@ type parallel struct {
 	// end of its exit handling, so that writes made while handling the
 	// exit join its write set before any later chunk is checked.
 	commitMu sync.Mutex
+	// lastCommit is when the previous chunk committed (or recording
+	// started); guarded by commitMu.
+	lastCommit time.Time
 
 	// exclusiveClaimed is set while a vCPU waits to run a chunk alone:
 	// other chunks are then abandoned at their next kick (see
@@ -183,6 +186,7 @@ func (s *Session) recordParallel(w RecordSink) (vmm.Result, error) {
 	}
 	defer s.debugWrites.close()
 	s.start()
+	s.par.lastCommit = time.Now()
 	errs := make(chan error, len(s.vcpus))
 	for _, v := range s.vcpus {
 		go func(v *vcpu) { errs <- v.parLoop(w) }(v)
@@ -532,6 +536,11 @@ func (v *vcpu) parCommitted(c *parRun, seq uint64, w RecordSink) error {
 	if err != nil {
 		return err
 	}
+	// The chunk's guest time is the host time since the previous commit
+	// (clock.go); commits are ordered, under commitMu.
+	now := time.Now()
+	rec.GuestMicros = guestMicros(now.Sub(p.lastCommit))
+	p.lastCommit = now
 	s.chunkEnded(&rec)
 	added := devWrites.Union(s.raisedSince(before))
 	c.tx.AddWrites(added)

@@ -46,6 +46,9 @@ func (s *Session) recordSerialized(w RecordSink) (vmm.Result, error) {
 	}
 	next := 0
 	var runErr error
+	// lastEnd is when the previous chunk ended: a chunk's guest time is
+	// the host time from there to its own end (clock.go).
+	lastEnd := time.Now()
 	for !s.m.IsStopped() {
 		pick, err := s.nextRunnable(next)
 		if err != nil {
@@ -61,6 +64,8 @@ func (s *Session) recordSerialized(w RecordSink) (vmm.Result, error) {
 			runErr = fmt.Errorf("vcpu %d: %w", pick, res.err)
 			break
 		}
+		res.rec.GuestMicros = guestMicros(time.Since(lastEnd))
+		lastEnd = time.Now()
 		s.chunkEnded(&res.rec)
 		if err := w.Append(&res.rec); err != nil {
 			runErr = err
