@@ -42,8 +42,10 @@ Exits with PROGRAM's exit status.`,
 			cfg.Logger, cfg.FromCheckpoint, cfg.Deterministic = logger(), fromCkpt, true
 			opts := sf.o
 			opts.Logger, opts.Parallel, opts.Tracker = cfg.Logger, mode == string(log.ModeParallel), tracker
-			cfg.SeparateVMs = opts.Parallel
-			h, err := recordHeader(cfg)
+			platform := hostPlatform()
+			opts.KernelCount = platform == log.PlatformPVM
+			cfg.SeparateVMs, cfg.Platform = opts.Parallel, string(platform)
+			h, err := recordHeader(cfg, platform)
 			if err != nil {
 				return err
 			}
@@ -121,11 +123,15 @@ func checkRecordFlags(out, mode, tracker string) error {
 
 // recordHeader fills the log header: the machine's shape and the SHA-256
 // of every input replay must be given again.
-func recordHeader(cfg vmm.Config) (*log.Header, error) {
+func recordHeader(cfg vmm.Config, platform log.Platform) (*log.Header, error) {
+	counter := "exits (no instruction counter: chunks end at exits and kernel busy-wait yields)"
+	if platform == log.PlatformPVM {
+		counter = "insn_emulation (guest kernel instructions) + exits"
+	}
 	h := &log.Header{
 		Config:         log.VMConfig{CPUs: cfg.CPUs, MemoryBytes: cfg.Mem, Cmdline: cfg.Append, Argv: cfg.Argv},
-		Platform:       hostPlatform(),
-		Counter:        "insn_emulation (guest kernel instructions) + exits",
+		Platform:       platform,
+		Counter:        counter,
 		Mode:           log.ModeSerialized,
 		SamsaraVersion: version,
 		Created:        time.Now().UTC(),

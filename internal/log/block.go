@@ -30,7 +30,8 @@ import (
 //	   SHA-256 over those; internal/treehash), not its SHA-256: a
 //	   version 3 replay would report every version 4 recording diverged
 //	5  Chunk.GuestMicros, the guest time each chunk's end added (measured
-//	   from the host's clock), and the header's recorder_options (the
+//	   from the host's clock), chunk reason 10 (ReasonYield), and the
+//	   header's recorder_options (the
 //	   chunk-end switches that were environment variables before): a
 //	   version 4 reader would misread every chunk
 const Version uint32 = 5

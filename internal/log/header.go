@@ -73,6 +73,10 @@ type Header struct {
 // needs none of them, since the chunks are in the log; they say how the
 // recording was made, so that it can be made again the same way.
 type RecorderOptions struct {
+	// KernelCount: chunks could end by preemption in guest kernel code
+	// (PVM's exact kernel instruction count); without it they end only at
+	// exits, the guest kernel's busy-waits among them (yields).
+	KernelCount bool `json:"kernel_count"`
 	// PrivilegeEnds: parallel chunks end at privilege changes.
 	PrivilegeEnds bool `json:"privilege_ends"`
 	// EarlyConflicts: parallel chunks doomed by a commit stop at once.

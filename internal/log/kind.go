@@ -110,8 +110,13 @@ const (
 	// at a point in guest kernel code found like a budget preemption (the
 	// return to user mode, or a kernel entry; parallel mode).
 	ReasonPrivilege Reason = 9
+	// ReasonYield: the guest kernel announced a busy-wait with an exit to
+	// the yield port (reference kernel patch 0005, samsara_yield=): the
+	// serialized recorder handed the turn to another vCPU there; the
+	// parallel recorder ends such a chunk like any exit (since Version 5).
+	ReasonYield Reason = 10
 
-	numReasons = 10
+	numReasons = 11
 )
 
 var reasonNames = [numReasons]string{
@@ -124,6 +129,7 @@ var reasonNames = [numReasons]string{
 	ReasonOther:     "other",
 	ReasonConflict:  "conflict",
 	ReasonPrivilege: "privilege",
+	ReasonYield:     "yield",
 }
 
 // Valid reports whether r is a reason this version of the format defines.

@@ -158,7 +158,7 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		if want != nil && time.Since(c.started) > replayChunkLimit {
 			return c.rec, fmt.Errorf("replay of the chunk made no progress for %v", replayChunkLimit)
 		}
-		if want == nil {
+		if want == nil && v.s.opts.KernelCount {
 			if preempted, err := v.maybePreempt(c); preempted || err != nil {
 				return c.rec, err
 			}
@@ -185,6 +185,10 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 			return c.rec, err
 		case want != nil:
 		case mustEnd || c.rec.Exits >= chunkExitBudget:
+			return v.finishChunk(c.rec, reason)
+		case reason == log.ReasonYield && v.s.othersRunnable(v):
+			// The guest kernel waits, most likely for another vCPU:
+			// hand the turn over (det_run.go picks the next one).
 			return v.finishChunk(c.rec, reason)
 		}
 	}
@@ -255,6 +259,9 @@ func (v *vcpu) maybePreempt(c *chunkRun) (bool, error) {
 func (v *vcpu) handleChunkExit() (reason log.Reason, mustEnd bool, err error) {
 	m := v.s.m
 	reason = exitReason(v.ExitReason())
+	if v.ExitIsYield() {
+		reason = log.ReasonYield
+	}
 	m.AdvanceTime(nsPerExit, false)
 	if v.last, err = v.kernelInsns(); err != nil {
 		return reason, true, err
@@ -288,6 +295,10 @@ func (v *vcpu) handleChunkExit() (reason log.Reason, mustEnd bool, err error) {
 // window requests 16 of 16 matched.) When replaying, the signal storm if
 // asked for. It returns the function that stops them.
 func (v *vcpu) startChunkTimers(replay bool, started time.Time) (stop func()) {
+	if !replay && !v.s.opts.KernelCount {
+		// Nothing to preempt at: chunks end at exits only.
+		return func() {}
+	}
 	if !replay {
 		period := preemptAfter
 		if v.s.opts.SpinChecks && len(v.s.m.Spins()) > 0 {
@@ -337,9 +348,11 @@ func startWatchdog(first, period time.Duration, need func() bool, kick func()) (
 // to pass, which only preemptions advance; see nsPerPreemption). Fewer
 // preemptions mean fewer points replay must find by breakpoint.
 func (s *Session) preemptionNeeded(cur *vcpu, started time.Time) bool {
-	if time.Since(started) >= timeWaitAfter {
-		return true
-	}
+	return time.Since(started) >= timeWaitAfter || s.othersRunnable(cur)
+}
+
+// othersRunnable reports whether a vCPU other than cur can run now.
+func (s *Session) othersRunnable(cur *vcpu) bool {
 	s.m.Lock()
 	defer s.m.Unlock()
 	for _, v := range s.vcpus {

@@ -424,8 +424,10 @@ func (v *vcpu) parRunGuest(c *parRun) error {
 			c.abandoned = true
 			return nil
 		}
-		// Preemption and privilege-change ends: internal/chunk decides.
-		if !ender.MayPreempt(time.Since(c.started)) {
+		// Preemption and privilege-change ends: internal/chunk decides;
+		// without an exact kernel count there are none (chunks end at
+		// exits, yields among them).
+		if !v.s.opts.KernelCount || !ender.MayPreempt(time.Since(c.started)) {
 			continue
 		}
 		ok, user, err := v.preemptablePoint()

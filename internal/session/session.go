@@ -39,6 +39,14 @@ type Options struct {
 	Parallel bool
 	Tracker  string
 
+	// KernelCount: the host counts every guest kernel instruction exactly
+	// (PVM's insn_emulation statistic), so chunks may end by preemption
+	// in guest kernel code and at privilege changes, points replay finds
+	// by count. Without it (hardware virtualization without a PMU) chunks
+	// end only at exits, and the guest kernel's busy-waits exit to the
+	// yield port (vmm.YieldPort) so the recorders can hand over there.
+	KernelCount bool
+
 	// The recording switches below change where chunks end, so they are
 	// logged in the header (Recorder); DefaultOptions turns them on.
 
@@ -77,13 +85,13 @@ type Options struct {
 // DefaultOptions are the recorders' defaults: every chunk-end refinement
 // on, diagnostics off.
 func DefaultOptions() Options {
-	return Options{PrivilegeEnds: true, EarlyConflicts: true, SpinChecks: true}
+	return Options{KernelCount: true, PrivilegeEnds: true, EarlyConflicts: true, SpinChecks: true}
 }
 
 // Recorder is the header record of the options that shaped a recording.
 func (o Options) Recorder() *log.RecorderOptions {
-	return &log.RecorderOptions{PrivilegeEnds: o.PrivilegeEnds, EarlyConflicts: o.EarlyConflicts,
-		SpinChecks: o.SpinChecks, DebugSquashAll: o.DebugSquashAll}
+	return &log.RecorderOptions{KernelCount: o.KernelCount, PrivilegeEnds: o.PrivilegeEnds && o.KernelCount,
+		EarlyConflicts: o.EarlyConflicts, SpinChecks: o.SpinChecks && o.KernelCount, DebugSquashAll: o.DebugSquashAll}
 }
 
 // Session records or replays one machine.
@@ -139,6 +147,10 @@ func New(m *vmm.Machine, o Options) (_ *Session, err error) {
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
+	}
+	if !o.KernelCount {
+		// Both need exact kernel counts (det_bounds.go, det_spin.go).
+		o.PrivilegeEnds, o.SpinChecks = false, false
 	}
 	s := &Session{m: m, opts: o, log: o.Logger.Named("session")}
 	defer func() {

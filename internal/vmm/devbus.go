@@ -36,6 +36,7 @@ func (m *Machine) newDevBus() {
 	b.AddPorts(portPICM, 2, &m.pic)
 	b.AddPorts(portPICS, 2, &m.pic)
 	b.AddPorts(portKbdCtl, 1, kbdController{m})
+	b.AddPorts(YieldPort, 1, yieldPort{})
 
 	lapics := make([]devices.MMIODevice, m.cfg.CPUs)
 	ctl := make([]devices.MMIODevice, m.cfg.CPUs)
@@ -51,6 +52,14 @@ func (m *Machine) newDevBus() {
 	b.AddMMIOPerCPU(controlPageAddr, controlPageSize, func(cpu int) devices.MMIODevice { return ctl[cpu] })
 	m.devbus = b
 }
+
+// yieldPort takes the guest kernel's busy-wait announcements (YieldPort):
+// the exit itself is the message (internal/session ends the chunk there);
+// reads return zero.
+type yieldPort struct{}
+
+func (yieldPort) In(port uint16, data []byte)  { clear(data) }
+func (yieldPort) Out(port uint16, data []byte) {}
 
 // pitOnBus is the PIT as the guest reaches it: a write can arm or rearm a
 // counter, so the timer loop is woken to re-read the deadlines.

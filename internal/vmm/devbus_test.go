@@ -8,7 +8,8 @@ import (
 )
 
 // TestDevBusMap checks the device table against the port and MMIO map
-// the exit dispatch hardcoded before it existed, port by port.
+// the exit dispatch hardcoded before it existed, port by port, and the
+// yield port of the reference kernel's busy-waits.
 func TestDevBusMap(t *testing.T) {
 	for _, disk := range []bool{false, true} {
 		m := &Machine{cfg: Config{CPUs: 2}}
@@ -38,6 +39,8 @@ func TestDevBusMap(t *testing.T) {
 				want = &m.pic
 			case port == portKbdCtl:
 				want = kbdController{m}
+			case port == YieldPort:
+				want = yieldPort{}
 			}
 			if got := m.devbus.Port(port); got != want {
 				t.Errorf("disk %v: port %#x: %T %v, want %T %v", disk, port, got, got, want, want)

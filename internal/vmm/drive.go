@@ -31,6 +31,13 @@ const (
 	ExitIRQWindowOpen = exitIRQWindowOpen
 )
 
+// YieldPort is the port the reference kernel writes to in every busy-wait
+// when booted with samsara_yield= (guest-images/patches/0005): an exit a
+// recorder without an instruction counter treats as a yield. 0x5a5 lies
+// in no PC device's range (ISA and PCI legacy ports: 0x000-0x3ff, and
+// QEMU's fw_cfg at 0x510 is not ours).
+const YieldPort = 0x5a5
+
 // Guest RAM layout: RAM is two memory slots around the legacy hole, [0,
 // LowMemEnd) and [HighMemStart, size), at the same offsets of the memory
 // file (a session attaching its own views uses both).
@@ -220,6 +227,16 @@ func (v *VCPU) Running() bool {
 // StateLocked names the vCPU's run state.
 // Preconditions: the machine lock must be held.
 func (v *VCPU) StateLocked() string { return v.state.String() }
+
+// ExitIsYield reports whether the last exit is a write to YieldPort: the
+// guest kernel is busy-waiting (for another vCPU, usually).
+func (v *VCPU) ExitIsYield() bool {
+	if v.run.ExitReason != exitIO {
+		return false
+	}
+	out, _, port, _, _ := ioExit(v.run, v.page)
+	return out && port == YieldPort
+}
 
 // ExitWritesRAM reports whether handling the current exit may write guest
 // memory: a virtio register write (queue notification: the device writes

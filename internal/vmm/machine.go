@@ -51,6 +51,10 @@ type Config struct {
 	Mem    uint64   // guest RAM bytes
 	Append string   // extra kernel command-line arguments
 	Argv   []string // program for init to run; empty = reference workload
+	// Platform is the host's virtualization as ProbePlatform names it
+	// ("pvm", "svm", "vmx"); "" probes it. It shapes the cold-boot
+	// command line (GuestCmdline).
+	Platform string
 	// Console receives the guest's serial output.
 	Console io.Writer
 	// SaveCheckpoint, when set, is the file to save the machine to at the
@@ -289,8 +293,8 @@ func kvmFixIt(err error) string {
 }
 
 // GuestCmdline is the kernel command line samsara gives the reference
-// guest on this platform, before the user's --append.
-func GuestCmdline(withDisk bool) string {
+// guest on platform (ProbePlatform's name), before the user's --append.
+func GuestCmdline(withDisk bool, platform string) string {
 	s := "console=ttyS0 8250.nr_uarts=1 " +
 		// lpj: udelay/mdelay are emulated busy loops under PVM; 10000
 		// (PLATFORM.md) keeps SMP bring-up delays short, and our devices
@@ -310,6 +314,13 @@ func GuestCmdline(withDisk bool) string {
 		"panic=-1 quiet"
 	if withDisk {
 		s += fmt.Sprintf(" virtio_mmio.device=4K@%#x:%d", virtioAddr, pinVirtio)
+	}
+	if platform != "pvm" {
+		// Busy-waits exit to the yield port (drive.go, YieldPort): on
+		// hardware virtualization the recorders have no counter to
+		// preempt a spinning guest kernel with. Under PVM the emulated
+		// kernel is counted exactly and the spin checks do it.
+		s += fmt.Sprintf(" samsara_yield=%#x", YieldPort)
 	}
 	return s
 }
