@@ -25,6 +25,10 @@ var rules = []struct {
 }{
 	{"internal/devices", []string{module + "/", "github.com/bobuhiro11/gokvm"},
 		"the device models are plain Go: no KVM and nothing of samsara (internal/devices/doc.go)"},
+	{"internal/snapshot", []string{"github.com/bobuhiro11/gokvm", module + "/internal/vmm", module + "/internal/kvm",
+		module + "/internal/chunk", module + "/internal/commit", module + "/internal/ept", module + "/internal/log",
+		module + "/internal/nde", module + "/internal/pmc", module + "/internal/session"},
+		"the checkpoint format has its own state structs: only internal/devices and internal/treehash of samsara (internal/snapshot/doc.go)"},
 }
 
 // deps lists every package of the module with its dependencies (go list's

@@ -25,7 +25,8 @@
 //	               at most MaxMemBytes/4096
 //	48    dataOff  uint64 = 64+metaLen+16*nRuns rounded up to 4096
 //	56    reserved uint64, 0
-//	64    meta     JSON of Meta, metaLen bytes
+//	64    meta     JSON of Meta, metaLen bytes; each VCPU in it is one
+//	               base64 string of a binary record (vcpu.go)
 //	      runs     nRuns x {first page number uint64, page count uint64},
 //	               ascending, not overlapping, within Meta.Mem
 //	      zeros up to dataOff
@@ -45,13 +46,16 @@
 //
 // Why JSON for the metadata: it is decoded into this package's structs by
 // field name (a field added later decodes as zero from an older file, a
-// field removed is ignored), allocates in proportion to its input (gob
-// pre-sizes maps from a length it reads, so a crafted gob can make it
-// allocate gigabytes), and it is small: a few KiB per vCPU, decoded in
-// well under a millisecond; the bulk of a checkpoint, guest RAM, is read
-// straight into guest memory. The disk overlay's blocks are in the JSON
-// as base64; they are empty or a few blocks at the reference init's
-// checkpoint request.
+// field removed is ignored), and encoding/json allocates in proportion to
+// its input, where encoding/gob "is not designed to be hardened against
+// adversarial inputs" (its package doc) and pre-sizes a map from a length
+// it reads, so a crafted gob can make it allocate gigabytes. The vCPU
+// state, mostly arrays of small numbers that encoding/json decodes slowly,
+// is a binary record inside it (vcpu.go), so decoding a 2-vCPU machine's
+// metadata costs about what the old gob did (~0.3-0.5 ms natively). The
+// bulk of a checkpoint, guest RAM, is read straight into guest memory.
+// The disk overlay's blocks are in the JSON as base64; they are empty or
+// a few blocks at the reference init's checkpoint request.
 //
 // # Versions
 //
@@ -70,7 +74,7 @@
 // Versions 1 and 2 are read because users keep cached checkpoints; their
 // gob metadata is decoded only after the header checks, and within
 // MaxMetaBytes, but gob's map pre-sizing (above) is outside this
-// package's control: only version 3 is safe against crafted input.
+// package's control: only version 3 is hardened against crafted input.
 //
 // Bump Version when the layout changes or Meta, a struct in it or a
 // devices state struct changes so that an older samsara would misread a
