@@ -6,12 +6,11 @@ package vmm
 // init when it starts), so tests and recordings skip the minutes-long
 // emulated boot.
 //
-// The file format (layout, versions, digest, size limits) is
-// internal/snapshot's; this file takes the machine's state, converts it
-// to snapshot's structs and back (the to/fromSnapshot functions at the
-// end of this file, the one place that knows both). The digest lets a recording name the checkpoint it
-// starts from and lets a damaged file be rejected before anything is
-// restored.
+// The file format (layout, versions, digest, size limits) and its state
+// structs are internal/snapshot's, so that a gokvm update cannot change
+// the file; this file takes the machine's state and converts it to
+// snapshot's structs and back (the to/fromSnapshot functions at the end
+// of this file, the one place that knows both).
 
 import (
 	"bytes"
@@ -33,8 +32,9 @@ import (
 // bumping it are internal/snapshot's).
 const checkpointVersion = snapshot.Version
 
-// ErrBadCheckpoint is a checkpoint file that is not one, or is damaged: a
-// *snapshot.Error, whose Kind says how.
+// ErrBadCheckpoint matches (errors.Is) a checkpoint file that is not one,
+// is damaged, or is in a version this samsara does not read: a
+// *snapshot.Error, whose Kind says which.
 var ErrBadCheckpoint = snapshot.ErrBad
 
 // savedMSRs are the MSRs Linux sets that KVM_GET_SREGS does not cover.
