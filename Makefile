@@ -88,15 +88,22 @@ demo: all
 		$(HOSTVM) run -- '$(call DEMO_STEPS,/tmp,1)'; \
 	fi
 
+# The checkpoint reader's fuzz target (internal/snapshot, FuzzRead) runs
+# for a few seconds on every make test: a checkpoint is a file users keep
+# and pass around, and the reader must reject any damage cleanly.
+FUZZ_SNAPSHOT = $(GO) test -run XXX -fuzz FuzzRead -fuzztime 5s ./internal/snapshot
+
 # Both halves run even when the first fails, so that one run shows both;
 # the status is non-zero if either failed.
 test: all
 	@rc=0; if $(KVM_OK); then \
 		echo "== make test: KVM tests run on this machine's /dev/kvm; then the SVM smoke set inside the emulated host =="; \
 		SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) test -count=1 -timeout 25m ./... || rc=1; \
+		$(FUZZ_SNAPSHOT) || rc=1; \
 	else \
 		echo "== make test: no working /dev/kvm here ($$(bin/samsara probe 2>&1 | head -1)): unit tests on this machine, KVM tests inside the emulated AMD-SVM host =="; \
 		SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) test -count=1 -timeout 25m $(UNIT_PKGS) || rc=1; \
+		$(FUZZ_SNAPSHOT) || rc=1; \
 	fi; \
 	$(HOSTVM) test -set smoke || rc=1; \
 	exit $$rc

@@ -34,6 +34,10 @@ var rules = []struct {
 		"the commit order works on page sets, not on machines"},
 	{"internal/log", []string{module + "/internal/vmm", module + "/internal/session", "github.com/bobuhiro11/gokvm"},
 		"the log format is read by tools that run no machine (inspect)"},
+	{"internal/snapshot", []string{"github.com/bobuhiro11/gokvm", module + "/internal/vmm", module + "/internal/kvm",
+		module + "/internal/chunk", module + "/internal/commit", module + "/internal/ept", module + "/internal/log",
+		module + "/internal/nde", module + "/internal/pmc", module + "/internal/session"},
+		"the checkpoint format has its own state structs: only internal/devices and internal/treehash of samsara (internal/snapshot/doc.go)"},
 }
 
 // deps lists every package of the module with its dependencies (go list's

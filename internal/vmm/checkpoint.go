@@ -6,48 +6,17 @@ package vmm
 // init when it starts), so tests and recordings skip the minutes-long
 // emulated boot.
 //
-// File layout, format version 2 (little-endian; checkpoint_v2.go):
-//
-//	0     magic    "SAMSARA-CKPT\x00\x00\x00\x00" (16 bytes)
-//	16    version  uint32 = 2
-//	20    flags    uint32, 0
-//	24    metaLen  uint64, at most maxCheckpointMeta
-//	32    nRuns    uint64, runs of stored pages
-//	40    nPages   uint64, stored pages (the sum of the runs' counts)
-//	48    dataOff  uint64 = 64+metaLen+16*nRuns rounded up to 4096
-//	56    reserved uint64, 0
-//	64    meta     gob(checkpointMeta), metaLen bytes
-//	      runs     nRuns x {first page number uint64, page count uint64},
-//	               ascending, not overlapping, within guest RAM
-//	      zeros up to dataOff
-//	dataOff pages  the runs' pages, 4096 bytes each, uncompressed, in
-//	               run order (every non-zero 4 KiB page of guest RAM; the
-//	               others are zero)
-//	end-32 digest  the tree digest of everything before it
-//	               (checkpoint_hash.go: SHA-256 of the XXH64 of each 1 MiB)
-//
-// Version 1 (checkpoint_v1.go; still read, and written only for the
-// resume benchmark): magic, version uint32 = 1, then a zstd stream of
-// gob(checkpointMeta) and, for every non-zero page, uint64 page number +
-// 4096 bytes, ended by page number 2^64-1; then the SHA-256 of everything
-// before it.
-//
-// Version 2 exists because resuming from version 1 took 9-10 s inside the
-// emulated SVM host, where samsara runs under QEMU TCG: SHA-256 and zstd
-// are 10-100x slower there. Version 2 reads the pages straight into guest
-// memory (one read per 1 MiB, no decompression) and hashes them once with
-// a hash that stays fast under TCG.
-//
-// The digest lets a recording name the checkpoint it starts from
-// (CheckpointID) and lets a damaged file be rejected before anything is
-// restored.
+// The file format (layout, versions, digest, size limits) and its state
+// structs are internal/snapshot's, so that a gokvm update cannot change
+// the file; this file takes the machine's state and converts it to
+// snapshot's structs and back (the to/fromSnapshot functions at the end
+// of this file, the one place that knows both).
 
 import (
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -55,20 +24,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/samsara-vmm/samsara/internal/devices"
+	"github.com/samsara-vmm/samsara/internal/snapshot"
 )
 
-// checkpointVersion is the format version samsara writes. Bump this when
-// checkpointMeta, a device state struct or the file layout changes
-// incompatibly (and keep reading the older version if recordings or
-// cached checkpoints made with it should still load; readCheckpoint).
-// Version 1 was zstd+SHA-256; 2 is uncompressed, page-aligned pages with
-// the XXH64/SHA-256 tree digest.
-const checkpointVersion = 2
+// checkpointVersion is the format version samsara writes (the rules for
+// bumping it are internal/snapshot's).
+const checkpointVersion = snapshot.Version
 
-var checkpointMagic = [16]byte{'S', 'A', 'M', 'S', 'A', 'R', 'A', '-', 'C', 'K', 'P', 'T'}
-
-// ErrBadCheckpoint is a checkpoint file that is not one, or is damaged.
-var ErrBadCheckpoint = errors.New("bad checkpoint")
+// ErrBadCheckpoint matches (errors.Is) a checkpoint file that is not one,
+// is damaged, or is in a version this samsara does not read: a
+// *snapshot.Error, whose Kind says which.
+var ErrBadCheckpoint = snapshot.ErrBad
 
 // savedMSRs are the MSRs Linux sets that KVM_GET_SREGS does not cover.
 var savedMSRs = []uint32{
@@ -92,37 +58,6 @@ type vcpuSnapshot struct {
 	MSRs   map[uint32]uint64
 	Events kvm.VCPUEvents
 	State  vcpuState
-}
-
-// checkpointMeta is everything but guest RAM.
-type checkpointMeta struct {
-	CPUs     int
-	Mem      uint64
-	Cmdline  string
-	HasDisk  bool
-	GuestNow int64
-	VCPUs    []vcpuSnapshot
-	// The device states are internal/devices' snapshot structs. gob
-	// matches struct fields by name, so those keep their field names and
-	// types; the element type names gob writes for slices and arrays of
-	// them ("[]devices.LAPICState", "[2]devices.picChip"; "vmm." before
-	// the devices moved) are not checked when decoding, so checkpoints
-	// from before the move still load.
-	LAPICs  []devices.LAPICState
-	IOAPIC  devices.IOAPICState
-	PIT     devices.PITState
-	UART    devices.UARTState
-	RTC     devices.RTCState
-	PIC     devices.PICState
-	Virtio  *devices.VirtioState
-	Overlay *devices.OverlayState
-	// Marks: kernel addresses for the parallel recorder (boot.go); zero in
-	// checkpoints saved before they existed, which only turns the
-	// recorder's privilege-change chunk ends off.
-	Marks KernelMarks
-	// Spins: the serialized recorder's spin functions (det_spin.go);
-	// none in older checkpoints, which turns the spin checks off.
-	Spins []KernelRange
 }
 
 // checkpointBarrier is called by each vCPU loop while a checkpoint is
@@ -165,9 +100,9 @@ func (m *Machine) isStopped() bool {
 // saveCheckpointLocked writes the checkpoint file atomically.
 // Preconditions: m.mu must be held and every vCPU parked.
 func (m *Machine) saveCheckpointLocked(path string) error {
-	meta := checkpointMeta{
+	meta := snapshot.Meta{
 		CPUs: m.cfg.CPUs, Mem: m.cfg.Mem, Cmdline: m.cmdline, HasDisk: m.blk != nil,
-		GuestNow: m.clock.Now(), Marks: m.marks, Spins: m.spins,
+		GuestNow: m.clock.Now(), Marks: toSnapshotMarks(m.marks), Spins: toSnapshotRanges(m.spins),
 		IOAPIC: m.ioapic.Snapshot(), PIT: m.pit.Snapshot(), UART: m.uart.Snapshot(), RTC: m.rtc.Snapshot(), PIC: m.pic.Snapshot(),
 	}
 	for _, v := range m.vcpus {
@@ -175,7 +110,7 @@ func (m *Machine) saveCheckpointLocked(path string) error {
 		if err != nil {
 			return fmt.Errorf("checkpoint vcpu %d: %w", v.id, err)
 		}
-		meta.VCPUs = append(meta.VCPUs, s)
+		meta.VCPUs = append(meta.VCPUs, toSnapshotVCPU(&s))
 		meta.LAPICs = append(meta.LAPICs, m.bus.LAPIC(v.id).Snapshot())
 	}
 	if m.blk != nil {
@@ -193,7 +128,7 @@ func (m *Machine) saveCheckpointLocked(path string) error {
 // atomically (a temporary file renamed into place) in the given format
 // version. memFD, when not -1, is the memfd behind mem, whose holes are
 // skipped without reading them (memory.go, hashInto).
-func writeCheckpointFile(path string, meta *checkpointMeta, mem []byte, memFD int, version uint32) error {
+func writeCheckpointFile(path string, meta *snapshot.Meta, mem []byte, memFD int, version uint32) error {
 	runs, err := nonZeroRuns(mem, memFD)
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
@@ -203,15 +138,7 @@ func writeCheckpointFile(path string, meta *checkpointMeta, mem []byte, memFD in
 		return fmt.Errorf("create checkpoint: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	switch version {
-	case 1:
-		err = writeCheckpointV1(tmp, meta, mem, runs)
-	case 2:
-		err = writeCheckpointV2(tmp, meta, mem, runs)
-	default:
-		err = fmt.Errorf("no checkpoint format version %d", version)
-	}
-	if err != nil {
+	if err := snapshot.Write(tmp, meta, mem, runs, version); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
@@ -221,17 +148,12 @@ func writeCheckpointFile(path string, meta *checkpointMeta, mem []byte, memFD in
 	return os.Rename(tmp.Name(), path)
 }
 
-// pageRun is a run of consecutive non-zero guest pages.
-type pageRun struct {
-	First, Count uint64 // first page number, number of pages
-}
-
 // nonZeroRuns returns the runs of non-zero 4 KiB pages of mem, ascending.
 // With a memfd (memFD != -1) only its data ranges are read (lseek
 // SEEK_DATA/SEEK_HOLE): reading a hole through the shared mapping would
 // allocate it.
-func nonZeroRuns(mem []byte, memFD int) ([]pageRun, error) {
-	var runs []pageRun
+func nonZeroRuns(mem []byte, memFD int) ([]snapshot.Run, error) {
+	var runs []snapshot.Run
 	var zero [4096]byte
 	scan := func(from, to int64) {
 		for p := from &^ 4095; p+4096 <= to; p += 4096 {
@@ -242,7 +164,7 @@ func nonZeroRuns(mem []byte, memFD int) ([]pageRun, error) {
 			if n := len(runs); n > 0 && runs[n-1].First+runs[n-1].Count == pn {
 				runs[n-1].Count++
 			} else {
-				runs = append(runs, pageRun{First: pn, Count: 1})
+				runs = append(runs, snapshot.Run{First: pn, Count: 1})
 			}
 		}
 	}
@@ -333,11 +255,9 @@ func (v *VCPU) restoreArch(s *vcpuSnapshot) error {
 
 // restoreFromFile builds the machine from a checkpoint file.
 func (m *Machine) restoreFromFile(path string) error {
-	meta, err := readCheckpoint(path, func(meta *checkpointMeta) ([]byte, error) {
-		if len(meta.VCPUs) != meta.CPUs || len(meta.LAPICs) != meta.CPUs {
-			return nil, fmt.Errorf("%s: %w: %d vCPU states for %d CPUs", path, ErrBadCheckpoint, len(meta.VCPUs), meta.CPUs)
-		}
-		// The machine's shape comes from the checkpoint; a conflicting flag
+	meta, err := readCheckpoint(path, func(meta *snapshot.Meta) ([]byte, error) {
+		// (snapshot.Read checked that there is a vCPU and LAPIC state
+		// for each vCPU.) The machine's shape comes from the checkpoint; a conflicting flag
 		// is a user error, not something to silently override.
 		if m.cfg.CPUs != meta.CPUs {
 			return nil, fmt.Errorf("checkpoint %s has %d vCPUs but --cpus is %d", path, meta.CPUs, m.cfg.CPUs)
@@ -355,10 +275,14 @@ func (m *Machine) restoreFromFile(path string) error {
 		return err
 	}
 	m.cmdline = meta.Cmdline
-	m.marks, m.spins = meta.Marks, meta.Spins
+	m.marks, m.spins = fromSnapshotMarks(meta.Marks), fromSnapshotRanges(meta.Spins)
 	m.clock.set(meta.GuestNow)
 	for i, v := range m.vcpus {
-		if err := v.restore(&meta.VCPUs[i]); err != nil {
+		s, err := fromSnapshotVCPU(&meta.VCPUs[i])
+		if err != nil {
+			return fmt.Errorf("%s: %w: vcpu %d: %v", path, ErrBadCheckpoint, i, err)
+		}
+		if err := v.restore(&s); err != nil {
 			return fmt.Errorf("restore vcpu %d: %w", i, err)
 		}
 		r := *v.resetSregs
@@ -396,13 +320,12 @@ func (m *Machine) restoreFromFile(path string) error {
 	return nil
 }
 
-// readCheckpoint reads and verifies the checkpoint file at path, in any
-// format version this samsara reads. alloc is called once the metadata is
-// decoded and returns the guest memory to fill (all zero, meta.Mem bytes);
-// its errors are returned as they are. A file that is not a checkpoint or
-// is damaged is an ErrBadCheckpoint, detected before readCheckpoint
-// returns, but possibly after alloc's memory was written.
-func readCheckpoint(path string, alloc func(*checkpointMeta) ([]byte, error)) (*checkpointMeta, error) {
+// readCheckpoint reads and verifies the checkpoint file at path
+// (snapshot.Read: any format version this samsara reads). alloc returns
+// the guest memory to fill; its errors are returned as they are. A file
+// that is not a checkpoint or is damaged is a *snapshot.Error
+// (ErrBadCheckpoint) naming path.
+func readCheckpoint(path string, alloc func(*snapshot.Meta) ([]byte, error)) (*snapshot.Meta, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
@@ -412,34 +335,21 @@ func readCheckpoint(path string, alloc func(*checkpointMeta) ([]byte, error)) (*
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
-	var hdr [20]byte
-	if st.Size() < 20+32 {
-		return nil, fmt.Errorf("%s: %w: not a samsara checkpoint", path, ErrBadCheckpoint)
+	meta, err := snapshot.Read(f, st.Size(), alloc)
+	if se := (*snapshot.Error)(nil); errors.As(err, &se) {
+		se.Path = path
 	}
-	if _, err := io.ReadFull(f, hdr[:]); err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
-	}
-	if !bytes.Equal(hdr[:16], checkpointMagic[:]) {
-		return nil, fmt.Errorf("%s: %w: not a samsara checkpoint", path, ErrBadCheckpoint)
-	}
-	switch v := binary.LittleEndian.Uint32(hdr[16:]); v {
-	case 1:
-		return readCheckpointV1(path, f, st.Size(), alloc)
-	case 2:
-		return readCheckpointV2(path, f, st.Size(), alloc)
-	default:
-		return nil, fmt.Errorf("%s: %w: format version %d, this samsara reads versions 1 and %d", path, ErrBadCheckpoint, v, checkpointVersion)
-	}
+	return meta, err
 }
 
 // ConvertCheckpoint rewrites the checkpoint src as dst in format version
-// 1 or 2 (checkpointVersion), verifying src. It exists for the resume
+// 1, 2 or 3 (checkpointVersion), verifying src. It exists for the resume
 // benchmark (tests/bench resume), which compares the formats; samsara
 // itself always writes checkpointVersion.
 func ConvertCheckpoint(src, dst string, version uint32) error {
 	var mem []byte
-	meta, err := readCheckpoint(src, func(meta *checkpointMeta) ([]byte, error) {
-		if meta.Mem < minMemBytes || meta.Mem > maxMemBytes || meta.Mem%4096 != 0 {
+	meta, err := readCheckpoint(src, func(meta *snapshot.Meta) ([]byte, error) {
+		if meta.Mem < minMemBytes || meta.Mem > maxMemBytes {
 			return nil, fmt.Errorf("%s: %w: guest memory size %d", src, ErrBadCheckpoint, meta.Mem)
 		}
 		mem = make([]byte, meta.Mem)
@@ -449,4 +359,178 @@ func ConvertCheckpoint(src, dst string, version uint32) error {
 		return err
 	}
 	return writeCheckpointFile(dst, meta, mem, -1, version)
+}
+
+// The conversions between the machine's state (gokvm's and vmm's types)
+// and internal/snapshot's structs: field by field, so that a gokvm update
+// or a vmm change shows up here, at compile time or in review, and never
+// silently in the file.
+
+func toSnapshotVCPU(s *vcpuSnapshot) snapshot.VCPU {
+	v := snapshot.VCPU{
+		Regs:   snapshot.Regs(s.Regs), // identical fields: a gokvm change fails to compile here
+		Sregs:  toSnapshotSregs(&s.Sregs),
+		FPU:    toSnapshotFPU(&s.FPU),
+		MSRs:   s.MSRs,
+		Events: toSnapshotEvents(&s.Events),
+		State:  toSnapshotState(s.State),
+	}
+	if s.Xsave != nil {
+		v.Xsave = make([]byte, snapshot.XsaveSize)
+		for i, w := range s.Xsave.Region {
+			binary.LittleEndian.PutUint32(v.Xsave[4*i:], w)
+		}
+	}
+	return v
+}
+
+// fromSnapshotVCPU converts a checkpoint's vCPU back; snapshot.Read has
+// checked the XSAVE length and the run state.
+func fromSnapshotVCPU(v *snapshot.VCPU) (vcpuSnapshot, error) {
+	s := vcpuSnapshot{
+		Regs:   kvm.Regs(v.Regs),
+		Sregs:  fromSnapshotSregs(&v.Sregs),
+		FPU:    fromSnapshotFPU(&v.FPU),
+		MSRs:   v.MSRs,
+		Events: fromSnapshotEvents(&v.Events),
+	}
+	var err error
+	if s.State, err = fromSnapshotState(v.State); err != nil {
+		return s, err
+	}
+	switch len(v.Xsave) {
+	case 0:
+	case snapshot.XsaveSize:
+		s.Xsave = &kvmXsave{}
+		for i := range s.Xsave.Region {
+			s.Xsave.Region[i] = binary.LittleEndian.Uint32(v.Xsave[4*i:])
+		}
+	default:
+		return s, fmt.Errorf("XSAVE area of %d bytes", len(v.Xsave))
+	}
+	return s, nil
+}
+
+func toSnapshotState(s vcpuState) snapshot.RunState {
+	switch s {
+	case stateWaitSIPI:
+		return snapshot.WaitSIPI
+	case stateRunning:
+		return snapshot.Running
+	case stateHalted:
+		return snapshot.Halted
+	case stateDead:
+		return snapshot.Dead
+	}
+	panic(fmt.Sprintf("vcpu state %d", s))
+}
+
+func fromSnapshotState(s snapshot.RunState) (vcpuState, error) {
+	switch s {
+	case snapshot.WaitSIPI:
+		return stateWaitSIPI, nil
+	case snapshot.Running:
+		return stateRunning, nil
+	case snapshot.Halted:
+		return stateHalted, nil
+	case snapshot.Dead:
+		return stateDead, nil
+	}
+	return 0, fmt.Errorf("run state %d", s)
+}
+
+func toSnapshotSegment(g kvm.Segment) snapshot.Segment {
+	return snapshot.Segment{Base: g.Base, Limit: g.Limit, Selector: g.Selector, Typ: g.Typ, Present: g.Present,
+		DPL: g.DPL, DB: g.DB, S: g.S, L: g.L, G: g.G, AVL: g.AVL, Unusable: g.Unusable}
+}
+
+func fromSnapshotSegment(g snapshot.Segment) kvm.Segment {
+	return kvm.Segment{Base: g.Base, Limit: g.Limit, Selector: g.Selector, Typ: g.Typ, Present: g.Present,
+		DPL: g.DPL, DB: g.DB, S: g.S, L: g.L, G: g.G, AVL: g.AVL, Unusable: g.Unusable}
+}
+
+func toSnapshotSregs(r *kvm.Sregs) snapshot.Sregs {
+	return snapshot.Sregs{
+		CS: toSnapshotSegment(r.CS), DS: toSnapshotSegment(r.DS), ES: toSnapshotSegment(r.ES),
+		FS: toSnapshotSegment(r.FS), GS: toSnapshotSegment(r.GS), SS: toSnapshotSegment(r.SS),
+		TR: toSnapshotSegment(r.TR), LDT: toSnapshotSegment(r.LDT),
+		GDT: snapshot.Descriptor{Base: r.GDT.Base, Limit: r.GDT.Limit},
+		IDT: snapshot.Descriptor{Base: r.IDT.Base, Limit: r.IDT.Limit},
+		CR0: r.CR0, CR2: r.CR2, CR3: r.CR3, CR4: r.CR4, CR8: r.CR8, EFER: r.EFER, ApicBase: r.ApicBase,
+		InterruptBitmap: r.InterruptBitmap,
+	}
+}
+
+func fromSnapshotSregs(r *snapshot.Sregs) kvm.Sregs {
+	return kvm.Sregs{
+		CS: fromSnapshotSegment(r.CS), DS: fromSnapshotSegment(r.DS), ES: fromSnapshotSegment(r.ES),
+		FS: fromSnapshotSegment(r.FS), GS: fromSnapshotSegment(r.GS), SS: fromSnapshotSegment(r.SS),
+		TR: fromSnapshotSegment(r.TR), LDT: fromSnapshotSegment(r.LDT),
+		GDT: kvm.Descriptor{Base: r.GDT.Base, Limit: r.GDT.Limit},
+		IDT: kvm.Descriptor{Base: r.IDT.Base, Limit: r.IDT.Limit},
+		CR0: r.CR0, CR2: r.CR2, CR3: r.CR3, CR4: r.CR4, CR8: r.CR8, EFER: r.EFER, ApicBase: r.ApicBase,
+		InterruptBitmap: r.InterruptBitmap,
+	}
+}
+
+func toSnapshotFPU(f *fpu) snapshot.FPU {
+	return snapshot.FPU{FPR: f.FPR, FCW: f.FCW, FSW: f.FSW, FTWX: f.FTWX, LastOpcode: f.LastOpcode,
+		LastIP: f.LastIP, LastDP: f.LastDP, XMM: f.XMM, MXCSR: f.MXCSR}
+}
+
+func fromSnapshotFPU(f *snapshot.FPU) fpu {
+	return fpu{FPR: f.FPR, FCW: f.FCW, FSW: f.FSW, FTWX: f.FTWX, LastOpcode: f.LastOpcode,
+		LastIP: f.LastIP, LastDP: f.LastDP, XMM: f.XMM, MXCSR: f.MXCSR}
+}
+
+func toSnapshotEvents(e *kvm.VCPUEvents) snapshot.Events {
+	return snapshot.Events{
+		Exception:  snapshot.Exception{Inject: e.E.Inject, Nr: e.E.Nr, HadErrorCode: e.E.HadErrorCode, Pending: e.E.Pending, ErrorCode: e.E.ErrorCode},
+		Interrupt:  snapshot.Interrupt{Inject: e.I.Inject, Nr: e.I.Nr, Soft: e.I.Soft, Shadow: e.I.Shadow},
+		NMI:        snapshot.NMI{Inject: e.N.Inject, Pending: e.N.Pending, Masked: e.N.Masked},
+		SMI:        snapshot.SMI{SMM: e.S.SMM, Pending: e.S.Pening, SMMInsideNMI: e.S.SMMInsideNMI, LatchedInit: e.S.LatchedInit},
+		SipiVector: e.SipiVector, Flags: e.Flags, TripleFault: e.TripleFault,
+		ExceptionHasPayload: e.ExceptionHasPayload, ExceptionPayload: e.ExceptionPayload,
+	}
+}
+
+func fromSnapshotEvents(e *snapshot.Events) kvm.VCPUEvents {
+	return kvm.VCPUEvents{
+		E:          kvm.Exception{Inject: e.Exception.Inject, Nr: e.Exception.Nr, HadErrorCode: e.Exception.HadErrorCode, Pending: e.Exception.Pending, ErrorCode: e.Exception.ErrorCode},
+		I:          kvm.Interrupt{Inject: e.Interrupt.Inject, Nr: e.Interrupt.Nr, Soft: e.Interrupt.Soft, Shadow: e.Interrupt.Shadow},
+		N:          kvm.NMI{Inject: e.NMI.Inject, Pending: e.NMI.Pending, Masked: e.NMI.Masked},
+		S:          kvm.SMI{SMM: e.SMI.SMM, Pening: e.SMI.Pending, SMMInsideNMI: e.SMI.SMMInsideNMI, LatchedInit: e.SMI.LatchedInit},
+		SipiVector: e.SipiVector, Flags: e.Flags, TripleFault: e.TripleFault,
+		ExceptionHasPayload: e.ExceptionHasPayload, ExceptionPayload: e.ExceptionPayload,
+	}
+}
+
+func toSnapshotMarks(k KernelMarks) snapshot.Marks {
+	return snapshot.Marks{ReturnToUser: k.ReturnToUser, PageFault: k.PageFault}
+}
+
+func fromSnapshotMarks(k snapshot.Marks) KernelMarks {
+	return KernelMarks{ReturnToUser: k.ReturnToUser, PageFault: k.PageFault}
+}
+
+func toSnapshotRanges(rs []KernelRange) []snapshot.Range {
+	if rs == nil {
+		return nil
+	}
+	out := make([]snapshot.Range, len(rs))
+	for i, r := range rs {
+		out[i] = snapshot.Range{Start: r.Start, End: r.End}
+	}
+	return out
+}
+
+func fromSnapshotRanges(rs []snapshot.Range) []KernelRange {
+	if rs == nil {
+		return nil
+	}
+	out := make([]KernelRange, len(rs))
+	for i, r := range rs {
+		out[i] = KernelRange{Start: r.Start, End: r.End}
+	}
+	return out
 }

@@ -3,8 +3,8 @@ package main
 // go run ./tests/bench resume: how long resuming from a checkpoint takes
 // in each checkpoint format. It boots the reference guest on -resume-cpus
 // vCPUs to a checkpoint once (or takes -checkpoint PATH), rewrites that
-// checkpoint in format version 1 (zstd + SHA-256) and the current format
-// (vmm.ConvertCheckpoint), and times, alternating between the two,
+// checkpoint in format versions 1 (zstd + SHA-256), 2 and the current 3
+// (vmm.ConvertCheckpoint), and times, alternating between them,
 // `samsara run --from-checkpoint F -- true` (process start to the guest's
 // power-off: load the file, restore, run `true`) and
 // `samsara record --from-checkpoint F -- true` (which also names the
@@ -50,7 +50,8 @@ func benchResume(samsara, kernel, initrd string, timeout time.Duration) {
 		path    string
 	}{
 		{"v1 (zstd, SHA-256)", 1, filepath.Join(dir, "v1.ckpt")},
-		{"v2 (pages uncompressed, XXH64 tree)", 2, filepath.Join(dir, "v2.ckpt")},
+		{"v2 (pages uncompressed, XXH64 tree, gob)", 2, filepath.Join(dir, "v2.ckpt")},
+		{"v3 (as v2, own structs in JSON)", 3, filepath.Join(dir, "v3.ckpt")},
 	}
 	cmds := []struct {
 		name string
