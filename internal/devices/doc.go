@@ -11,7 +11,7 @@
 // machine comes in through the small interfaces in device.go (IRQLine,
 // Clock, APICHooks, BlockBackend); the machine (internal/vmm) creates the
 // devices, takes every guest access and timer poll under its one mutex,
-// and gob-encodes each device's Snapshot state into its checkpoints, so
-// the snapshot structs' field names and types are part of the checkpoint
-// format (internal/vmm/checkpoint.go).
+// and stores each device's Snapshot state in its checkpoints, so the
+// snapshot structs' field names and types are part of the checkpoint
+// format (internal/snapshot, whose version rules say when to bump it).
 package devices

@@ -1,5 +1,5 @@
 // Package treehash is the digest samsara hashes large inputs with: the
-// checkpoint (format version 2, internal/vmm/checkpoint.go), the final
+// checkpoint (internal/snapshot, since its format version 2), the final
 // guest-memory digest of a recording or replay (internal/vmm, digest), and
 // the files a recording header names (internal/log, HashFile).
 //
