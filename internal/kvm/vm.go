@@ -1,6 +1,10 @@
 // Package kvm holds the KVM ioctls that samsara wraps around gokvm's kvm
-// package, where gokvm's behaviour is not what samsara needs (the layout
-// issue moves every ioctl here). Every errno reaches the caller.
+// package, where gokvm's behaviour is not what samsara needs or it lacks
+// the ioctl: KVM_RUN with EINTR surfaced, FPU, XSAVE, MSRs, CPUID, guest
+// debug, interrupts, statistics, the kvm_run exit decoders, and the
+// per-thread timer that bounds a run. Every use of package unsafe for KVM
+// structures is here (ioctl_unsafe.go, threadtimer_unsafe.go); every
+// errno reaches the caller. It imports nothing of samsara.
 package kvm
 
 import (

@@ -4,11 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 	"io"
-	"unsafe"
 
 	"github.com/bobuhiro11/gokvm/kvm"
-	"golang.org/x/sys/unix"
 )
 
 // struct kvm_guest_debug control bits (linux/kvm.h, arch/x86 uapi).
@@ -25,19 +24,17 @@ const (
 	exitReasonOffset = 8
 )
 
-// guestDebug is struct kvm_guest_debug on x86: control, pad, then
-// debugreg[8] (DR0-DR3, -, -, DR6, DR7 as KVM reads them).
+// guestDebug is a KVM_SET_GUEST_DEBUG setting: control, and debugreg[8]
+// (DR0-DR3, -, -, DR6, DR7 as KVM reads them).
 type guestDebug struct {
 	control  uint32
-	pad      uint32
 	debugreg [8]uint64
 }
 
-// setGuestDebug issues KVM_SET_GUEST_DEBUG, _IOW(KVMIO, 0x9b, 72 bytes).
+// setGuestDebug applies d through internal/kvm, the one copy of the ioctl.
 func setGuestDebug(vcpuFD int, d *guestDebug) error {
-	req := uintptr(1<<30 | unsafe.Sizeof(*d)<<16 | 0xAE<<8 | 0x9b)
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(vcpuFD), req, uintptr(unsafe.Pointer(d))); e != 0 {
-		return fmt.Errorf("KVM_SET_GUEST_DEBUG %#x: %w", d.control, e)
+	if err := kvmsys.SetGuestDebug(vcpuFD, d.control, &d.debugreg); err != nil {
+		return fmt.Errorf("KVM_SET_GUEST_DEBUG %#x: %w", d.control, err)
 	}
 	return nil
 }

@@ -7,7 +7,7 @@ package session
 // flag compares its memory after each chunk with those hashes and reports
 // the first pages that differ: the first chunk whose committed memory
 // replay does not reproduce. (It found the FPU state that KVM_SET_FPU did
-// not restore on a squash: internal/vmm's kvm_unsafe.go, kvmXsave.)
+// not restore on a squash: internal/kvm, Xsave.)
 
 import (
 	"fmt"

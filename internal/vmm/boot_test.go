@@ -4,6 +4,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"errors"
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -148,7 +149,7 @@ func TestGuestCmdlineHidesFeatures(t *testing.T) {
 }
 
 func TestCPUIDPolicy(t *testing.T) {
-	tab := &cpuidTable{Nent: 3}
+	tab := &kvmsys.CPUIDTable{Nent: 3}
 	tab.Entries[0].Function, tab.Entries[0].Ecx, tab.Entries[0].Edx = 1, 0xFFFFFFFF, 0xFFFFFFFF
 	tab.Entries[1].Function, tab.Entries[1].Ebx = 7, 0xFFFFFFFF
 	tab.Entries[2].Function = 0x80000008

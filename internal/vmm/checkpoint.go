@@ -17,6 +17,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 	"os"
 	"path/filepath"
 
@@ -51,10 +52,10 @@ var savedMSRs = []uint32{
 type vcpuSnapshot struct {
 	Regs  kvm.Regs
 	Sregs kvm.Sregs
-	FPU   fpu
+	FPU   kvmsys.FPU
 	// Xsave is the whole FPU/SSE state (KVM_GET_XSAVE); FPU alone does
-	// not round-trip on these hosts (kvm_unsafe.go, kvmXsave).
-	Xsave  *kvmXsave
+	// not round-trip on these hosts (internal/kvm, Xsave).
+	Xsave  *kvmsys.Xsave
 	MSRs   map[uint32]uint64
 	Events kvm.VCPUEvents
 	State  vcpuState
@@ -67,8 +68,8 @@ func (m *Machine) checkpointBarrier(v *VCPU) error {
 	if v.state != stateWaitSIPI {
 		// KVM_RUN with immediate_exit completes a pending MMIO/PIO exit
 		// without entering the guest (api.rst, "immediate_exit").
-		setImmediateExit(v.run, true)
-		if err := runVCPU(v.fd); err != nil && err != errInterrupted {
+		kvmsys.SetImmediateExit(v.run, true)
+		if err := kvmsys.Run(v.fd); err != nil && err != kvmsys.ErrInterrupted {
 			return fmt.Errorf("complete pending I/O before checkpoint: %w", err)
 		}
 	}
@@ -203,17 +204,17 @@ func (v *VCPU) snapshot() (vcpuSnapshot, error) {
 	if err != nil {
 		return s, fmt.Errorf("sregs: %w", err)
 	}
-	f, err := getFPU(v.fd)
+	f, err := kvmsys.GetFPU(v.fd)
 	if err != nil {
 		return s, fmt.Errorf("fpu: %w", err)
 	}
-	if s.Xsave, err = getXsave(v.fd); err != nil {
+	if s.Xsave, err = kvmsys.GetXsave(v.fd); err != nil {
 		return s, err
 	}
 	if err := kvm.GetVCPUEvents(uintptr(v.fd), &s.Events); err != nil {
 		return s, fmt.Errorf("events: %w", err)
 	}
-	if s.MSRs, err = getMSRs(v.fd, savedMSRs); err != nil {
+	if s.MSRs, err = kvmsys.GetMSRs(v.fd, savedMSRs); err != nil {
 		return s, err
 	}
 	s.Regs, s.Sregs, s.FPU, s.State = *regs, *sregs, *f, v.state
@@ -238,13 +239,13 @@ func (v *VCPU) restoreArch(s *vcpuSnapshot) error {
 		return fmt.Errorf("regs: %w", err)
 	}
 	if s.Xsave != nil {
-		if err := setXsave(v.fd, s.Xsave); err != nil {
+		if err := kvmsys.SetXsave(v.fd, s.Xsave); err != nil {
 			return err
 		}
-	} else if err := setFPU(v.fd, &s.FPU); err != nil {
+	} else if err := kvmsys.SetFPU(v.fd, &s.FPU); err != nil {
 		return fmt.Errorf("fpu: %w", err)
 	}
-	if err := setMSRs(v.fd, s.MSRs); err != nil {
+	if err := kvmsys.SetMSRs(v.fd, s.MSRs); err != nil {
 		return err
 	}
 	if err := kvm.SetVCPUEvents(uintptr(v.fd), &s.Events); err != nil {
@@ -401,7 +402,7 @@ func fromSnapshotVCPU(v *snapshot.VCPU) (vcpuSnapshot, error) {
 	switch len(v.Xsave) {
 	case 0:
 	case snapshot.XsaveSize:
-		s.Xsave = &kvmXsave{}
+		s.Xsave = &kvmsys.Xsave{}
 		for i := range s.Xsave.Region {
 			s.Xsave.Region[i] = binary.LittleEndian.Uint32(v.Xsave[4*i:])
 		}
@@ -473,13 +474,13 @@ func fromSnapshotSregs(r *snapshot.Sregs) kvm.Sregs {
 	}
 }
 
-func toSnapshotFPU(f *fpu) snapshot.FPU {
+func toSnapshotFPU(f *kvmsys.FPU) snapshot.FPU {
 	return snapshot.FPU{FPR: f.FPR, FCW: f.FCW, FSW: f.FSW, FTWX: f.FTWX, LastOpcode: f.LastOpcode,
 		LastIP: f.LastIP, LastDP: f.LastDP, XMM: f.XMM, MXCSR: f.MXCSR}
 }
 
-func fromSnapshotFPU(f *snapshot.FPU) fpu {
-	return fpu{FPR: f.FPR, FCW: f.FCW, FSW: f.FSW, FTWX: f.FTWX, LastOpcode: f.LastOpcode,
+func fromSnapshotFPU(f *snapshot.FPU) kvmsys.FPU {
+	return kvmsys.FPU{FPR: f.FPR, FCW: f.FCW, FSW: f.FSW, FTWX: f.FTWX, LastOpcode: f.LastOpcode,
 		LastIP: f.LastIP, LastDP: f.LastDP, XMM: f.XMM, MXCSR: f.MXCSR}
 }
 

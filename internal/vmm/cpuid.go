@@ -1,6 +1,10 @@
 package vmm
 
-import "fmt"
+import (
+	"fmt"
+
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
+)
 
 // CPU feature policy. The guest must not see features that break
 // determinism (TSC, RDRAND, RDSEED) or that KVM's instruction emulator
@@ -51,7 +55,7 @@ var hiddenFeatures = []clearedFeature{
 const xsaveErrPtrBit = 1 << 2
 
 // applyCPUIDPolicy edits a KVM_GET_SUPPORTED_CPUID table for vCPU apicID.
-func applyCPUIDPolicy(t *cpuidTable, apicID int) {
+func applyCPUIDPolicy(t *kvmsys.CPUIDTable, apicID int) {
 	for i := 0; i < int(t.Nent); i++ {
 		e := &t.Entries[i]
 		for _, f := range hiddenFeatures {

@@ -9,6 +9,7 @@ package vmm
 import (
 	"errors"
 	"fmt"
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 	"io"
 	"reflect"
 	"time"
@@ -20,15 +21,15 @@ import (
 
 // ErrInterrupted is an entry into the guest that returned without an exit:
 // a kick, a signal, or immediate_exit (KVM_RUN's EINTR).
-var ErrInterrupted = errInterrupted
+var ErrInterrupted = kvmsys.ErrInterrupted
 
 // Exit reasons a session tells apart (linux/kvm.h KVM_EXIT_*).
 const (
-	ExitIO            = exitIO
-	ExitDebug         = exitDebug
-	ExitHLT           = exitHLT
-	ExitMMIO          = exitMMIO
-	ExitIRQWindowOpen = exitIRQWindowOpen
+	ExitIO            = kvmsys.ExitIO
+	ExitDebug         = kvmsys.ExitDebug
+	ExitHLT           = kvmsys.ExitHLT
+	ExitMMIO          = kvmsys.ExitMMIO
+	ExitIRQWindowOpen = kvmsys.ExitIRQWindowOpen
 )
 
 // YieldPort is the port the reference kernel writes to in every busy-wait
@@ -48,8 +49,8 @@ const (
 
 // KVM_SET_GUEST_DEBUG control bits (linux/kvm.h).
 const (
-	GuestDebugEnable     = guestDbgEnable
-	GuestDebugSingleStep = guestDbgSingleStep
+	GuestDebugEnable     = kvmsys.GuestDebugEnable
+	GuestDebugSingleStep = kvmsys.GuestDebugSingleStep
 	GuestDebugUseHWBP    = 0x00020000
 )
 
@@ -82,8 +83,8 @@ func (v *VCPU) Sregs() (*kvm.Sregs, error) { return kvm.GetSregs(uintptr(v.fd)) 
 // Enter runs the guest until its next exit; it returns ErrInterrupted
 // when a kick came first.
 func (v *VCPU) Enter() error {
-	setImmediateExit(v.run, false)
-	return runVCPU(v.fd)
+	kvmsys.SetImmediateExit(v.run, false)
+	return kvmsys.Run(v.fd)
 }
 
 // ExitReason is the reason of the last exit (KVM_EXIT_*).
@@ -98,7 +99,7 @@ func (v *VCPU) Kick() { v.kick() }
 // SetGuestDebug sets KVM_SET_GUEST_DEBUG's control and, when dr is not
 // nil, the debug registers DR0-DR7.
 func (v *VCPU) SetGuestDebug(control uint32, dr *[8]uint64) error {
-	return setGuestDebug(v.fd, control, dr)
+	return kvmsys.SetGuestDebug(v.fd, control, dr)
 }
 
 // InstructionBytes reads up to 15 bytes of guest code at rip (a guest
@@ -106,7 +107,7 @@ func (v *VCPU) SetGuestDebug(control uint32, dr *[8]uint64) error {
 func (v *VCPU) InstructionBytes(rip uint64) []byte { return v.instructionBytes(rip, nil) }
 
 // StatsFD opens the vCPU's KVM binary statistics (KVM_GET_STATS_FD).
-func (v *VCPU) StatsFD() (int, error) { return getStatsFD(v.fd) }
+func (v *VCPU) StatsFD() (int, error) { return kvmsys.GetStatsFD(v.fd) }
 
 // SaveArch reads the vCPU's architectural state.
 func (v *VCPU) SaveArch() (ArchState, error) { return v.snapshot() }
@@ -116,7 +117,7 @@ func (v *VCPU) RestoreArch(s *ArchState) error { return v.restoreArch(s) }
 
 // ArchMismatch names the parts of got that differ from want ("" when
 // equal), ignoring the run state and KVM_GET_FPU's view (which does not
-// round-trip on these hosts; XSAVE does: kvm_unsafe.go, kvmXsave).
+// round-trip on these hosts; XSAVE does: internal/kvm, Xsave).
 func ArchMismatch(got, want *ArchState) string {
 	g := *got
 	g.State, g.FPU = want.State, want.FPU
@@ -153,10 +154,10 @@ func (v *VCPU) BeginChunk() error {
 // registers are the guest's real state: a chunk snapshot or a digest taken
 // then does not depend on when the completion would have happened.
 func (v *VCPU) FlushPendingIO() error {
-	setImmediateExit(v.run, true)
-	err := runVCPU(v.fd)
-	setImmediateExit(v.run, false)
-	if errors.Is(err, errInterrupted) {
+	kvmsys.SetImmediateExit(v.run, true)
+	err := kvmsys.Run(v.fd)
+	kvmsys.SetImmediateExit(v.run, false)
+	if errors.Is(err, kvmsys.ErrInterrupted) {
 		return nil
 	}
 	if err != nil {
@@ -231,10 +232,10 @@ func (v *VCPU) StateLocked() string { return v.state.String() }
 // ExitIsYield reports whether the last exit is a write to YieldPort: the
 // guest kernel is busy-waiting (for another vCPU, usually).
 func (v *VCPU) ExitIsYield() bool {
-	if v.run.ExitReason != exitIO {
+	if v.run.ExitReason != kvmsys.ExitIO {
 		return false
 	}
-	out, _, port, _, _ := ioExit(v.run, v.page)
+	out, _, port, _, _ := kvmsys.IOExit(v.run, v.page)
 	return out && port == YieldPort
 }
 
@@ -242,10 +243,10 @@ func (v *VCPU) ExitIsYield() bool {
 // memory: a virtio register write (queue notification: the device writes
 // data and the used ring).
 func (v *VCPU) ExitWritesRAM() bool {
-	if v.run.ExitReason != exitMMIO || v.m.blk == nil {
+	if v.run.ExitReason != kvmsys.ExitMMIO || v.m.blk == nil {
 		return false
 	}
-	addr, _, write := mmioExit(v.run)
+	addr, _, write := kvmsys.MMIOExit(v.run)
 	return write && addr >= virtioAddr && addr < virtioAddr+virtioSize
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 
 	"github.com/bobuhiro11/gokvm/kvm"
 	"go.uber.org/zap"
@@ -32,8 +33,8 @@ func (e *EmulationError) Error() string {
 func (v *VCPU) handleExit() error {
 	m := v.m
 	switch r := v.run.ExitReason; r {
-	case exitIO:
-		out, size, port, count, data := ioExit(v.run, v.page)
+	case kvmsys.ExitIO:
+		out, size, port, count, data := kvmsys.IOExit(v.run, v.page)
 		m.mu.Lock()
 		for i := 0; i < count; i++ {
 			b := data[i*size : (i+1)*size]
@@ -44,12 +45,12 @@ func (v *VCPU) handleExit() error {
 			}
 		}
 		m.mu.Unlock()
-	case exitMMIO:
-		addr, data, write := mmioExit(v.run)
+	case kvmsys.ExitMMIO:
+		addr, data, write := kvmsys.MMIOExit(v.run)
 		m.mu.Lock()
 		m.mmio(v.id, addr, data, write)
 		m.mu.Unlock()
-	case exitHLT:
+	case kvmsys.ExitHLT:
 		m.mu.Lock()
 		if v.run.IfFlag == 0 {
 			v.state = stateDead
@@ -60,17 +61,17 @@ func (v *VCPU) handleExit() error {
 			v.state = stateHalted
 		}
 		m.mu.Unlock()
-	case exitIRQWindowOpen, exitIntr:
+	case kvmsys.ExitIRQWindowOpen, kvmsys.ExitIntr:
 		// Nothing to do: the loop injects at the top.
-	case exitShutdown:
+	case kvmsys.ExitShutdown:
 		m.mu.Lock()
 		m.stop(-1, ErrGuestReset)
 		m.mu.Unlock()
-	case exitInternalError:
+	case kvmsys.ExitInternalError:
 		return v.emulationFallback()
-	case exitFailEntry:
+	case kvmsys.ExitFailEntry:
 		return fmt.Errorf("KVM_EXIT_FAIL_ENTRY (hardware entry failure reason %#x)", v.run.Data[0])
-	case exitSystemEvent:
+	case kvmsys.ExitSystemEvent:
 		m.mu.Lock()
 		m.stop(-1, ErrGuestReset)
 		m.mu.Unlock()
@@ -145,7 +146,7 @@ const (
 // exception is ever pending in the guest. Anything else is an error that
 // names the bytes.
 func (v *VCPU) emulationFallback() error {
-	sub, words := internalError(v.run)
+	sub, words := kvmsys.InternalError(v.run)
 	regs, err := kvm.GetRegs(uintptr(v.fd))
 	if err != nil {
 		return fmt.Errorf("internal error %d, and get regs: %w", sub, err)

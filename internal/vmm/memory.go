@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"fmt"
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 	"io"
 
 	"github.com/bobuhiro11/gokvm/kvm"
@@ -63,7 +64,7 @@ func newGuestMemory(size uint64) (*guestMemory, error) {
 
 // register installs the two RAM memslots in a VM.
 func (g *guestMemory) register(vmFD int) error {
-	base := uint64(uintptr(unsafePointer(g.mem)))
+	base := uint64(uintptr(kvmsys.AddressOf(g.mem)))
 	slots := []kvm.UserspaceMemoryRegion{
 		{Slot: 0, GuestPhysAddr: 0, MemorySize: lowMemEnd, UserspaceAddr: base},
 		{Slot: 1, GuestPhysAddr: highMemStart, MemorySize: uint64(len(g.mem)) - highMemStart, UserspaceAddr: base + highMemStart},

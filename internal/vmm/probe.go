@@ -115,7 +115,7 @@ func ProbeHostAt(p ProbePaths) *HostReport {
 			r.Problems = append(r.Problems, fmt.Sprintf("KVM API version %d, samsara needs 12", v))
 		}
 		for _, c := range capabilities {
-			c.Value, _ = checkExtension(fd, c.Number)
+			c.Value, _ = kvmsys.CheckExtension(fd, c.Number)
 			if c.Required && c.Value <= 0 {
 				r.Problems = append(r.Problems, fmt.Sprintf("%s is missing (%s)", c.Name, c.Why))
 			}
@@ -331,7 +331,7 @@ func probeInsnEmulation(kvmFD int) bool {
 		return false
 	}
 	defer unix.Close(int(cpu))
-	sfd, err := getStatsFD(int(cpu))
+	sfd, err := kvmsys.GetStatsFD(int(cpu))
 	if err != nil {
 		return false
 	}

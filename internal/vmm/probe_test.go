@@ -127,7 +127,7 @@ func fakeHost(t *testing.T, flags string, pvm bool) ProbePaths {
 		SysModule: filepath.Join(dir, "module"),
 		Paranoid:  filepath.Join(dir, "paranoid"),
 	}
-	info := "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu vme " + flags + " sse2\n\n"
+	info := "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: kvmsys.FPU vme " + flags + " sse2\n\n"
 	if err := os.WriteFile(p.CPUInfo, []byte(info), 0o644); err != nil {
 		t.Fatal(err)
 	}

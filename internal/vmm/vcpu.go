@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"fmt"
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 	"runtime"
 	"sync/atomic"
 
@@ -68,18 +69,18 @@ func (m *Machine) newVCPU(id int) (*VCPU, error) {
 		unix.Close(int(fd))
 		return nil, fmt.Errorf("map kvm_run of vcpu %d: %w", id, err)
 	}
-	v := &VCPU{m: m, id: id, fd: int(fd), page: page, run: runData(page), wake: make(chan struct{}, 1)}
+	v := &VCPU{m: m, id: id, fd: int(fd), page: page, run: kvmsys.RunDataOf(page), wake: make(chan struct{}, 1)}
 	if v.resetSregs, err = kvm.GetSregs(uintptr(fd)); err != nil {
 		v.close()
 		return nil, fmt.Errorf("vcpu %d sregs: %w", id, err)
 	}
-	t, err := getSupportedCPUID(m.kvmFD)
+	t, err := kvmsys.GetSupportedCPUID(m.kvmFD)
 	if err != nil {
 		v.close()
 		return nil, fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)
 	}
 	applyCPUIDPolicy(t, id)
-	if err := setCPUID2(v.fd, t); err != nil {
+	if err := kvmsys.SetCPUID2(v.fd, t); err != nil {
 		v.close()
 		return nil, fmt.Errorf("vcpu %d KVM_SET_CPUID2: %w", id, err)
 	}
@@ -112,7 +113,7 @@ func (v *VCPU) kick() {
 	case v.wake <- struct{}{}:
 	default:
 	}
-	setImmediateExit(v.run, true)
+	kvmsys.SetImmediateExit(v.run, true)
 	if tid := v.tid.Load(); tid != 0 {
 		unix.Tgkill(unix.Getpid(), int(tid), unix.SIGURG)
 	}
@@ -168,7 +169,7 @@ func (v *VCPU) loop() error {
 			return nil
 		default:
 		}
-		setImmediateExit(v.run, false)
+		kvmsys.SetImmediateExit(v.run, false)
 		m.mu.Lock()
 		if m.ckptPending {
 			m.mu.Unlock()
@@ -209,8 +210,8 @@ func (v *VCPU) loop() error {
 			return err
 		}
 		m.mu.Unlock()
-		err := runVCPU(v.fd)
-		if err == errInterrupted {
+		err := kvmsys.Run(v.fd)
+		if err == kvmsys.ErrInterrupted {
 			continue
 		}
 		if err != nil {
@@ -253,7 +254,7 @@ func (v *VCPU) injectLocked() (bool, error) {
 		}
 	}
 	if ready {
-		if err := injectInterrupt(v.fd, vec); err != nil {
+		if err := kvmsys.InjectInterrupt(v.fd, vec); err != nil {
 			return false, fmt.Errorf("KVM_INTERRUPT vector %d: %w", vec, err)
 		}
 		l.Acknowledge(vec)

@@ -1,12 +1,12 @@
-package vmm
+package kvm
 
 // Thin KVM ioctl layer. Most ioctls go through gokvm's kvm package; this
 // file adds what gokvm lacks or hides:
 //
 //   - KVM_RUN: gokvm's kvm.Run retries EINTR inside kvm.Ioctl and maps
 //     EINTR/EAGAIN to nil, so a kick (signal + immediate_exit) cannot be told
-//     apart from a real exit. runVCPU issues the raw syscall and returns
-//     errInterrupted for EINTR.
+//     apart from a real exit. Run issues the raw syscall and returns
+//     ErrInterrupted for EINTR.
 //   - KVM_GET_FPU/KVM_SET_FPU (checkpoints), KVM_SET_GUEST_DEBUG,
 //     KVM_GET_SUPPORTED_CPUID/KVM_SET_CPUID2 with a fixed-size table, and
 //     KVM_GET_STATS_FD: not in gokvm.
@@ -16,13 +16,13 @@ import (
 	"fmt"
 	"unsafe"
 
-	"github.com/bobuhiro11/gokvm/kvm"
+	gokvm "github.com/bobuhiro11/gokvm/kvm"
 	"golang.org/x/sys/unix"
 )
 
-// errInterrupted is KVM_RUN returning EINTR: a signal (a kick or the Go
+// ErrInterrupted is KVM_RUN returning EINTR: a signal (a kick or the Go
 // runtime's preemption signal) or immediate_exit. Not a guest exit.
-var errInterrupted = errors.New("kvm run interrupted")
+var ErrInterrupted = errors.New("kvm run interrupted")
 
 // KVM ioctl numbers gokvm does not define (linux/kvm.h).
 const (
@@ -38,20 +38,20 @@ const (
 
 // Exit reasons (linux/kvm.h KVM_EXIT_*).
 const (
-	exitIO            = 2
-	exitDebug         = 4
-	exitHLT           = 5
-	exitMMIO          = 6
-	exitIRQWindowOpen = 7
-	exitShutdown      = 8
-	exitFailEntry     = 9
-	exitIntr          = 10
-	exitInternalError = 17
-	exitSystemEvent   = 24
+	ExitIO            = 2
+	ExitDebug         = 4
+	ExitHLT           = 5
+	ExitMMIO          = 6
+	ExitIRQWindowOpen = 7
+	ExitShutdown      = 8
+	ExitFailEntry     = 9
+	ExitIntr          = 10
+	ExitInternalError = 17
+	ExitSystemEvent   = 24
 )
 
-// fpu is struct kvm_fpu (x86).
-type fpu struct {
+// FPU is struct kvm_fpu (x86).
+type FPU struct {
 	FPR        [8][16]uint8
 	FCW        uint16
 	FSW        uint16
@@ -65,54 +65,54 @@ type fpu struct {
 	Pad2       uint32
 }
 
-// maxCPUIDEntries bounds the KVM_GET_SUPPORTED_CPUID table; KVM returns
+// MaxCPUIDEntries bounds the KVM_GET_SUPPORTED_CPUID table; KVM returns
 // E2BIG if the host has more (current hosts report fewer than 100).
-const maxCPUIDEntries = 256
+const MaxCPUIDEntries = 256
 
-// cpuidTable is struct kvm_cpuid2 with a fixed-size entry array.
-type cpuidTable struct {
+// CPUIDTable is struct kvm_cpuid2 with a fixed-size entry array.
+type CPUIDTable struct {
 	Nent    uint32
 	Padding uint32
-	Entries [maxCPUIDEntries]kvm.CPUIDEntry2
+	Entries [MaxCPUIDEntries]gokvm.CPUIDEntry2
 }
 
 func ioctlPtr(fd int, req uintptr, arg unsafe.Pointer) error {
-	_, err := kvm.Ioctl(uintptr(fd), req, uintptr(arg))
+	_, err := gokvm.Ioctl(uintptr(fd), req, uintptr(arg))
 	return err
 }
 
-// runVCPU enters the guest once. It returns errInterrupted on EINTR
+// Run enters the guest once. It returns ErrInterrupted on EINTR
 // instead of retrying, so the caller sees kicks.
-func runVCPU(fd int) error {
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvm.IIO(kvmRunNr), 0)
+func Run(fd int) error {
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), gokvm.IIO(kvmRunNr), 0)
 	switch errno {
 	case 0:
 		return nil
 	case unix.EINTR, unix.EAGAIN:
-		return errInterrupted
+		return ErrInterrupted
 	default:
 		return fmt.Errorf("KVM_RUN: %w", errno)
 	}
 }
 
-func getFPU(fd int) (*fpu, error) {
-	f := &fpu{}
-	err := ioctlPtr(fd, kvm.IIOR(kvmGetFPUNr, unsafe.Sizeof(fpu{})), unsafe.Pointer(f))
+func GetFPU(fd int) (*FPU, error) {
+	f := &FPU{}
+	err := ioctlPtr(fd, gokvm.IIOR(kvmGetFPUNr, unsafe.Sizeof(FPU{})), unsafe.Pointer(f))
 	return f, err
 }
 
-func setFPU(fd int, f *fpu) error {
-	return ioctlPtr(fd, kvm.IIOW(kvmSetFPUNr, unsafe.Sizeof(fpu{})), unsafe.Pointer(f))
+func SetFPU(fd int, f *FPU) error {
+	return ioctlPtr(fd, gokvm.IIOW(kvmSetFPUNr, unsafe.Sizeof(FPU{})), unsafe.Pointer(f))
 }
 
-func getSupportedCPUID(kvmFD int) (*cpuidTable, error) {
-	t := &cpuidTable{Nent: maxCPUIDEntries}
-	err := ioctlPtr(kvmFD, kvm.IIOWR(kvmGetSupportedNr, 8), unsafe.Pointer(t))
+func GetSupportedCPUID(kvmFD int) (*CPUIDTable, error) {
+	t := &CPUIDTable{Nent: MaxCPUIDEntries}
+	err := ioctlPtr(kvmFD, gokvm.IIOWR(kvmGetSupportedNr, 8), unsafe.Pointer(t))
 	return t, err
 }
 
-func setCPUID2(fd int, t *cpuidTable) error {
-	return ioctlPtr(fd, kvm.IIOW(kvmSetCPUID2Nr, 8), unsafe.Pointer(t))
+func SetCPUID2(fd int, t *CPUIDTable) error {
+	return ioctlPtr(fd, gokvm.IIOW(kvmSetCPUID2Nr, 8), unsafe.Pointer(t))
 }
 
 // guestDebug is struct kvm_guest_debug (x86).
@@ -124,44 +124,44 @@ type guestDebug struct {
 
 // KVM_GUESTDBG_* control bits.
 const (
-	guestDbgEnable     = 0x1
-	guestDbgSingleStep = 0x2
+	GuestDebugEnable     = 0x1
+	GuestDebugSingleStep = 0x2
 )
 
-func setGuestDebug(fd int, control uint32, debugRegs *[8]uint64) error {
+func SetGuestDebug(fd int, control uint32, debugRegs *[8]uint64) error {
 	d := guestDebug{Control: control}
 	if debugRegs != nil {
 		d.DebugReg = *debugRegs
 	}
-	return ioctlPtr(fd, kvm.IIOW(kvmSetGuestDbgNr, unsafe.Sizeof(d)), unsafe.Pointer(&d))
+	return ioctlPtr(fd, gokvm.IIOW(kvmSetGuestDbgNr, unsafe.Sizeof(d)), unsafe.Pointer(&d))
 }
 
-// checkExtension returns KVM_CHECK_EXTENSION(cap) on fd (system or VM).
-func checkExtension(fd int, capability int) (int, error) {
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvm.IIO(kvmCheckExtNr), uintptr(capability))
+// CheckExtension returns KVM_CHECK_EXTENSION(cap) on fd (system or VM).
+func CheckExtension(fd int, capability int) (int, error) {
+	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), gokvm.IIO(kvmCheckExtNr), uintptr(capability))
 	if errno != 0 {
 		return 0, errno
 	}
 	return int(r), nil
 }
 
-// getStatsFD returns the vCPU's binary statistics fd (KVM_GET_STATS_FD).
-func getStatsFD(fd int) (int, error) {
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvm.IIO(kvmGetStatsFDNr), 0)
+// GetStatsFD returns the vCPU's binary statistics fd (KVM_GET_STATS_FD).
+func GetStatsFD(fd int) (int, error) {
+	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), gokvm.IIO(kvmGetStatsFDNr), 0)
 	if errno != 0 {
 		return -1, errno
 	}
 	return int(r), nil
 }
 
-// runData views the mmap'ed struct kvm_run of a vCPU.
-func runData(buf []byte) *kvm.RunData {
-	return (*kvm.RunData)(unsafe.Pointer(&buf[0]))
+// RunDataOf views the mmap'ed struct kvm_run of a vCPU.
+func RunDataOf(buf []byte) *gokvm.RunData {
+	return (*gokvm.RunData)(unsafe.Pointer(&buf[0]))
 }
 
-// mmioExit decodes a KVM_EXIT_MMIO: data is the access's bytes inside
+// MMIOExit decodes a KVM_EXIT_MMIO: data is the access's bytes inside
 // the kvm_run page (written back there for a read).
-func mmioExit(r *kvm.RunData) (addr uint64, data []byte, isWrite bool) {
+func MMIOExit(r *gokvm.RunData) (addr uint64, data []byte, isWrite bool) {
 	// struct { __u64 phys_addr; __u8 data[8]; __u32 len; __u8 is_write; }
 	base := unsafe.Pointer(&r.Data[0])
 	addr = r.Data[0]
@@ -174,20 +174,20 @@ func mmioExit(r *kvm.RunData) (addr uint64, data []byte, isWrite bool) {
 	return
 }
 
-// ioExit decodes the port I/O exit. data covers count*size bytes inside
+// IOExit decodes the port I/O exit. data covers count*size bytes inside
 // the kvm_run page.
-func ioExit(r *kvm.RunData, page []byte) (out bool, size int, port uint16, count int, data []byte) {
+func IOExit(r *gokvm.RunData, page []byte) (out bool, size int, port uint16, count int, data []byte) {
 	dir, sz, p, cnt, off := r.IO()
 	size, count = int(sz), int(cnt)
 	end := int(off) + size*count
 	if end > len(page) {
 		end = len(page)
 	}
-	return dir == kvm.EXITIOOUT, size, uint16(p), count, page[off:end]
+	return dir == gokvm.EXITIOOUT, size, uint16(p), count, page[off:end]
 }
 
-// internalError decodes KVM_EXIT_INTERNAL_ERROR: suberror and data words.
-func internalError(r *kvm.RunData) (suberror uint32, data []uint64) {
+// InternalError decodes KVM_EXIT_INTERNAL_ERROR: suberror and data words.
+func InternalError(r *gokvm.RunData) (suberror uint32, data []uint64) {
 	base := unsafe.Pointer(&r.Data[0])
 	suberror = *(*uint32)(base)
 	n := *(*uint32)(unsafe.Add(base, 4))
@@ -198,10 +198,10 @@ func internalError(r *kvm.RunData) (suberror uint32, data []uint64) {
 	return suberror, words
 }
 
-// setImmediateExit sets kvm_run.immediate_exit so that a KVM_RUN entered
+// SetImmediateExit sets kvm_run.immediate_exit so that a KVM_RUN entered
 // after a kick returns EINTR at once (closes the race between checking for
 // work and entering the guest).
-func setImmediateExit(r *kvm.RunData, v bool) {
+func SetImmediateExit(r *gokvm.RunData, v bool) {
 	if v {
 		r.ImmediateExit = 1
 	} else {
@@ -209,9 +209,9 @@ func setImmediateExit(r *kvm.RunData, v bool) {
 	}
 }
 
-// unsafePointer returns the address of b's first byte (guest memory base
+// AddressOf returns the address of b's first byte (guest memory base
 // for memslots).
-func unsafePointer(b []byte) unsafe.Pointer {
+func AddressOf(b []byte) unsafe.Pointer {
 	return unsafe.Pointer(&b[0])
 }
 
@@ -231,13 +231,13 @@ const (
 	kvmSetMSRsNr = 0x89
 )
 
-// getMSRs reads the given MSRs (KVM_GET_MSRS returns how many it read).
-func getMSRs(fd int, indices []uint32) (map[uint32]uint64, error) {
+// GetMSRs reads the given MSRs (KVM_GET_MSRS returns how many it read).
+func GetMSRs(fd int, indices []uint32) (map[uint32]uint64, error) {
 	t := &msrTable{N: uint32(len(indices))}
 	for i, idx := range indices {
 		t.Entries[i].Index = idx
 	}
-	n, err := kvm.Ioctl(uintptr(fd), kvm.IIOWR(kvmGetMSRsNr, 8), uintptr(unsafe.Pointer(t)))
+	n, err := gokvm.Ioctl(uintptr(fd), gokvm.IIOWR(kvmGetMSRsNr, 8), uintptr(unsafe.Pointer(t)))
 	if err != nil {
 		return nil, fmt.Errorf("KVM_GET_MSRS: %w", err)
 	}
@@ -248,14 +248,14 @@ func getMSRs(fd int, indices []uint32) (map[uint32]uint64, error) {
 	return out, nil
 }
 
-// setMSRs writes MSRs.
-func setMSRs(fd int, msrs map[uint32]uint64) error {
+// SetMSRs writes MSRs.
+func SetMSRs(fd int, msrs map[uint32]uint64) error {
 	t := &msrTable{}
 	for idx, val := range msrs {
 		t.Entries[t.N].Index, t.Entries[t.N].Data = idx, val
 		t.N++
 	}
-	n, err := kvm.Ioctl(uintptr(fd), kvm.IIOW(kvmSetMSRsNr, 8), uintptr(unsafe.Pointer(t)))
+	n, err := gokvm.Ioctl(uintptr(fd), gokvm.IIOW(kvmSetMSRsNr, 8), uintptr(unsafe.Pointer(t)))
 	if err != nil {
 		return fmt.Errorf("KVM_SET_MSRS: %w", err)
 	}
@@ -268,16 +268,16 @@ func setMSRs(fd int, msrs map[uint32]uint64) error {
 // kvmInterruptNr is KVM_INTERRUPT, _IOW(KVMIO, 0x86, struct kvm_interrupt).
 const kvmInterruptNr = 0x86
 
-// injectInterrupt queues an external interrupt (userspace irqchip only).
+// InjectInterrupt queues an external interrupt (userspace irqchip only).
 // gokvm's kvm.InjectInterrupt passes the vector as the ioctl argument
 // instead of a pointer to struct kvm_interrupt, which KVM rejects with
 // EFAULT; this passes the struct.
-func injectInterrupt(fd int, vector uint8) error {
+func InjectInterrupt(fd int, vector uint8) error {
 	irq := uint32(vector)
-	return ioctlPtr(fd, kvm.IIOW(kvmInterruptNr, 4), unsafe.Pointer(&irq))
+	return ioctlPtr(fd, gokvm.IIOW(kvmInterruptNr, 4), unsafe.Pointer(&irq))
 }
 
-// kvmXsave is struct kvm_xsave: the guest's XSAVE area (legacy FXSAVE
+// Xsave is struct kvm_xsave: the guest's XSAVE area (legacy FXSAVE
 // region, XSAVE header, extended components), 4 KiB. Snapshots use it, not
 // KVM_GET_FPU: on these hosts KVM keeps the guest FPU in XSAVES format with
 // the init optimisation, and KVM_GET_FPU returned the stale legacy region
@@ -285,7 +285,7 @@ func injectInterrupt(fd int, vector uint8) error {
 // KVM_SET_FPU did not bring back the SSE state: a squashed chunk's SSE
 // exception flags survived into its re-execution and reached memory in the
 // guest's next FXSAVE (a final memory digest mismatch replaying canneal).
-type kvmXsave struct {
+type Xsave struct {
 	Region [1024]uint32
 }
 
@@ -295,15 +295,15 @@ const (
 	kvmSetXsave = 0x5000aea5
 )
 
-func getXsave(fd int) (*kvmXsave, error) {
-	x := &kvmXsave{}
+func GetXsave(fd int) (*Xsave, error) {
+	x := &Xsave{}
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvmGetXsave, uintptr(unsafe.Pointer(x))); errno != 0 {
 		return nil, fmt.Errorf("KVM_GET_XSAVE: %w", errno)
 	}
 	return x, nil
 }
 
-func setXsave(fd int, x *kvmXsave) error {
+func SetXsave(fd int, x *Xsave) error {
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvmSetXsave, uintptr(unsafe.Pointer(x))); errno != 0 {
 		return fmt.Errorf("KVM_SET_XSAVE: %w", errno)
 	}
