@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/samsara-vmm/samsara/internal/daemon"
 	"github.com/samsara-vmm/samsara/internal/ept"
 	"github.com/samsara-vmm/samsara/internal/log"
 	"github.com/samsara-vmm/samsara/internal/nde"
@@ -20,7 +21,8 @@ const version = "0.1.0"
 
 func newRecordCmd(logger func() *zap.Logger) *cobra.Command {
 	var f vmFlags
-	var out, fromCkpt, mode, tracker string
+	var out, fromCkpt, mode, tracker, daemonSock string
+	var statusFD int
 	cmd := &cobra.Command{
 		Use:   "record [flags] -o rec.zst [-- PROGRAM ARGS...]",
 		Short: "Run the guest and record it for deterministic replay",
@@ -29,6 +31,9 @@ func newRecordCmd(logger func() *zap.Logger) *cobra.Command {
 recording that 'samsara replay' re-executes instruction for instruction.
 Exits with PROGRAM's exit status.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if daemonSock != "" {
+				return recordViaDaemon(cmd, daemonSock, &f, fromCkpt, mode, out, args)
+			}
 			if out == "" {
 				return fmt.Errorf("-o FILE is required: where to write the recording")
 			}
@@ -65,39 +70,74 @@ Exits with PROGRAM's exit status.`,
 			if err != nil {
 				return err
 			}
-			cfg.NDE = nde.NewRecord(w)
+			status := newStatusStream(statusFD, 0)
+			// closeLog ends the log: at the end of the recording, or at
+			// once on a stop signal (stop.go).
+			var closeErr error
+			closeLog := func() {
+				closeErr = w.Close()
+				if ferr := bw.Flush(); closeErr == nil {
+					closeErr = ferr
+				}
+				if closeErr == nil {
+					closeErr = file.Sync()
+				}
+			}
+			sink := newStopSink(w, func() {
+				closeLog()
+				status.finish(daemon.OutcomeStopped, closeErr)
+			})
+			defer sink.release()
+			cfg.NDE = nde.NewRecord(sink)
 			progress := newProgress("record", 0)
 			cfg.Console = progress.console(cfg.Console)
 			m, err := vmm.New(cfg)
 			if err != nil {
+				status.finish(daemon.OutcomeFailed, err)
 				return err
 			}
 			defer m.Close()
 			progress.start(m)
+			status.start(m)
 			var res vmm.Result
 			if cfg.Parallel {
-				res, err = m.RecordParallel(w)
+				res, err = m.RecordParallel(sink)
 			} else {
-				res, err = m.Record(w)
+				res, err = m.Record(sink)
 			}
 			progress.stop()
-			if cerr := w.Close(); err == nil && cerr != nil {
-				err = cerr
+			if stopped := sink.stopStatus(); stopped != 0 {
+				// The recorder ended on errStopped (or finished just as
+				// the signal came): the log is what the signal closed.
+				sink.finish()
+				if closeErr != nil {
+					return fmt.Errorf("record: close the stopped log: %w", closeErr)
+				}
+				st := w.Stats()
+				fmt.Fprintf(os.Stderr, "samsara: stopped by a signal: the recorded prefix, %d records, %d bytes, is in %s and replays\n", st.Records, st.CompressedBytes, out)
+				return &exitError{status: stopped}
 			}
-			if ferr := bw.Flush(); err == nil && ferr != nil {
-				err = ferr
+			closeLog() // also after an error: the log keeps its prefix
+			if err == nil {
+				err = closeErr
 			}
 			if err != nil {
-				return fmt.Errorf("record: %w", err)
+				err = fmt.Errorf("record: %w", err)
+				status.finish(daemon.OutcomeFailed, err)
+				return err
 			}
 			st := w.Stats()
 			fmt.Fprintf(os.Stderr, "samsara: recorded %d records, %d bytes in %.2fs to %s\n", st.Records, st.CompressedBytes, res.Elapsed.Seconds(), out)
 			if res.ExitStatus != 0 {
-				return &exitError{status: res.ExitStatus}
+				err = &exitError{status: res.ExitStatus}
 			}
-			return nil
+			status.finish(daemon.OutcomeFinished, err)
+			return err
 		},
 	}
+	addStatusFlag(cmd, &statusFD)
+	addDaemonFlag(cmd, &daemonSock)
+	addDaemonRecordFlags(cmd)
 	f.register(cmd)
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the recording to FILE")
 	cmd.Flags().StringVar(&fromCkpt, "from-checkpoint", "", "start from a booted checkpoint (see run --save-checkpoint)")

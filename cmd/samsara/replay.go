@@ -8,18 +8,23 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/samsara-vmm/samsara/internal/daemon"
 	"github.com/samsara-vmm/samsara/internal/log"
 	"github.com/samsara-vmm/samsara/internal/nde"
 	"github.com/samsara-vmm/samsara/internal/vmm"
 )
 
 func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
-	var kernel, initrd, disk, fromCkpt, console string
+	var kernel, initrd, disk, fromCkpt, console, daemonSock string
+	var statusFD int
 	cmd := &cobra.Command{
-		Use:   "replay rec.zst [--from-checkpoint F | --kernel K --initrd I] [--vm disk.img]",
+		Use:   "replay rec.zst [--from-checkpoint F | --kernel K --initrd I] [--vm disk.img] | replay --daemon SOCKET ID",
 		Short: "Re-execute a recording and verify it; exits non-zero on divergence",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if daemonSock != "" {
+				return replayViaDaemon(daemonSock, args[0])
+			}
 			f, err := os.Open(args[0])
 			if err != nil {
 				return err
@@ -42,29 +47,48 @@ func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
 				defer out.Close()
 				cfg.Console = out
 			}
-			chunks := 0
+			chunks, hasEnd := 0, false
 			for _, r := range records {
-				if _, ok := r.(*log.Chunk); ok {
+				switch r.(type) {
+				case *log.Chunk:
 					chunks++
+				case *log.End:
+					hasEnd = true
 				}
 			}
+			status := newStatusStream(statusFD, chunks)
 			progress := newProgress("replay", chunks)
 			cfg.Console = progress.console(cfg.Console)
 			m, err := vmm.New(cfg)
 			if err != nil {
+				status.finish(daemon.OutcomeFailed, err)
 				return err
 			}
 			defer m.Close()
 			progress.start(m)
+			status.start(m)
 			res, err := m.Replay(records)
 			progress.stop()
 			var de *vmm.DivergenceError
 			if errors.As(err, &de) {
+				status.finish(daemon.OutcomeDiverged, de)
 				return fmt.Errorf("DIVERGED: %w", err)
 			}
-			if err != nil {
-				return fmt.Errorf("replay: %w", err)
+			// A recording without an end record (stopped, or cut short)
+			// cannot be checked against a final state: vmm.Replay replays
+			// every chunk it holds and then fails for the missing end. All
+			// chunks replayed without a divergence is a matched prefix.
+			if err != nil && !hasEnd && m.Progress().Chunks == int64(chunks) {
+				fmt.Fprintf(os.Stderr, "samsara: replay matched the recorded prefix (%d chunks, %d records; the recording has no end: it was stopped or cut short)\n", chunks, len(records))
+				status.finish(daemon.OutcomeMatchedPrefix, nil)
+				return nil
 			}
+			if err != nil {
+				err = fmt.Errorf("replay: %w", err)
+				status.finish(daemon.OutcomeFailed, err)
+				return err
+			}
+			status.finish(daemon.OutcomeMatched, nil)
 			fmt.Fprintf(os.Stderr, "samsara: replay matched the recording (%d records, exit status %d, %.2fs)\n", len(records), res.ExitStatus, res.Elapsed.Seconds())
 			return nil
 		},
@@ -75,6 +99,8 @@ func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
 	fl.StringVar(&initrd, "initrd", "", "initramfs of a cold-boot recording (default: build/initramfs.cpio)")
 	fl.StringVar(&disk, "vm", "", "the disk image the recording used")
 	fl.StringVar(&console, "console", "", "write the guest console to this file instead of stdout")
+	addStatusFlag(cmd, &statusFD)
+	addDaemonFlag(cmd, &daemonSock)
 	return cmd
 }
 
