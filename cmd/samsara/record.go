@@ -48,6 +48,7 @@ Exits with PROGRAM's exit status.`,
 					return fmt.Errorf("--tracker: %w (see samsara probe)", err)
 				}
 			}
+			f.fromCheckpoint = fromCkpt != ""
 			cfg, closeConsole, err := f.config(args)
 			if err != nil {
 				return err
