@@ -72,6 +72,9 @@ Exits with PROGRAM's exit status.`,
 				return err
 			}
 			status := newStatusStream(statusFD, 0)
+			if status != nil {
+				status.logBytes = func() int64 { return int64(w.Stats().FileBytes) }
+			}
 			// closeLog ends the log: at the end of the recording, or at
 			// once on a stop signal (stop.go).
 			var closeErr error

@@ -27,6 +27,8 @@ type statusStream struct {
 	total int64
 	// m is the machine whose progress is reported, once started.
 	m *vmm.Machine
+	// logBytes reports the log's compressed size (record), or is nil.
+	logBytes func() int64
 
 	// once guards finish: a stop signal and the command's own end may
 	// both try.
@@ -84,6 +86,9 @@ func (s *statusStream) write(final *daemon.ChildFinal) {
 	if s.m != nil {
 		p := s.m.Progress()
 		st.Chunks, st.GuestNanos = p.Chunks, p.GuestNanos
+	}
+	if s.logBytes != nil {
+		st.LogBytes = s.logBytes()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -261,7 +261,8 @@ func (d *Daemon) progress(j *job, st ChildStatus) Progress {
 		p.WallNanos = int64(time.Since(j.started))
 	}
 	if j.rp == nil {
-		if fi, err := os.Stat(d.store.LogPath(j.rec.ID)); err == nil {
+		p.LogBytes = st.LogBytes
+		if fi, err := os.Stat(d.store.LogPath(j.rec.ID)); err == nil && fi.Size() > p.LogBytes {
 			p.LogBytes = fi.Size()
 		}
 	}

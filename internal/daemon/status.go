@@ -35,6 +35,10 @@ type ChildStatus struct {
 	TotalChunks int64 `json:"total_chunks,omitempty"`
 	// GuestNanos is the guest (virtual) time since the start.
 	GuestNanos int64 `json:"guest_ns"`
+	// LogBytes is the size of the log written so far (record): header
+	// and compressed blocks; the open block is counted once it is
+	// compressed, and the file on disk lags behind by its write buffer.
+	LogBytes int64 `json:"log_bytes,omitempty"`
 	// Final is set on the last line only.
 	Final *ChildFinal `json:"final,omitempty"`
 }
