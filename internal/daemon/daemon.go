@@ -44,6 +44,9 @@ type Daemon struct {
 	jobs map[string]*job
 	// sched is the vCPU budget and queue.
 	sched scheduler
+	// summaries caches the log summary of ended recordings by id: their
+	// logs do not change, and summarizing reads the whole log.
+	summaries map[string]*log.Summary
 	// closing is set by Shutdown: no new jobs start.
 	closing bool
 	// running counts jobs whose goroutine has not finished.
@@ -86,7 +89,7 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, store: st, images: images, log: cfg.Logger.Named("daemon"),
-		recs: make(map[string]*Recording), jobs: make(map[string]*job), sched: scheduler{max: cfg.MaxVCPUs}}
+		recs: make(map[string]*Recording), jobs: make(map[string]*job), summaries: make(map[string]*log.Summary), sched: scheduler{max: cfg.MaxVCPUs}}
 	for _, r := range recs {
 		d.recs[r.ID] = r
 	}
@@ -335,12 +338,19 @@ func (d *Daemon) get(id string) (*Recording, error) {
 		return nil, fmt.Errorf("%w: no recording %q", errNotFound, id)
 	}
 	c := copyRecording(r)
+	c.Summary = d.summaries[id]
+	_, running := d.jobs[id]
 	d.mu.Unlock()
-	if c.State.terminal() {
+	if c.Summary == nil && c.State.terminal() && !running {
 		// Summarize outside the lock: it reads the whole log. A cut
 		// log gives the summary of its intact prefix.
 		if s, _ := log.SummarizeFile(d.store.LogPath(id)); s != nil {
 			c.Summary = s
+			d.mu.Lock()
+			if _, ok := d.recs[id]; ok {
+				d.summaries[id] = s
+			}
+			d.mu.Unlock()
 		}
 	}
 	return c, nil
@@ -402,6 +412,7 @@ func (d *Daemon) remove(id string) error {
 		return err
 	}
 	delete(d.recs, id)
+	delete(d.summaries, id)
 	return nil
 }
 
