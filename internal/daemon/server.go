@@ -25,44 +25,60 @@ const maxBodyBytes = 64 << 10
 // as often as a person watching would notice, rarely enough to cost nothing.
 const consolePoll = 200 * time.Millisecond
 
+// route is one endpoint: a net/http pattern ("METHOD /path") and its
+// handler. api/openapi.yaml documents each (TestOpenAPIMatchesRoutes).
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+// routes are the API's endpoints.
+func (d *Daemon) routes() []route {
+	return []route{
+		{"GET /v1/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, d.health()) }},
+		{"GET /metrics", d.met.handler().ServeHTTP},
+		{"POST /v1/recordings", d.handleCreate},
+		{"GET /v1/recordings", d.handleList},
+		{"GET /v1/recordings/{id}", func(w http.ResponseWriter, r *http.Request) {
+			rec, err := d.get(r.PathValue("id"))
+			reply(w, http.StatusOK, rec, err)
+		}},
+		{"DELETE /v1/recordings/{id}", func(w http.ResponseWriter, r *http.Request) {
+			if err := d.remove(r.PathValue("id")); err != nil {
+				writeError(w, err)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		}},
+		{"POST /v1/recordings/{id}/stop", func(w http.ResponseWriter, r *http.Request) {
+			if !emptyBody(w, r) {
+				return
+			}
+			rec, err := d.stop(r.PathValue("id"))
+			reply(w, http.StatusAccepted, rec, err)
+		}},
+		{"GET /v1/recordings/{id}/console", d.handleConsole},
+		{"GET /v1/recordings/{id}/log", d.handleLog},
+		{"POST /v1/recordings/{id}/replays", func(w http.ResponseWriter, r *http.Request) {
+			if !emptyBody(w, r) {
+				return
+			}
+			rp, err := d.replay(r.PathValue("id"))
+			reply(w, http.StatusCreated, rp, err)
+		}},
+		{"GET /v1/recordings/{id}/replays/{rid}", func(w http.ResponseWriter, r *http.Request) {
+			rp, err := d.getReplay(r.PathValue("id"), r.PathValue("rid"))
+			reply(w, http.StatusOK, rp, err)
+		}},
+	}
+}
+
 // Handler returns the API.
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, d.health()) })
-	mux.Handle("GET /metrics", d.met.handler())
-	mux.HandleFunc("POST /v1/recordings", d.handleCreate)
-	mux.HandleFunc("GET /v1/recordings", d.handleList)
-	mux.HandleFunc("GET /v1/recordings/{id}", func(w http.ResponseWriter, r *http.Request) {
-		rec, err := d.get(r.PathValue("id"))
-		reply(w, http.StatusOK, rec, err)
-	})
-	mux.HandleFunc("DELETE /v1/recordings/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if err := d.remove(r.PathValue("id")); err != nil {
-			writeError(w, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	mux.HandleFunc("POST /v1/recordings/{id}/stop", func(w http.ResponseWriter, r *http.Request) {
-		if !emptyBody(w, r) {
-			return
-		}
-		rec, err := d.stop(r.PathValue("id"))
-		reply(w, http.StatusAccepted, rec, err)
-	})
-	mux.HandleFunc("GET /v1/recordings/{id}/console", d.handleConsole)
-	mux.HandleFunc("GET /v1/recordings/{id}/log", d.handleLog)
-	mux.HandleFunc("POST /v1/recordings/{id}/replays", func(w http.ResponseWriter, r *http.Request) {
-		if !emptyBody(w, r) {
-			return
-		}
-		rp, err := d.replay(r.PathValue("id"))
-		reply(w, http.StatusCreated, rp, err)
-	})
-	mux.HandleFunc("GET /v1/recordings/{id}/replays/{rid}", func(w http.ResponseWriter, r *http.Request) {
-		rp, err := d.getReplay(r.PathValue("id"), r.PathValue("rid"))
-		reply(w, http.StatusOK, rp, err)
-	})
+	for _, rt := range d.routes() {
+		mux.HandleFunc(rt.pattern, rt.handler)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("no endpoint %s %s (the API is under /v1)", r.Method, r.URL.Path)})
 	})
