@@ -64,19 +64,7 @@ func (s *statusStream) start(m *vmm.Machine) {
 		return
 	}
 	s.m = m
-	go func() {
-		defer close(s.done)
-		t := time.NewTicker(statusEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.quit:
-				return
-			case <-t.C:
-				s.write(nil)
-			}
-		}
-	}()
+	go tickUntil(statusEvery, s.quit, s.done, func() { s.write(nil) })
 }
 
 // write sends one line; write errors are ignored (a daemon that went away

@@ -125,13 +125,23 @@ func (d *Daemon) create(req CreateRecording) (*Recording, error) {
 	return copyRecording(r), nil
 }
 
+// lookupLocked returns recording id, or a not-found error naming it.
+// Preconditions: d.mu must be held.
+func (d *Daemon) lookupLocked(id string) (*Recording, error) {
+	r, ok := d.recs[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: no recording %q", errNotFound, id)
+	}
+	return r, nil
+}
+
 // replay queues a replay of recording id.
 func (d *Daemon) replay(id string) (*Replay, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r, ok := d.recs[id]
-	if !ok {
-		return nil, fmt.Errorf("%w: no recording %q", errNotFound, id)
+	r, err := d.lookupLocked(id)
+	if err != nil {
+		return nil, err
 	}
 	switch r.State {
 	case StateFinished, StateStopped, StateInterrupted:
@@ -332,10 +342,10 @@ func hasLabels(r *Recording, want map[string]string) bool {
 func (d *Daemon) get(id string) (*Recording, error) {
 	d.mu.Lock()
 	d.refreshLocked()
-	r, ok := d.recs[id]
-	if !ok {
+	r, err := d.lookupLocked(id)
+	if err != nil {
 		d.mu.Unlock()
-		return nil, fmt.Errorf("%w: no recording %q", errNotFound, id)
+		return nil, err
 	}
 	c := copyRecording(r)
 	c.Summary = d.summaries[id]
@@ -374,9 +384,9 @@ func (d *Daemon) getReplay(id, rid string) (*Replay, error) {
 func (d *Daemon) stop(id string) (*Recording, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r, ok := d.recs[id]
-	if !ok {
-		return nil, fmt.Errorf("%w: no recording %q", errNotFound, id)
+	r, err := d.lookupLocked(id)
+	if err != nil {
+		return nil, err
 	}
 	j, ok := d.jobs[id]
 	if !ok {
@@ -399,9 +409,9 @@ func (d *Daemon) stop(id string) (*Recording, error) {
 func (d *Daemon) remove(id string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r, ok := d.recs[id]
-	if !ok {
-		return fmt.Errorf("%w: no recording %q", errNotFound, id)
+	r, err := d.lookupLocked(id)
+	if err != nil {
+		return err
 	}
 	for _, j := range d.jobs {
 		if j.rec == r {

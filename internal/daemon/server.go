@@ -189,9 +189,8 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return fmt.Errorf("%w: the body is larger than %d bytes", errTooLarge, mbe.Limit)
+		if tooLarge(err) {
+			return fmt.Errorf("%w: the body is larger than %d bytes", errTooLarge, maxBodyBytes)
 		}
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("%w: empty body: want a JSON object", errBadRequest)
@@ -199,13 +198,18 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 		return fmt.Errorf("%w: malformed JSON: %v", errBadRequest, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return fmt.Errorf("%w: the body is larger than %d bytes", errTooLarge, mbe.Limit)
+		if tooLarge(err) {
+			return fmt.Errorf("%w: the body is larger than %d bytes", errTooLarge, maxBodyBytes)
 		}
 		return fmt.Errorf("%w: malformed JSON: data after the object", errBadRequest)
 	}
 	return nil
+}
+
+// tooLarge reports whether err is http.MaxBytesReader's.
+func tooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
 }
 
 // emptyBody refuses a body on endpoints that take none (anything but
