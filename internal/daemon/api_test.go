@@ -275,20 +275,33 @@ func TestSocketMode(t *testing.T) {
 	}
 }
 
-// TestShutdown: Shutdown stops the running jobs cleanly and waits for them.
+// TestShutdown: Shutdown stops the running jobs cleanly and waits for
+// them; a replay it ends is interrupted, not failed.
 func TestShutdown(t *testing.T) {
-	e := newEnv(t, 2, "")
+	e := newEnv(t, 4, "")
+	done := e.create(2, nil)
+	e.nextJob().end(ChildFinal{Outcome: OutcomeFinished})
+	e.waitState(done.ID, StateFinished)
+	rp, err := e.c.Replay(done.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jr := e.nextJob()
 	r := e.create(2, nil)
 	j := e.nextJob()
 	e.waitState(r.ID, StateBooting)
+	jr.stopAs = &ChildFinal{Outcome: OutcomeFailed, Error: "signal: terminated"} // what a replay child says
 	if err := e.d.Shutdown(waitBound); err != nil {
 		t.Fatal(err)
 	}
-	if j.stops != 1 {
-		t.Errorf("%d Stop calls, want 1", j.stops)
+	if j.stops != 1 || jr.stops != 1 {
+		t.Errorf("%d and %d Stop calls, want 1 each", j.stops, jr.stops)
 	}
 	if got, _ := e.c.Get(r.ID); got.State != StateStopped {
 		t.Errorf("after shutdown: %s, want stopped", got.State)
+	}
+	if got, _ := e.c.GetReplay(done.ID, rp.ID); got.State != StateInterrupted {
+		t.Errorf("replay after shutdown: %s, want interrupted", got.State)
 	}
 	if _, err := e.c.Create(CreateRecording{Machine: Machine{Checkpoint: e.ckpt, CPUs: 1}}); apiStatus(t, err) != http.StatusConflict {
 		t.Errorf("create during shutdown: %v, want 409", err)

@@ -233,6 +233,10 @@ func (d *Daemon) endLocked(j *job, f ChildFinal, last ChildStatus) {
 			rp.State, rp.Divergence = StateDiverged, f.Divergence
 		default:
 			rp.State, rp.Error = StateFailed, f.Error
+			if d.closing {
+				// Shutdown's SIGTERM ends a replay without a result.
+				rp.State, rp.Error = StateInterrupted, "the daemon shut down while the replay ran"
+			}
 		}
 		d.met.replayEnded(rp.State)
 	} else {

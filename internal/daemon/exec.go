@@ -25,11 +25,11 @@ type ExecEngine struct {
 	StopGrace time.Duration
 }
 
-// DefaultStopGrace bounds a clean stop: the recorder ends at the next
-// chunk boundary, and chunks end at the latest at a guest timer tick
-// (milliseconds); closing the log is one block write. 30 s leaves room for
-// a host under load, and is what `docker stop` waits by default (10 s)
-// times three for a VM's larger state.
+// DefaultStopGrace bounds a clean stop before the child is killed. A
+// stopped `samsara record` closes its log at once and exits at the latest
+// 1 s later (cmd/samsara/stop.go, stopExitWait); a replay exits when its
+// machine is torn down. 30 s is that with ample room for a host whose
+// CPUs are all busy with other guests, not a typical time.
 const DefaultStopGrace = 30 * time.Second
 
 // statusFD is the child's descriptor of the status stream: the first of
@@ -87,6 +87,9 @@ func (e *ExecEngine) Start(t Task) (Job, error) {
 	// Setpgid: a Ctrl-C at the daemon's terminal reaches the daemon only,
 	// which stops its jobs itself. Pdeathsig: a daemon killed outright
 	// stops its children the clean way, so their logs keep their prefix.
+	// (The kernel sends it when the OS thread that forked exits; Go keeps
+	// its threads for the process's life unless a goroutine exits locked
+	// to one, which the daemon's goroutines never do.)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		pr.Close()

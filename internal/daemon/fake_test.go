@@ -41,6 +41,8 @@ type fakeJob struct {
 	st   ChildStatus
 	// stops counts Stop calls.
 	stops int
+	// stopAs is how Stop ends the job (default: stopped).
+	stopAs *ChildFinal
 	once  sync.Once
 	done  chan struct{}
 	final ChildFinal
@@ -73,8 +75,12 @@ func (j *fakeJob) end(f ChildFinal) {
 func (j *fakeJob) Stop() {
 	j.mu.Lock()
 	j.stops++
+	f := ChildFinal{Outcome: OutcomeStopped}
+	if j.stopAs != nil {
+		f = *j.stopAs
+	}
 	j.mu.Unlock()
-	j.end(ChildFinal{Outcome: OutcomeStopped})
+	j.end(f)
 }
 
 func (j *fakeJob) Kill() { j.end(ChildFinal{Outcome: OutcomeFailed, Error: "killed"}) }
