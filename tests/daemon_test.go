@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -214,6 +215,9 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if rp := replayVia(t, p2, third.ID); rp.State != daemon.StateMatchedPrefix {
 		t.Errorf("replay of the interrupted recording: %s %q, want matched_prefix\ndaemon:\n%s", rp.State, rp.Error, p2.log())
 	}
+	// The client commands, with the one-shot CLI's exit codes.
+	checkClientCommands(t, p2, ckpt, long.ID, short.ID, third.ID)
+
 	// The API socket is the owner's only.
 	if fi, err := os.Stat(p2.socket); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket %v, %v: want mode 0600", fi.Mode(), err)
@@ -222,5 +226,94 @@ func TestDaemonEndToEnd(t *testing.T) {
 	p2.cmd.Process.Signal(syscall.SIGTERM)
 	if err := p2.cmd.Wait(); err != nil {
 		t.Errorf("daemon after SIGTERM: %v\n%s", err, p2.log())
+	}
+}
+
+// checkClientCommands runs ps, replay, inspect, record and stop with
+// --daemon against a running daemon.
+func checkClientCommands(t *testing.T, p *daemonProc, ckpt, stopped, finished, interrupted string) {
+	t.Helper()
+	ps := samsara(t, resumeTimeout, "ps", "--daemon", p.socket, "--label", "test="+t.Name())
+	for _, want := range []string{stopped + " ", finished + " ", interrupted + " ", "stopped", "finished", "interrupted", "matched_prefix"} {
+		if ps.status != 0 || !strings.Contains(ps.stdout, want) {
+			t.Errorf("samsara ps: status %d, no %q in\n%s%s", ps.status, want, ps.stdout, ps.stderr)
+		}
+	}
+	rp := samsara(t, resumeTimeout, "replay", "--daemon", p.socket, stopped)
+	if rp.status != 0 || !strings.Contains(rp.stderr, "matched the recorded prefix") {
+		t.Errorf("samsara replay --daemon of the stopped recording: status %d\n%s", rp.status, rp.stderr)
+	}
+	in := samsara(t, resumeTimeout, "inspect", "--daemon", p.socket, finished)
+	if in.status != 0 || !strings.Contains(in.stdout, "end:         exit status 0") {
+		t.Errorf("samsara inspect --daemon: status %d\n%s%s", in.status, in.stdout, in.stderr)
+	}
+	// record --daemon streams the console, exits with the program's
+	// status and downloads a log the one-shot replay accepts.
+	out := filepath.Join(t.TempDir(), "rec.zst")
+	rec := samsara(t, resumeTimeout, "record", "--daemon", p.socket, "--cpus", "2", "--from-checkpoint", ckpt, "-o", out, "--label", "test=client", "--", "race", "100000")
+	if rec.status != 0 {
+		t.Fatalf("samsara record --daemon: status %d\n%s", rec.status, rec.stderr)
+	}
+	checkProgramOutput(t, []string{"race"}, rec.stdout)
+	if r := samsara(t, resumeTimeout, "replay", out, "--from-checkpoint", ckpt); r.status != 0 || !strings.Contains(r.stderr, "replay matched the recording") {
+		t.Errorf("one-shot replay of the downloaded log: status %d\n%s", r.status, r.stderr)
+	}
+	if r := samsara(t, resumeTimeout, "stop", "--daemon", p.socket, "nosuch"); r.status != 2 || !strings.Contains(r.stderr, `no recording "nosuch"`) {
+		t.Errorf("samsara stop of an unknown id: status %d, want 2\n%s", r.status, r.stderr)
+	}
+	if r := samsara(t, resumeTimeout, "record", "--daemon", p.socket, "--cpus", "0", "--from-checkpoint", ckpt); r.status != 2 || !strings.Contains(r.stderr, "HTTP 400") {
+		t.Errorf("samsara record --daemon --cpus 0: status %d, want 2 with the daemon's 400\n%s", r.status, r.stderr)
+	}
+}
+
+// TestRecordStopSignal: a one-shot `samsara record` stopped by SIGINT
+// (Ctrl-C) exits 130 with a closed log whose prefix replays, and replay
+// says it matched a prefix.
+func TestRecordStopSignal(t *testing.T) {
+	ckpt := bootedCheckpoint(t, 2)
+	out := filepath.Join(t.TempDir(), "stopped.zst")
+	status := filepath.Join(t.TempDir(), "status")
+	sf, err := os.Create(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sf.Close()
+	// race 1000000000 runs ~20 s; it is stopped once it has chunks.
+	cmd := exec.Command(samsaraBin, "record", "--cpus", "2", "--from-checkpoint", ckpt, "-o", out, "--status-fd", "3", "--", "race", "1000000000")
+	cmd.ExtraFiles = []*os.File{sf}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, resumeTimeout, "the recording to report chunks on its status stream", func() (bool, string) {
+		b, _ := os.ReadFile(status)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		var st daemon.ChildStatus
+		json.Unmarshal([]byte(lines[len(lines)-1]), &st)
+		return st.Chunks > 0, string(b)
+	})
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// stopBound: the log is closed at once and the process exits at most
+	// 1 s later (cmd/samsara/stop.go); 30 s is for a loaded host.
+	const stopBound = 30 * time.Second
+	select {
+	case <-done:
+	case <-time.After(stopBound):
+		cmd.Process.Kill()
+		t.Fatalf("record did not exit within %v of SIGINT\n%s", stopBound, stderr.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("exit status %d after SIGINT, want 130\n%s", code, stderr.String())
+	}
+	b, _ := os.ReadFile(status)
+	if !strings.Contains(string(b), `"outcome":"stopped"`) {
+		t.Errorf("status stream does not end stopped:\n%s", b)
+	}
+	r := samsara(t, resumeTimeout, "replay", out, "--from-checkpoint", ckpt)
+	if r.status != 0 || !strings.Contains(r.stderr, "matched the recorded prefix") {
+		t.Errorf("replay of the stopped recording: status %d\n%s", r.status, r.stderr)
 	}
 }
