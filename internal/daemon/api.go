@@ -94,14 +94,20 @@ type Progress struct {
 
 // Recording is one recording as the API shows it.
 type Recording struct {
-	ID      string            `json:"id"`
-	Name    string            `json:"name,omitempty"`
-	Labels  map[string]string `json:"labels,omitempty"`
-	Machine Machine           `json:"machine"`
-	State   State             `json:"state"`
-	Created time.Time         `json:"created"`
-	Started *time.Time        `json:"started,omitempty"`
-	Ended   *time.Time        `json:"ended,omitempty"`
+	// ID names the recording in the API and its folder in the store.
+	ID string `json:"id"`
+	// Name and Labels are the creator's (CreateRecording).
+	Name   string            `json:"name,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Machine is what runs, its paths resolved.
+	Machine Machine `json:"machine"`
+	// State is where the recording is in its life.
+	State State `json:"state"`
+	// Created, Started and Ended are when it was accepted, left the
+	// queue and ended (UTC).
+	Created time.Time  `json:"created"`
+	Started *time.Time `json:"started,omitempty"`
+	Ended   *time.Time `json:"ended,omitempty"`
 	// Progress is the last known progress (final once ended).
 	Progress Progress `json:"progress"`
 	// ExitStatus is the guest program's exit status, once finished.
@@ -117,8 +123,11 @@ type Recording struct {
 
 // Replay is one replay of a recording.
 type Replay struct {
-	ID      string     `json:"id"`
-	State   State      `json:"state"`
+	// ID names the replay under its recording.
+	ID string `json:"id"`
+	// State is queued, running or the result.
+	State State `json:"state"`
+	// Created, Started and Ended are as a Recording's.
 	Created time.Time  `json:"created"`
 	Started *time.Time `json:"started,omitempty"`
 	Ended   *time.Time `json:"ended,omitempty"`
@@ -145,6 +154,7 @@ type Error struct {
 
 // Health is the body of GET /v1/health.
 type Health struct {
+	// Status is "ok" while the daemon serves.
 	Status string `json:"status"`
 	// Version is samsara's version.
 	Version string `json:"version"`

@@ -31,11 +31,16 @@ type Config struct {
 
 // Daemon is the service behind the API.
 type Daemon struct {
-	cfg    Config
-	store  *Store
-	images []string // resolved --images folders
-	log    *zap.Logger
-	met    *metrics
+	// cfg is what New was given.
+	cfg Config
+	// store holds the recordings' folders.
+	store *Store
+	// images are the --images folders, absolute with symlinks resolved.
+	images []string
+	// log receives the daemon's events (not per request).
+	log *zap.Logger
+	// met is the Prometheus registry and counters.
+	met *metrics
 
 	mu sync.Mutex
 	// recs holds every recording by id.

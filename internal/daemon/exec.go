@@ -107,9 +107,12 @@ func (e *ExecEngine) Start(t Task) (Job, error) {
 
 // execJob is one child.
 type execJob struct {
-	cmd        *exec.Cmd
+	// cmd is the child.
+	cmd *exec.Cmd
+	// stderrPath is the child's stderr file, quoted when it fails.
 	stderrPath string
-	grace      time.Duration
+	// grace is how long Stop waits before Kill.
+	grace time.Duration
 	// done is closed when the child has exited and its stream is read.
 	done chan struct{}
 

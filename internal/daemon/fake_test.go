@@ -43,9 +43,9 @@ type fakeJob struct {
 	stops int
 	// stopAs is how Stop ends the job (default: stopped).
 	stopAs *ChildFinal
-	once  sync.Once
-	done  chan struct{}
-	final ChildFinal
+	once   sync.Once
+	done   chan struct{}
+	final  ChildFinal
 }
 
 func (j *fakeJob) Status() ChildStatus {
@@ -244,5 +244,3 @@ func contains(t *testing.T, what, s, want string) {
 		t.Errorf("%s: %q does not contain %q", what, s, want)
 	}
 }
-
-

@@ -58,10 +58,13 @@ type ChildFinal struct {
 
 // Divergence is where a replay left the recording (vmm.DivergenceError).
 type Divergence struct {
-	Chunk   int    `json:"chunk"`
-	VCPU    int    `json:"vcpu"`
-	What    string `json:"what"`
-	Want    string `json:"recorded"`
-	Got     string `json:"replayed"`
+	// Chunk is the index of the chunk record; VCPU its vCPU.
+	Chunk int `json:"chunk"`
+	VCPU  int `json:"vcpu"`
+	// What differed, what was recorded and what was replayed.
+	What string `json:"what"`
+	Want string `json:"recorded"`
+	Got  string `json:"replayed"`
+	// Message is the whole error as `samsara replay` prints it.
 	Message string `json:"message"`
 }
