@@ -50,7 +50,14 @@ running jobs cleanly (their logs keep the recorded prefix) and exits.`,
 					return err
 				}
 			}
+			// The daemon's job events go to stderr (the journal under
+			// systemd) at info level, as JSON; -v adds the debug log.
 			log := logger()
+			if verbose, _ := cmd.Flags().GetBool("verbose"); !verbose {
+				if log, err = zap.NewProduction(); err != nil {
+					return err
+				}
+			}
 			d, err := daemon.New(daemon.Config{Store: store, Images: images, MaxVCPUs: maxVCPUs, Version: version, Logger: log,
 				Engine: &daemon.ExecEngine{Binary: exe}})
 			if err != nil {

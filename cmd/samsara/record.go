@@ -32,6 +32,9 @@ recording that 'samsara replay' re-executes instruction for instruction.
 Exits with PROGRAM's exit status.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if daemonSock != "" {
+				if tracker != "" {
+					return fmt.Errorf("--tracker is not supported with --daemon: the daemon's recorder uses the default tracker")
+				}
 				return recordViaDaemon(cmd, daemonSock, &f, fromCkpt, mode, out, args)
 			}
 			if out == "" {

@@ -200,6 +200,7 @@ func (d *Daemon) startLocked(js []schedJob) {
 			continue
 		}
 		j.eng = eng
+		d.log.Info("job started", zap.String("kind", string(t.Kind)), zap.String("recording", j.rec.ID), zap.String("job", j.id()), zap.Int("vcpus", j.cpus))
 		if j.rp != nil {
 			j.rp.State, j.rp.Started = StateRunning, &now
 		} else {
@@ -260,6 +261,7 @@ func (d *Daemon) endLocked(j *job, f ChildFinal, last ChildStatus) {
 		}
 		d.met.recordingEnded(r, d.store.LogPath(r.ID))
 	}
+	d.log.Info("job ended", zap.String("recording", j.rec.ID), zap.String("job", j.id()), zap.String("outcome", string(f.Outcome)), zap.String("error", f.Error))
 	d.saveLocked(j.rec)
 	delete(d.jobs, j.id())
 	if j.eng != nil {
