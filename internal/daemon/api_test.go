@@ -109,8 +109,13 @@ func TestEndpoints(t *testing.T) {
 	if rj.task.Kind != TaskReplay || rj.task.Log != j.task.Log {
 		t.Fatalf("replay task %+v, want a replay of %s", rj.task, j.task.Log)
 	}
+	os.WriteFile(rj.task.Console, []byte("replayed\n"), 0o600)
 	rj.end(ChildFinal{Outcome: OutcomeMatchedPrefix})
 	waitReplay(t, e, r.ID, rp.ID, StateMatchedPrefix)
+	var rc bytes.Buffer
+	if err := e.c.Stream("/v1/recordings/"+r.ID+"/replays/"+rp.ID+"/console?follow=true", &rc); err != nil || rc.String() != "replayed\n" {
+		t.Errorf("replay console: %q, %v", rc.String(), err)
+	}
 	rp2, _ := e.c.Replay(r.ID)
 	e.nextJob().end(ChildFinal{Outcome: OutcomeDiverged, Divergence: &Divergence{Chunk: 3, What: "rip", Message: "diverged at chunk 3"}})
 	d := waitReplay(t, e, r.ID, rp2.ID, StateDiverged)

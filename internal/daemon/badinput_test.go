@@ -60,6 +60,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown id: log", "GET", "/v1/recordings/nosuch/log", "", nil, 404, "no recording"},
 		{"unknown id: replay", "POST", "/v1/recordings/nosuch/replays", "", nil, 404, "no recording"},
 		{"unknown replay id", "GET", "/v1/recordings/" + r.ID + "/replays/nosuch", "", nil, 404, `no replay "nosuch"`},
+		{"unknown replay id: console", "GET", "/v1/recordings/" + r.ID + "/replays/nosuch/console", "", nil, 404, `no replay "nosuch"`},
 		{"replay of a running recording", "POST", "/v1/recordings/" + r.ID + "/replays", "", nil, 409, "only finished"},
 		{"body on stop", "POST", "/v1/recordings/" + r.ID + "/stop", "", []byte(`{"force": true}`), 400, "takes no body"},
 		{"unknown endpoint", "GET", "/v2/recordings", "", nil, 404, "no endpoint"},

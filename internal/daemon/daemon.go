@@ -444,8 +444,8 @@ func (d *Daemon) health() Health {
 	return Health{Status: "ok", Version: d.cfg.Version, MaxVCPUs: d.sched.max, UsedVCPUs: d.sched.used, Queued: len(d.sched.queue)}
 }
 
-// jobRunning reports whether recording id has a queued or running job of
-// its own (not a replay): the console stream follows it until it ends.
+// jobRunning reports whether the recording or replay with this id is
+// queued or running: a console stream follows it until it ends.
 func (d *Daemon) jobRunning(id string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()

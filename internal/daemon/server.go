@@ -70,6 +70,7 @@ func (d *Daemon) routes() []route {
 			rp, err := d.getReplay(r.PathValue("id"), r.PathValue("rid"))
 			reply(w, http.StatusOK, rp, err)
 		}},
+		{"GET /v1/recordings/{id}/replays/{rid}/console", d.handleConsole},
 	}
 }
 
@@ -124,11 +125,20 @@ func (d *Daemon) handleList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, recs)
 }
 
-// handleConsole sends the console output; with ?follow=true it keeps
-// sending new output until the recording ends or the client goes away.
+// handleConsole sends the console output of a recording or, with {rid},
+// of one of its replays; with ?follow=true it keeps sending new output
+// until the job ends or the client goes away.
 func (d *Daemon) handleConsole(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if _, err := d.get(id); err != nil {
+	id, rid := r.PathValue("id"), r.PathValue("rid")
+	path, job := d.store.ConsolePath(id), id
+	var err error
+	if rid != "" {
+		_, err = d.getReplay(id, rid)
+		path, job = d.store.ReplayConsolePath(id, rid), rid
+	} else {
+		_, err = d.get(id)
+	}
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -138,10 +148,10 @@ func (d *Daemon) handleConsole(w http.ResponseWriter, r *http.Request) {
 	fl, _ := w.(http.Flusher)
 	var off int64
 	for {
-		running := d.jobRunning(id)
+		running := d.jobRunning(job)
 		// Read after checking running: output written before the job
 		// ended is not missed.
-		if f, err := os.Open(d.store.ConsolePath(id)); err == nil {
+		if f, err := os.Open(path); err == nil {
 			f.Seek(off, io.SeekStart)
 			n, _ := io.Copy(w, f)
 			f.Close()
