@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -264,8 +265,9 @@ func TestEngineFailure(t *testing.T) {
 	e.waitState(r2.ID, StateBooting)
 }
 
-// TestSocketMode: the socket is created 0600, and a second daemon on a
-// live socket is refused.
+// TestSocketMode: the socket is created 0600; a second daemon on a live
+// socket is refused, a stale socket replaced, and a file that is not a
+// socket left alone.
 func TestSocketMode(t *testing.T) {
 	e := newEnv(t, 1, "")
 	fi, err := os.Stat(e.sock)
@@ -278,6 +280,31 @@ func TestSocketMode(t *testing.T) {
 	if _, err := Listen(e.sock, -1); err == nil {
 		t.Error("a second Listen on a live socket succeeded")
 	}
+	file := filepath.Join(t.TempDir(), "not-a-socket")
+	os.WriteFile(file, []byte("keep me"), 0o600)
+	if _, err := Listen(file, -1); err == nil {
+		t.Error("Listen on a regular file succeeded")
+	}
+	if b, _ := os.ReadFile(file); string(b) != "keep me" {
+		t.Errorf("Listen removed or changed a regular file at the socket path")
+	}
+	// A stale socket (its daemon died: the file stays, nothing listens)
+	// is replaced.
+	stale := filepath.Join(t.TempDir(), "stale.sock")
+	l0, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l0.(*net.UnixListener).SetUnlinkOnClose(false)
+	l0.Close()
+	if _, err := os.Stat(stale); err != nil {
+		t.Fatalf("the stale socket is not there: %v", err)
+	}
+	l, err := Listen(stale, -1)
+	if err != nil {
+		t.Fatalf("Listen on a stale socket: %v", err)
+	}
+	l.Close()
 }
 
 // TestShutdown: Shutdown stops the running jobs cleanly and waits for

@@ -284,13 +284,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // Listen creates the Unix socket at path, mode 0600 (owned by gid when it
 // is >= 0, and then 0660 so that group can connect). A stale socket left
-// by a killed daemon is removed; a live one is an error.
+// by a killed daemon is removed; a live one, or a file that is not a
+// socket, is an error.
 func Listen(path string, gid int) (net.Listener, error) {
 	if c, err := net.Dial("unix", path); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("socket %s: a daemon is already listening", path)
 	}
-	os.Remove(path)
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("socket %s: exists and is not a socket", path)
+		}
+		os.Remove(path) // stale: no daemon answered
+	}
 	// Create the socket with no access for anyone but the owner from the
 	// start (umask), rather than chmod after bind leaves a window.
 	old := umask(0o177)
