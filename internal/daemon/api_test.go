@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -279,6 +280,17 @@ func TestSocketMode(t *testing.T) {
 	}
 	if _, err := Listen(e.sock, -1); err == nil {
 		t.Error("a second Listen on a live socket succeeded")
+	}
+	// --group: owned by the group, which may connect (0660). Our own
+	// group is one we may chown to without privileges.
+	grouped := filepath.Join(t.TempDir(), "g.sock")
+	lg, err := Listen(grouped, os.Getgid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close()
+	if fi, err := os.Stat(grouped); err != nil || fi.Mode().Perm() != 0o660 || fi.Sys().(*syscall.Stat_t).Gid != uint32(os.Getgid()) {
+		t.Errorf("socket with a group: %v %v, want mode 0660 and gid %d", fi.Mode(), err, os.Getgid())
 	}
 	file := filepath.Join(t.TempDir(), "not-a-socket")
 	os.WriteFile(file, []byte("keep me"), 0o600)
