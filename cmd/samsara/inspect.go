@@ -16,11 +16,15 @@ import (
 
 func newInspectCmd() *cobra.Command {
 	var asJSON bool
+	var daemonSock string
 	cmd := &cobra.Command{
-		Use:   "inspect rec.zst [--json]",
+		Use:   "inspect rec.zst [--json] | inspect --daemon SOCKET ID [--json]",
 		Short: "Print what a recording holds: header, record counts and bytes by kind, log rate, chunks per vCPU, parallel recorder counters",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if daemonSock != "" {
+				return inspectViaDaemon(daemonSock, args[0], asJSON)
+			}
 			s, err := log.SummarizeFile(args[0])
 			if s == nil {
 				return err
@@ -39,6 +43,7 @@ func newInspectCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary as JSON")
+	addDaemonFlag(cmd, &daemonSock)
 	return cmd
 }
 

@@ -89,19 +89,23 @@ func (p *progressLine) start(m *session.Session) {
 		return
 	}
 	began := time.Now()
-	go func() {
-		defer close(p.done)
-		t := time.NewTicker(progressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.quit:
-				return
-			case <-t.C:
-				p.draw(m.Progress(), time.Since(began))
-			}
+	go tickUntil(progressEvery, p.quit, p.done, func() { p.draw(m.Progress(), time.Since(began)) })
+}
+
+// tickUntil calls f every period until quit is closed, then closes done
+// (the progress line's and the status stream's redraw loop).
+func tickUntil(every time.Duration, quit, done chan struct{}, f func()) {
+	defer close(done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-quit:
+			return
+		case <-t.C:
+			f()
 		}
-	}()
+	}
 }
 
 // draw prints the line for one progress report.

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/samsara-vmm/samsara/internal/daemon"
 	"github.com/samsara-vmm/samsara/internal/ept"
 	"github.com/samsara-vmm/samsara/internal/log"
 	"github.com/samsara-vmm/samsara/internal/nde"
@@ -20,9 +21,7 @@ import (
 const version = "0.1.0"
 
 func newRecordCmd(logger func() *zap.Logger) *cobra.Command {
-	var f vmFlags
-	var sf sessionFlags
-	var out, fromCkpt, mode, tracker string
+	var r recordFlags
 	cmd := &cobra.Command{
 		Use:   "record [flags] -o rec.zst [-- PROGRAM ARGS...]",
 		Short: "Run the guest and record it for deterministic replay",
@@ -31,75 +30,169 @@ func newRecordCmd(logger func() *zap.Logger) *cobra.Command {
 recording that 'samsara replay' re-executes instruction for instruction.
 Exits with PROGRAM's exit status.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkRecordFlags(out, mode, tracker); err != nil {
+			if r.daemonSock != "" {
+				if r.tracker != "" {
+					return fmt.Errorf("--tracker is not supported with --daemon: the daemon's recorder uses the default tracker")
+				}
+				return recordViaDaemon(cmd, r.daemonSock, &r.vm, r.fromCkpt, r.mode, r.out, args)
+			}
+			if err := checkRecordFlags(r.out, r.mode, r.tracker); err != nil {
 				return err
 			}
-			cfg, closeConsole, err := f.config(args)
-			if err != nil {
-				return err
-			}
-			defer closeConsole()
-			cfg.Logger, cfg.FromCheckpoint, cfg.Deterministic = logger(), fromCkpt, true
-			opts := sf.o
-			opts.Logger, opts.Parallel, opts.Tracker = cfg.Logger, mode == string(log.ModeParallel), tracker
-			platform := hostPlatform()
-			opts.KernelCount = platform == log.PlatformPVM
-			cfg.SeparateVMs, cfg.Platform = opts.Parallel, string(platform)
-			h, err := recordHeader(cfg, platform)
-			if err != nil {
-				return err
-			}
-			h.Mode, h.Recorder = log.Mode(mode), opts.Recorder()
-			file, err := os.Create(out)
-			if err != nil {
-				return fmt.Errorf("-o: %w", err)
-			}
-			defer file.Close()
-			bw := bufio.NewWriterSize(file, 1<<20)
-			w, err := log.NewWriter(bw, h)
-			if err != nil {
-				return err
-			}
-			cfg.NDE = nde.NewRecord(w)
-			progress := newProgress("record", 0)
-			cfg.Console = progress.console(cfg.Console)
-			m, err := vmm.New(cfg)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			rs, err := session.New(m, opts)
-			if err != nil {
-				return err
-			}
-			defer rs.Close()
-			progress.start(rs)
-			res, err := rs.Record(w)
-			progress.stop()
-			if cerr := w.Close(); err == nil && cerr != nil {
-				err = cerr
-			}
-			if ferr := bw.Flush(); err == nil && ferr != nil {
-				err = ferr
-			}
-			if err != nil {
-				return fmt.Errorf("record: %w", err)
-			}
-			st := w.Stats()
-			fmt.Fprintf(os.Stderr, "samsara: recorded %d records, %d bytes in %.2fs to %s\n", st.Records, st.CompressedBytes, res.Elapsed.Seconds(), out)
-			if res.ExitStatus != 0 {
-				return &exitError{status: res.ExitStatus}
-			}
-			return nil
+			return r.record(logger(), args)
 		},
 	}
-	f.register(cmd)
-	sf.registerRecord(cmd)
-	cmd.Flags().StringVarP(&out, "output", "o", "", "write the recording to FILE")
-	cmd.Flags().StringVar(&fromCkpt, "from-checkpoint", "", "start from a booted checkpoint (see run --save-checkpoint)")
-	cmd.Flags().StringVar(&mode, "mode", "serialized", "recorder: parallel (all vCPUs at once, ordered commit of chunks) or serialized (one vCPU at a time)")
-	cmd.Flags().StringVar(&tracker, "tracker", "", "page tracker of the parallel recorder (default: the fastest exact one here; see samsara probe)")
+	addStatusFlag(cmd, &r.statusFD)
+	addDaemonFlag(cmd, &r.daemonSock)
+	addDaemonRecordFlags(cmd)
+	r.vm.register(cmd)
+	r.session.registerRecord(cmd)
+	cmd.Flags().StringVarP(&r.out, "output", "o", "", "write the recording to FILE")
+	cmd.Flags().StringVar(&r.fromCkpt, "from-checkpoint", "", "start from a booted checkpoint (see run --save-checkpoint)")
+	cmd.Flags().StringVar(&r.mode, "mode", "serialized", "recorder: parallel (all vCPUs at once, ordered commit of chunks) or serialized (one vCPU at a time)")
+	cmd.Flags().StringVar(&r.tracker, "tracker", "", "page tracker of the parallel recorder (default: the fastest exact one here; see samsara probe)")
 	return cmd
+}
+
+// recordFlags are record's flags.
+type recordFlags struct {
+	vm                                       vmFlags
+	session                                  sessionFlags
+	out, fromCkpt, mode, tracker, daemonSock string
+	statusFD                                 int
+}
+
+// setup is the machine and session configuration and the log header.
+func (r *recordFlags) setup(logger *zap.Logger, args []string) (vmm.Config, session.Options, *log.Header, func(), error) {
+	r.vm.fromCheckpoint = r.fromCkpt != ""
+	cfg, closeConsole, err := r.vm.config(args)
+	if err != nil {
+		return cfg, session.Options{}, nil, nil, err
+	}
+	cfg.Logger, cfg.FromCheckpoint, cfg.Deterministic = logger, r.fromCkpt, true
+	opts := r.session.o
+	opts.Logger, opts.Parallel, opts.Tracker = cfg.Logger, r.mode == string(log.ModeParallel), r.tracker
+	platform := hostPlatform()
+	opts.KernelCount = platform == log.PlatformPVM
+	cfg.SeparateVMs, cfg.Platform = opts.Parallel, string(platform)
+	h, err := recordHeader(cfg, platform)
+	if err != nil {
+		closeConsole()
+		return cfg, opts, nil, nil, err
+	}
+	h.Mode, h.Recorder = log.Mode(r.mode), opts.Recorder()
+	return cfg, opts, h, closeConsole, nil
+}
+
+// record runs the recording: the log is closed with its prefix on an
+// error and at once on a stop signal (stop.go).
+func (r *recordFlags) record(logger *zap.Logger, args []string) error {
+	cfg, opts, h, closeConsole, err := r.setup(logger, args)
+	if err != nil {
+		return err
+	}
+	defer closeConsole()
+	file, err := os.Create(r.out)
+	if err != nil {
+		return fmt.Errorf("-o: %w", err)
+	}
+	defer file.Close()
+	lf, err := newLogFile(file, h)
+	if err != nil {
+		return err
+	}
+	status := newStatusStream(r.statusFD, 0)
+	if status != nil {
+		status.logBytes = func() int64 { return int64(lf.w.Stats().FileBytes) }
+	}
+	sink := newStopSink(lf.w, func() {
+		lf.close()
+		status.finish(daemon.OutcomeStopped, lf.err)
+	})
+	defer sink.release()
+	cfg.NDE = nde.NewRecord(sink)
+	progress := newProgress("record", 0)
+	cfg.Console = progress.console(cfg.Console)
+	m, err := vmm.New(cfg)
+	if err != nil {
+		status.finish(daemon.OutcomeFailed, err)
+		return err
+	}
+	defer m.Close()
+	rs, err := session.New(m, opts)
+	if err != nil {
+		status.finish(daemon.OutcomeFailed, err)
+		return err
+	}
+	defer rs.Close()
+	sink.onStop = func() { m.Stop(errStopped) }
+	progress.start(rs)
+	status.start(rs)
+	res, err := rs.Record(sink)
+	progress.stop()
+	return r.finish(lf, sink, status, res, err)
+}
+
+// finish reports how the recording ended and its exit status.
+func (r *recordFlags) finish(lf *logFile, sink *stopSink, status *statusStream, res vmm.Result, err error) error {
+	if stopped := sink.stopStatus(); stopped != 0 {
+		// The recorder ended on errStopped (or finished just as the
+		// signal came): the log is what the signal closed.
+		sink.finish()
+		if lf.err != nil {
+			return fmt.Errorf("record: close the stopped log: %w", lf.err)
+		}
+		st := lf.w.Stats()
+		fmt.Fprintf(os.Stderr, "samsara: stopped by a signal: the recorded prefix, %d records, %d bytes, is in %s and replays\n", st.Records, st.CompressedBytes, r.out)
+		return &exitError{status: stopped}
+	}
+	lf.close() // also after an error: the log keeps its prefix
+	if err == nil {
+		err = lf.err
+	}
+	if err != nil {
+		err = fmt.Errorf("record: %w", err)
+		status.finish(daemon.OutcomeFailed, err)
+		return err
+	}
+	st := lf.w.Stats()
+	fmt.Fprintf(os.Stderr, "samsara: recorded %d records, %d bytes in %.2fs to %s\n", st.Records, st.CompressedBytes, res.Elapsed.Seconds(), r.out)
+	if res.ExitStatus != 0 {
+		err = &exitError{status: res.ExitStatus}
+	}
+	status.finish(daemon.OutcomeFinished, err)
+	return err
+}
+
+// logFile is a recording being written to a file.
+type logFile struct {
+	file *os.File
+	bw   *bufio.Writer
+	w    *log.Writer
+	// err is the result of close.
+	err error
+}
+
+// newLogFile starts a recording with header h in file.
+func newLogFile(file *os.File, h *log.Header) (*logFile, error) {
+	bw := bufio.NewWriterSize(file, 1<<20)
+	w, err := log.NewWriter(bw, h)
+	if err != nil {
+		return nil, err
+	}
+	return &logFile{file: file, bw: bw, w: w}, nil
+}
+
+// close ends the log (its end marker), flushes and syncs it; the result
+// is in err.
+func (l *logFile) close() {
+	l.err = l.w.Close()
+	if ferr := l.bw.Flush(); l.err == nil {
+		l.err = ferr
+	}
+	if l.err == nil {
+		l.err = l.file.Sync()
+	}
 }
 
 // checkRecordFlags rejects record's flags that cannot go together.

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/samsara-vmm/samsara/internal/daemon"
 	"github.com/samsara-vmm/samsara/internal/log"
 	"github.com/samsara-vmm/samsara/internal/nde"
 	"github.com/samsara-vmm/samsara/internal/session"
@@ -15,77 +16,124 @@ import (
 )
 
 func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
-	var kernel, initrd, disk, fromCkpt, console string
-	var sf sessionFlags
+	var r replayFlags
 	cmd := &cobra.Command{
-		Use:   "replay rec.zst [--from-checkpoint F | --kernel K --initrd I] [--vm disk.img]",
+		Use:   "replay rec.zst [--from-checkpoint F | --kernel K --initrd I] [--vm disk.img] | replay --daemon SOCKET ID",
 		Short: "Re-execute a recording and verify it; exits non-zero on divergence",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := os.Open(args[0])
-			if err != nil {
-				return err
+			if r.daemonSock != "" {
+				return replayViaDaemon(r.daemonSock, args[0])
 			}
-			defer f.Close()
-			h, records, err := log.ReadAll(f)
-			if err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
-			}
-			cfg := vmm.Config{CPUs: h.Config.CPUs, Mem: h.Config.MemoryBytes, Append: h.Config.Cmdline, Argv: h.Config.Argv,
-				Deterministic: true, NDE: nde.NewReplay(records), Logger: logger(), Console: os.Stdout}
-			if err := matchInputs(h, &cfg, kernel, initrd, disk, fromCkpt); err != nil {
-				return err
-			}
-			if console != "" {
-				out, err := os.Create(console)
-				if err != nil {
-					return fmt.Errorf("--console: %w", err)
-				}
-				defer out.Close()
-				cfg.Console = out
-			}
-			chunks := 0
-			for _, r := range records {
-				if _, ok := r.(*log.Chunk); ok {
-					chunks++
-				}
-			}
-			progress := newProgress("replay", chunks)
-			cfg.Console = progress.console(cfg.Console)
-			m, err := vmm.New(cfg)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			opts := sf.o
-			opts.Logger = cfg.Logger
-			rs, err := session.New(m, opts)
-			if err != nil {
-				return err
-			}
-			defer rs.Close()
-			progress.start(rs)
-			res, err := rs.Replay(records)
-			progress.stop()
-			var de *session.DivergenceError
-			if errors.As(err, &de) {
-				return fmt.Errorf("DIVERGED: %w", err)
-			}
-			if err != nil {
-				return fmt.Errorf("replay: %w", err)
-			}
-			fmt.Fprintf(os.Stderr, "samsara: replay matched the recording (%d records, exit status %d, %.2fs)\n", len(records), res.ExitStatus, res.Elapsed.Seconds())
-			return nil
+			return r.replay(logger(), args[0])
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&fromCkpt, "from-checkpoint", "", "the checkpoint the recording started from")
-	fl.StringVar(&kernel, "kernel", "", "kernel of a cold-boot recording (default: build/vmlinux)")
-	fl.StringVar(&initrd, "initrd", "", "initramfs of a cold-boot recording (default: build/initramfs.cpio)")
-	fl.StringVar(&disk, "vm", "", "the disk image the recording used")
-	fl.StringVar(&console, "console", "", "write the guest console to this file instead of stdout")
-	sf.registerReplay(cmd)
+	fl.StringVar(&r.fromCkpt, "from-checkpoint", "", "the checkpoint the recording started from")
+	fl.StringVar(&r.kernel, "kernel", "", "kernel of a cold-boot recording (default: build/vmlinux)")
+	fl.StringVar(&r.initrd, "initrd", "", "initramfs of a cold-boot recording (default: build/initramfs.cpio)")
+	fl.StringVar(&r.disk, "vm", "", "the disk image the recording used")
+	fl.StringVar(&r.console, "console", "", "write the guest console to this file instead of stdout")
+	r.session.registerReplay(cmd)
+	addStatusFlag(cmd, &r.statusFD)
+	addDaemonFlag(cmd, &r.daemonSock)
 	return cmd
+}
+
+// replayFlags are replay's flags.
+type replayFlags struct {
+	kernel, initrd, disk, fromCkpt, console, daemonSock string
+	statusFD                                            int
+	session                                             sessionFlags
+}
+
+// config builds the machine the recording in path was made on, and reads
+// its records.
+func (r *replayFlags) config(logger *zap.Logger, path string) (vmm.Config, []log.Record, func(), error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return vmm.Config{}, nil, nil, err
+	}
+	defer f.Close()
+	h, records, err := log.ReadAll(f)
+	if err != nil {
+		return vmm.Config{}, nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg := vmm.Config{CPUs: h.Config.CPUs, Mem: h.Config.MemoryBytes, Append: h.Config.Cmdline, Argv: h.Config.Argv,
+		Deterministic: true, NDE: nde.NewReplay(records), Logger: logger, Console: os.Stdout}
+	if err := matchInputs(h, &cfg, r.kernel, r.initrd, r.disk, r.fromCkpt); err != nil {
+		return cfg, nil, nil, err
+	}
+	closeConsole := func() {}
+	if r.console != "" {
+		out, err := os.Create(r.console)
+		if err != nil {
+			return cfg, nil, nil, fmt.Errorf("--console: %w", err)
+		}
+		cfg.Console, closeConsole = out, func() { out.Close() }
+	}
+	return cfg, records, closeConsole, nil
+}
+
+// replay re-executes the recording in path and reports the outcome.
+func (r *replayFlags) replay(logger *zap.Logger, path string) error {
+	cfg, records, closeConsole, err := r.config(logger, path)
+	if err != nil {
+		return err
+	}
+	defer closeConsole()
+	chunks := 0
+	for _, rec := range records {
+		if _, ok := rec.(*log.Chunk); ok {
+			chunks++
+		}
+	}
+	status := newStatusStream(r.statusFD, chunks)
+	progress := newProgress("replay", chunks)
+	cfg.Console = progress.console(cfg.Console)
+	m, err := vmm.New(cfg)
+	if err != nil {
+		status.finish(daemon.OutcomeFailed, err)
+		return err
+	}
+	defer m.Close()
+	opts := r.session.o
+	opts.Logger = cfg.Logger
+	rs, err := session.New(m, opts)
+	if err != nil {
+		status.finish(daemon.OutcomeFailed, err)
+		return err
+	}
+	defer rs.Close()
+	progress.start(rs)
+	status.start(rs)
+	res, err := rs.Replay(records)
+	progress.stop()
+	return replayOutcome(status, res, err, len(records))
+}
+
+// replayOutcome reports a replay's result: matched, the matched prefix of
+// a recording without an end (stopped, or cut short: exit 0, saying so),
+// or the divergence or error.
+func replayOutcome(status *statusStream, res vmm.Result, err error, records int) error {
+	var de *session.DivergenceError
+	var pe *session.PrefixError
+	switch {
+	case errors.As(err, &de):
+		status.finish(daemon.OutcomeDiverged, de)
+		return fmt.Errorf("DIVERGED: %w", err)
+	case errors.As(err, &pe):
+		fmt.Fprintf(os.Stderr, "samsara: replay matched the recorded prefix (%d chunks, %d records; the recording has no end: it was stopped or cut short, so only this prefix is verified)\n", pe.Chunks, records)
+		status.finish(daemon.OutcomeMatchedPrefix, nil)
+		return nil
+	case err != nil:
+		err = fmt.Errorf("replay: %w", err)
+		status.finish(daemon.OutcomeFailed, err)
+		return err
+	}
+	status.finish(daemon.OutcomeMatched, nil)
+	fmt.Fprintf(os.Stderr, "samsara: replay matched the recording (%d records, exit status %d, %.2fs)\n", records, res.ExitStatus, res.Elapsed.Seconds())
+	return nil
 }
 
 // matchInputs resolves the replay inputs and checks each against the

@@ -54,6 +54,7 @@ func newRootCmd() *cobra.Command {
 		}
 		return l
 	}
-	root.AddCommand(newRunCmd(logger), newRecordCmd(logger), newReplayCmd(logger), newInspectCmd(), newProbeCmd(), newCmdlineCmd())
+	root.AddCommand(newRunCmd(logger), newRecordCmd(logger), newReplayCmd(logger), newInspectCmd(), newProbeCmd(), newCmdlineCmd(),
+		newDaemonCmd(logger), newPsCmd(), newStopCmd())
 	return root
 }

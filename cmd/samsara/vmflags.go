@@ -19,6 +19,9 @@ type vmFlags struct {
 	mem                  string
 	appendArgs           string
 	console              string
+	// fromCheckpoint: the machine resumes from a checkpoint, so no kernel
+	// or initrd is needed (the daemon runs record without a build/ folder).
+	fromCheckpoint bool
 }
 
 func (f *vmFlags) register(cmd *cobra.Command) {
@@ -39,11 +42,13 @@ func (f *vmFlags) config(argv []string) (vmm.Config, func(), error) {
 		return vmm.Config{}, nil, fmt.Errorf("--mem: %w", err)
 	}
 	cfg := vmm.Config{CPUs: f.cpus, Mem: mem, Append: f.appendArgs, Argv: argv, Disk: f.disk}
-	if cfg.Kernel, err = defaultArtifact(f.kernel, "vmlinux", "--kernel"); err != nil {
-		return cfg, nil, err
-	}
-	if cfg.Initrd, err = defaultArtifact(f.initrd, "initramfs.cpio", "--initrd"); err != nil {
-		return cfg, nil, err
+	if !f.fromCheckpoint {
+		if cfg.Kernel, err = defaultArtifact(f.kernel, "vmlinux", "--kernel"); err != nil {
+			return cfg, nil, err
+		}
+		if cfg.Initrd, err = defaultArtifact(f.initrd, "initramfs.cpio", "--initrd"); err != nil {
+			return cfg, nil, err
+		}
 	}
 	if f.disk != "" {
 		if _, err := os.Stat(f.disk); err != nil {

@@ -32,6 +32,8 @@ var rules = []struct {
 		"the chunk-end policy is plain Go over addresses and times"},
 	{"internal/commit", []string{module + "/internal/vmm", module + "/internal/session", module + "/internal/ept", "github.com/bobuhiro11/gokvm"},
 		"the commit order works on page sets, not on machines"},
+	{"internal/daemon", []string{module + "/internal/vmm", module + "/internal/session", module + "/internal/kvm", "github.com/bobuhiro11/gokvm"},
+		"the daemon runs each job as a child samsara process: a crashing machine never takes it down"},
 	{"internal/log", []string{module + "/internal/vmm", module + "/internal/session", "github.com/bobuhiro11/gokvm"},
 		"the log format is read by tools that run no machine (inspect)"},
 	{"internal/snapshot", []string{"github.com/bobuhiro11/gokvm", module + "/internal/vmm", module + "/internal/kvm",

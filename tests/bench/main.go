@@ -49,8 +49,8 @@ func main() {
 	kvm := flag.Bool("kvm", true, "report: also try qemu -enable-kvm (about a minute per vCPU count here)")
 	rerenderOnly := flag.Bool("rerender", false, "report: measure nothing; rewrite bench.md and overhead.svg from the results directory's bench.json")
 	flag.Parse()
-	if flag.NArg() != 1 || (flag.Arg(0) != "boot" && flag.Arg(0) != "rr" && flag.Arg(0) != "report" && flag.Arg(0) != "resume") {
-		fmt.Fprintln(os.Stderr, "usage: bench [flags] boot|rr|report|resume")
+	if flag.NArg() != 1 || (flag.Arg(0) != "boot" && flag.Arg(0) != "rr" && flag.Arg(0) != "report" && flag.Arg(0) != "resume" && flag.Arg(0) != "daemon") {
+		fmt.Fprintln(os.Stderr, "usage: bench [flags] boot|rr|report|resume|daemon")
 		flag.PrintDefaults()
 		os.Exit(2)
 	}
@@ -70,6 +70,10 @@ func main() {
 	}
 	if flag.Arg(0) == "resume" {
 		benchResume(*samsara, kernel, initrd, *timeout) // resume.go
+		return
+	}
+	if flag.Arg(0) == "daemon" {
+		benchDaemon(*samsara, kernel, initrd, *timeout) // daemon.go
 		return
 	}
 	if flag.Arg(0) == "rr" {
