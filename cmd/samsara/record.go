@@ -113,17 +113,11 @@ func (r *recordFlags) record(logger *zap.Logger, args []string) error {
 	cfg.NDE = nde.NewRecord(sink)
 	progress := newProgress("record", 0)
 	cfg.Console = progress.console(cfg.Console)
-	m, err := vmm.New(cfg)
+	m, rs, err := openSession(cfg, opts, status)
 	if err != nil {
-		status.finish(daemon.OutcomeFailed, err)
 		return err
 	}
 	defer m.Close()
-	rs, err := session.New(m, opts)
-	if err != nil {
-		status.finish(daemon.OutcomeFailed, err)
-		return err
-	}
 	defer rs.Close()
 	sink.onStop = func() { m.Stop(errStopped) }
 	progress.start(rs)
@@ -162,6 +156,23 @@ func (r *recordFlags) finish(lf *logFile, sink *stopSink, status *statusStream, 
 	}
 	status.finish(daemon.OutcomeFinished, err)
 	return err
+}
+
+// openSession builds the machine and the record or replay session on it;
+// a failure is the command's final status.
+func openSession(cfg vmm.Config, opts session.Options, status *statusStream) (*vmm.Machine, *session.Session, error) {
+	m, err := vmm.New(cfg)
+	if err != nil {
+		status.finish(daemon.OutcomeFailed, err)
+		return nil, nil, err
+	}
+	rs, err := session.New(m, opts)
+	if err != nil {
+		m.Close()
+		status.finish(daemon.OutcomeFailed, err)
+		return nil, nil, err
+	}
+	return m, rs, nil
 }
 
 // logFile is a recording being written to a file.

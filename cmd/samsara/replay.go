@@ -91,19 +91,13 @@ func (r *replayFlags) replay(logger *zap.Logger, path string) error {
 	status := newStatusStream(r.statusFD, chunks)
 	progress := newProgress("replay", chunks)
 	cfg.Console = progress.console(cfg.Console)
-	m, err := vmm.New(cfg)
+	opts := r.session.o
+	opts.Logger = cfg.Logger
+	m, rs, err := openSession(cfg, opts, status)
 	if err != nil {
-		status.finish(daemon.OutcomeFailed, err)
 		return err
 	}
 	defer m.Close()
-	opts := r.session.o
-	opts.Logger = cfg.Logger
-	rs, err := session.New(m, opts)
-	if err != nil {
-		status.finish(daemon.OutcomeFailed, err)
-		return err
-	}
 	defer rs.Close()
 	progress.start(rs)
 	status.start(rs)
