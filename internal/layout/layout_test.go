@@ -3,7 +3,10 @@
 package layout
 
 import (
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -82,5 +85,30 @@ func TestImportRules(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestNoEnvironmentReads: no internal package reads the environment; a
+// switch is a flag or an Options field, and one that changes a recording
+// is in its header (issue 12). Tests learn the build folder from
+// tests/testenv.
+func TestNoEnvironmentReads(t *testing.T) {
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, call := range []string{"os.Getenv(", "os.LookupEnv(", "os.Environ(", "syscall.Getenv("} {
+			if strings.Contains(string(b), call) && !strings.HasSuffix(path, "layout_test.go") {
+				t.Errorf("%s calls %s: internal packages take options, not environment variables", path, call)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

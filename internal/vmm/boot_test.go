@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
+	"github.com/samsara-vmm/samsara/tests/testenv"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -172,7 +173,7 @@ func TestCPUIDPolicy(t *testing.T) {
 // from the reference vmlinux's symbols (they match System.map), and an ELF
 // without those symbols yields none (privilege-change chunk ends off).
 func TestKernelMarks(t *testing.T) {
-	build := os.Getenv("SAMSARA_BUILD")
+	build := testenv.BuildDir()
 	if build == "" {
 		t.Skip("SAMSARA_BUILD is not set (make test sets it): no reference kernel to read")
 	}
