@@ -1,9 +1,11 @@
 package tests
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -107,4 +109,38 @@ func TestBadInput(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return lines[len(lines)-1]
+}
+
+// TestCPUIDHidden: the guest's CPUID instruction does not report the
+// features that would make a recording non-deterministic (TSC, RDTSCP,
+// RDRAND, RDSEED) where samsara's KVM_SET_CPUID2 policy is honoured:
+// hardware virtualization (issue 11 item 3; run in the emulated SVM host).
+// Under PVM the guest reads the host's leaves 1 and 7 whatever samsara
+// sets (README, "Determinism contract"), so there the test only checks
+// that the kernel itself was told (clearcpuid= on its command line).
+func TestCPUIDHidden(t *testing.T) {
+	ckpt := bootedCheckpoint(t, 1)
+	r := samsara(t, resumeTimeout, "run", "--cpus", "1", "--from-checkpoint", ckpt, "--", "cpuidbits")
+	line := lastLine(r.stdout)
+	if r.status != 0 || !strings.HasPrefix(line, "cpuidbits: ") {
+		t.Fatalf("cpuidbits: status %d\nstdout:\n%s\nstderr:\n%s", r.status, tail(r.stdout), tail(r.stderr))
+	}
+	p := samsara(t, resumeTimeout, "probe", "--json")
+	var probe struct{ Platform string }
+	if err := json.Unmarshal([]byte(p.stdout), &probe); err != nil {
+		t.Fatalf("probe --json: %v\n%s", err, p.stdout)
+	}
+	if probe.Platform == "pvm" {
+		c := samsara(t, resumeTimeout, "cmdline")
+		for _, bit := range []string{"4", "59", "158", "306"} { // tsc, rdtscp, rdrand, rdseed (Linux feature numbers)
+			if !regexp.MustCompile(`clearcpuid=(\d+,)*` + bit + `(,|\s|$)`).MatchString(c.stdout) {
+				t.Errorf("PVM: the kernel command line does not clear feature %s: %s", bit, c.stdout)
+			}
+		}
+		t.Logf("PVM: the guest's CPUID shows the host's bits (%s); the kernel is told with clearcpuid=", line)
+		return
+	}
+	if want := "cpuidbits: tsc=0 rdtscp=0 rdrand=0 rdseed=0"; strings.TrimSpace(line) != want {
+		t.Fatalf("on %s the guest's CPUID reports %q, want %q", probe.Platform, line, want)
+	}
 }

@@ -43,7 +43,7 @@ var kvmPackages = []kvmPackage{
 	// smoke set records with the serialized recorder on 1 and 2 vCPUs
 	// (with a disk too), the stall bound and the daemon (skips.go says
 	// why the parallel recorder's tests do not run there).
-	{Path: "tests", Smoke: "^(TestBootColdAndResume|TestNproc|TestExitStatus|TestBadInput|TestRecordReplay|TestInspect|TestReplayDetectsDivergence|TestRecordReplayDisk|TestRecordReplaySMP|TestStallEndsWithError|TestDaemonEndToEnd)$"},
+	{Path: "tests", Smoke: "^(TestBootColdAndResume|TestNproc|TestExitStatus|TestBadInput|TestRecordReplay|TestInspect|TestReplayDetectsDivergence|TestRecordReplayDisk|TestRecordReplaySMP|TestStallEndsWithError|TestDaemonEndToEnd|TestCPUIDHidden)$"},
 	// The CLI: probe inside the host reports what it opened.
 	{Path: "cmd/samsara"},
 }
