@@ -170,7 +170,10 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		if errors.Is(err, vmm.ErrInterrupted) {
 			c.inject = false
 			if v.s.m.IsStopped() {
-				return v.finishChunk(c.rec, log.ReasonExit)
+				// Stopped from outside (the stall bound, a signal, an
+				// error): the chunk stands where the kick found it, which
+				// may be no point replay can find, so it is not logged.
+				return c.rec, errMachineStopped
 			}
 			continue
 		}
@@ -580,8 +583,9 @@ func (v *vcpu) stepTowards(rip uint64, step bool) (exited bool, err error) {
 	return err == nil && v.ExitReason() != vmm.ExitDebug, nil
 }
 
-// errMachineStopped ends a replayed chunk whose machine was stopped (by
-// the stall watchdog or an error elsewhere) before its end point.
+// errMachineStopped ends a chunk whose machine was stopped from outside
+// (by the stall watchdog, a stop signal or an error elsewhere) before the
+// chunk reached an end point.
 var errMachineStopped = errors.New("the machine stopped before the chunk's end point")
 
 var errNoProgress = errors.New("every vCPU is halted and no timer is armed: the guest can never run again")
