@@ -57,6 +57,14 @@ const (
 	// streamcluster's recording run for minutes (the kicks every 2 ms
 	// outpaced its progress).
 	preemptAfter = 10 * time.Millisecond
+	// preemptInjectedAfter: a chunk that took an interrupt at its start
+	// and then ran this long without an exit is spinning inside the
+	// handler (measured: streamcluster's timer interrupt spinning in
+	// ktime_get on a timekeeping seqcount that the other vCPU, not
+	// running, held; the recording stalled), so it may be preempted too.
+	// Ten watchdog periods: handlers that end with their EOI exit long
+	// before.
+	preemptInjectedAfter = 10 * preemptAfter
 	// userSpinLimit bounds how long a chunk may stay in guest user mode
 	// without an exit before the recording fails: user code cannot be
 	// preempted exactly without a PMU (see the file comment).
@@ -220,10 +228,15 @@ func (v *vcpu) replayChunkEnd(c *chunkRun) (log.Chunk, error) {
 		// The recorder preempted only after the guest had taken any
 		// interrupt injected at this entry, so inject it the same way
 		// and let runTo's first entry deliver it.
-		if err := v.injectAtEntry(c); err != nil {
-			return c.rec, err
+		injected := c.injectedSinceExit
+		if c.inject {
+			before := c.injectedSinceExit
+			if err := v.injectAtEntry(c); err != nil {
+				return c.rec, err
+			}
+			injected = c.injectedSinceExit && !before
 		}
-		if err := v.runTo(c.want.End); err != nil {
+		if err := v.runTo(c.want.End, injected); err != nil {
 			return c.rec, err
 		}
 	}
@@ -231,14 +244,16 @@ func (v *vcpu) replayChunkEnd(c *chunkRun) (log.Chunk, error) {
 }
 
 // maybePreempt is where the serialized recorder preempts: after a kick
-// (EINTR), and never after an interrupt was injected since the last exit.
-// Replay finds the point with breakpoints and single steps, and PVM need
-// not deliver a queued interrupt at the same instruction while
-// single-stepping as it does in a plain run; an interrupt handler exits
-// soon anyway (its EOI write), which ends the segment.
+// (EINTR), and, after an interrupt was injected since the last exit, only
+// once preemptInjectedAfter has passed. Replay finds the point with
+// breakpoints and single steps, and PVM need not deliver a queued
+// interrupt at the same instruction while single-stepping as it does in a
+// plain run, so replay's first run after such an injection never
+// single-steps (runTo); an interrupt handler usually exits soon anyway
+// (its EOI write), which ends the segment.
 func (v *vcpu) maybePreempt(c *chunkRun) (bool, error) {
 	elapsed := time.Since(c.started)
-	if c.inject || c.injectedSinceExit || elapsed < spinCheckAfter {
+	if c.inject || elapsed < spinCheckAfter || c.injectedSinceExit && elapsed < preemptInjectedAfter {
 		return false, nil
 	}
 	try := elapsed >= preemptAfter
@@ -490,7 +505,11 @@ const dr7L0 = 1 << 0
 // instruction (before it is counted), and a single step moves past hits
 // that are not the point (internal/pmc measured both under PVM in CPL0;
 // RFLAGS.RF is ignored there, hence the step).
-func (v *vcpu) runTo(target log.Point) error {
+//
+// injected says an interrupt was injected for the first entry: that entry
+// is never a single step (PVM need not deliver the interrupt there as a
+// plain run does); a breakpoint lets the entry deliver it first.
+func (v *vcpu) runTo(target log.Point, injected bool) error {
 	defer v.SetGuestDebug(0, nil)
 	started := time.Now()
 	want := fmt.Sprintf("+%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP)
@@ -527,10 +546,12 @@ func (v *vcpu) runTo(target log.Point) error {
 			}
 			continue
 		}
-		if regs.RIP == target.RIP {
+		step := regs.RIP == target.RIP && !injected
+		if step {
 			hits++
 		}
-		exited, err := v.stepTowards(target.RIP, regs.RIP == target.RIP)
+		injected = false
+		exited, err := v.stepTowards(target.RIP, step)
 		if err != nil {
 			return err
 		}
