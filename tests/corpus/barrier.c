@@ -1,10 +1,10 @@
-/* pthread barriers: 4 threads x 30 rounds; in each round every thread
+/* pthread barriers: 4 threads x 20 rounds; in each round every thread
  * sees all 4 arrivals, and exactly one gets PTHREAD_BARRIER_SERIAL_THREAD. */
 #include "corpus.h"
 #include <pthread.h>
 
 #define N 4
-#define ROUNDS 30
+#define ROUNDS 20
 static pthread_barrier_t bar;
 static volatile int arrived[ROUNDS], serial[ROUNDS], bad;
 
@@ -35,6 +35,6 @@ int main(void)
 	CHECK(!bad, "a thread passed the barrier before all arrived");
 	for (int r = 0; r < ROUNDS; r++)
 		CHECK(serial[r] == 1, "round %d had %d serial threads", r, serial[r]);
-	say("4 threads, 30 barrier rounds: all arrived each time, one serial thread per round\n");
+	say("4 threads, 20 barrier rounds: all arrived each time, one serial thread per round\n");
 	ok();
 }

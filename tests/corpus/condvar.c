@@ -1,9 +1,9 @@
 /* Condition variables: a bounded queue with 2 producers and 2 consumers
- * moves 1000 items; the sum is exact. Also a timed wait that times out. */
+ * moves 400 items; the sum is exact. Also a timed wait that times out. */
 #include "corpus.h"
 #include <pthread.h>
 
-#define ITEMS 500
+#define ITEMS 200
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t notfull = PTHREAD_COND_INITIALIZER, notempty = PTHREAD_COND_INITIALIZER;
 static int q[16], head, len, done_producers;
@@ -64,7 +64,7 @@ int main(void)
 		for (int i = 1; i <= ITEMS; i++)
 			want += b * 100000 + i;
 	CHECK(consumed_sum == want, "sum %lld want %lld", consumed_sum, want);
-	say("2 producers, 2 consumers, 1000 items through a 16-slot queue: sum %lld\n", want);
+	say("2 producers, 2 consumers, 400 items through a 16-slot queue: sum %lld\n", want);
 
 	clock_gettime(CLOCK_REALTIME, &dl);
 	dl.tv_nsec += 30000000L;

@@ -1,10 +1,10 @@
-/* Futex ping-pong: two threads hand a token back and forth 200 times with
+/* Futex ping-pong: two threads hand a token back and forth 100 times with
  * FUTEX_WAIT_PRIVATE/FUTEX_WAKE_PRIVATE. */
 #include "corpus.h"
 #include <pthread.h>
 
 static volatile int word; /* whose turn: 0 main, 1 worker */
-#define ROUNDS 200
+#define ROUNDS 100
 
 static void wait_for(int v)
 {
@@ -42,7 +42,7 @@ int main(void)
 		wait_for(0);
 	}
 	pthread_join(t, NULL);
-	say("200 futex wait/wake round trips\n");
+	say("100 futex wait/wake round trips\n");
 	CHECK(syscall(SYS_futex, &v, FUTEX_WAIT_PRIVATE, 4, NULL, NULL, 0) == -1 && errno == EAGAIN, "value mismatch");
 	CHECK(syscall(SYS_futex, &v, FUTEX_WAIT_PRIVATE, 5, &to, NULL, 0) == -1 && errno == ETIMEDOUT, "timeout");
 	CHECK(syscall(SYS_futex, &v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0) == 0, "wake nobody");

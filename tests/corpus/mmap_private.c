@@ -12,14 +12,14 @@ int main(void)
 	char *f;
 	pid_t pid;
 
-	p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	p = mmap(NULL, 256 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	CHECK(p != MAP_FAILED, "mmap");
 	CHECK(p[1000] == 0, "anonymous memory not zero");
-	for (int i = 0; i < (1 << 18); i += 1024)
+	for (int i = 0; i < (64 << 10); i += 1024)
 		p[i] = i;
 	pid = fork();
 	if (pid == 0) {
-		for (int i = 0; i < (1 << 18); i += 1024)
+		for (int i = 0; i < (64 << 10); i += 1024)
 			if (p[i] != i)
 				_exit(1);
 		p[0] = -1;
