@@ -101,6 +101,13 @@ var corpusKnown = []knownFailure{
 		reason: "samsara record fails after 60 s: \"vcpu 0 ran guest user code for 1m0s without an exit; it cannot be preempted at an exact point on a host without a PMU\" (2 threads spin in user mode while the main thread's 1 ms sleep waits for a timer)"},
 	{prog: "thread_exit_busy", mode: "parallel", platform: "pvm", issue: 19, hang: true,
 		reason: "the recording made no progress for over 4 min (killed; both vCPU goroutines in runVCPU under parChunk): 2 threads spin in user mode while the main thread's 1 ms sleep waits for a timer"},
+	// Two threads spin in user mode on the 2 vCPUs while the main thread
+	// creates 60 threads and sleeps 1 ms at a time: even without a
+	// recorder the main thread did not finish within corpus-run's 30 s
+	// of guest time in 2 of 4 `run` batches (natively 0.16 s; the other
+	// 2 passed).
+	{prog: "thread_exit_busy", mode: "run", platform: "pvm", issue: 19, flaky: true,
+		reason: "timed out at corpus-run's 30 s guest-time limit in 2 of 4 run batches (2 threads spin in user mode on both vCPUs while the main thread creates threads and sleeps 1 ms at a time; natively 0.16 s)"},
 	// A reader thread loops in user mode over a mapping until the main
 	// thread (which yields until the reader started) unmaps it: when the
 	// reader's vCPU holds the serialized recorder's turn, the main
@@ -335,6 +342,9 @@ func TestCorpus(t *testing.T) {
 						t.Fatalf("no output framed for %s in the %s batch", p, m.name)
 					}
 					if g.end != "status 0" || g.out != native[p].out {
+						if known && k.flaky {
+							t.Skipf("known intermittent failure on %s under %s (issue %d): %s; this time: %s, printed\n%s", platform, m.name, k.issue, k.reason, g.end, g.out)
+						}
 						t.Fatalf("under %s in the guest: %s, printed\n%s\nnatively it printed\n%s", m.name, g.end, g.out, native[p].out)
 					}
 				})
@@ -362,13 +372,13 @@ func corpusBatch(t *testing.T, mode string, record bool, flags []string, img, ck
 		if record {
 			args = append([]string{"record", "--cpus", "2", "--vm", img, "--from-checkpoint", ckpt, "-o", rec}, flags...)
 		}
-		r, stalled := samsaraWatched(t, append(append(args, "--"), cmd...)...)
+		r, killed := samsaraWatched(t, append(append(args, "--"), cmd...)...)
 		progs, done := parseCorpus(r.stdout)
 		for p, g := range progs {
 			guest[p] = g
 		}
 		t.Logf("%s segment %d: %d of %d programs in %v", mode, seg, len(progs), len(batch), r.elapsed.Round(time.Millisecond))
-		if done && r.status == 0 && !stalled {
+		if done && r.status == 0 && killed == "" {
 			if record {
 				p := samsara(t, corpusBatchTimeout, "replay", rec, "--vm", img, "--from-checkpoint", ckpt)
 				t.Logf("%s segment %d: replay in %v", mode, seg, p.elapsed.Round(time.Millisecond))
@@ -388,8 +398,8 @@ func corpusBatch(t *testing.T, mode string, record bool, flags []string, img, ck
 			t.Fatalf("samsara %s of the corpus stopped before any program began (status %d)\nstdout:\n%s\nstderr:\n%s", args[0], r.status, tail(r.stdout), tail(r.stderr))
 		}
 		why := fmt.Sprintf("samsara %s exited %d while it ran: %s", args[0], r.status, lastLine(r.stderr))
-		if stalled {
-			why = fmt.Sprintf("samsara %s made no progress for %v while it ran (killed with SIGQUIT; %s)", args[0], corpusStall, vcpuSummary(r.stderr))
+		if killed != "" {
+			why = fmt.Sprintf("samsara %s was killed with SIGQUIT while it ran: %s (%s)", args[0], killed, vcpuSummary(r.stderr))
 		}
 		t.Logf("%s: %s: %s", mode, cur, why)
 		broken[cur] = why
@@ -414,8 +424,8 @@ const corpusStall = 3 * time.Minute
 // samsaraWatched runs samsara like samsara() but streams its stdout, and
 // kills it (SIGQUIT first, for the goroutine dump on stderr) when no
 // "=== end" line arrives for corpusStall or the whole run reaches
-// corpusBatchTimeout. It reports whether it was killed.
-func samsaraWatched(t *testing.T, args ...string) (result, bool) {
+// corpusBatchTimeout. It returns why it killed samsara, or "".
+func samsaraWatched(t *testing.T, args ...string) (result, string) {
 	t.Helper()
 	cmd := exec.Command(samsaraBin, args...)
 	var errb bytes.Buffer
@@ -455,7 +465,7 @@ func samsaraWatched(t *testing.T, args ...string) (result, bool) {
 	}()
 	waitDone := make(chan error, 1)
 	go func() { <-readDone; waitDone <- cmd.Wait() }()
-	stalled := false
+	killed := ""
 	stall := time.NewTimer(corpusStall)
 	total := time.NewTimer(corpusBatchTimeout)
 	defer stall.Stop()
@@ -466,13 +476,14 @@ func samsaraWatched(t *testing.T, args ...string) (result, bool) {
 			stall.Reset(corpusStall)
 			continue
 		case <-stall.C:
+			killed = fmt.Sprintf("no program ended for %v", corpusStall)
 		case <-total.C:
+			killed = fmt.Sprintf("the batch reached its %v bound", corpusBatchTimeout)
 		case err = <-waitDone:
 		}
 		break
 	}
-	if err == nil && cmd.ProcessState == nil {
-		stalled = true
+	if killed != "" {
 		cmd.Process.Signal(syscall.SIGQUIT)
 		select {
 		case err = <-waitDone:
@@ -490,7 +501,7 @@ func samsaraWatched(t *testing.T, args ...string) (result, bool) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	return r, stalled
+	return r, killed
 }
 
 // lastBegun is the program corpus-run began last without ending it.
@@ -558,4 +569,34 @@ func keepOutputs(t *testing.T, mode string, seg int, rec, rep string) string {
 	os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.record.txt", mode, seg)), []byte(rec), 0o644)
 	os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.replay.txt", mode, seg)), []byte(rep), 0o644)
 	return dir
+}
+
+// TestParseCorpus checks the splitting of corpus-run's output (no KVM).
+func TestParseCorpus(t *testing.T) {
+	out := "boot noise\r\n=== begin a\r\na: ok\r\n=== end a status 0 (0.10 s)\r\n" +
+		"=== begin b\r\nb: FAIL x\r\n=== end b status 1 (2.00 s)\r\n=== begin c\r\n=== end c timeout (30.01 s)\r\n" +
+		"=== begin d\r\nd: half a line"
+	progs, done := parseCorpus(out)
+	want := map[string]corpusProgram{
+		"a": {out: "a: ok\n", end: "status 0"},
+		"b": {out: "b: FAIL x\n", end: "status 1"},
+		"c": {out: "", end: "timeout"},
+	}
+	if done || len(progs) != len(want) {
+		t.Fatalf("parseCorpus: done %v, %d programs %v; want not done, %d", done, len(progs), progs, len(want))
+	}
+	for name, w := range want {
+		if progs[name] != w {
+			t.Errorf("%s: got %+v, want %+v", name, progs[name], w)
+		}
+	}
+	if got := lastBegun(out); got != "d" {
+		t.Errorf("lastBegun = %q, want d", got)
+	}
+	if _, done := parseCorpus(out + "\r\n=== end d status 0\r\n=== done\r\n"); !done {
+		t.Error("=== done not seen")
+	}
+	if got := lastBegun("=== begin a\n=== end a status 0\n"); got != "" {
+		t.Errorf("lastBegun after an end = %q, want empty", got)
+	}
 }
