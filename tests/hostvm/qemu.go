@@ -60,8 +60,11 @@ type bootResult struct {
 // (-no-reboot) at once with "ended before the command reported its
 // status" instead of running out the whole timeout; and nothing slow the
 // host does not need under TCG (mitigations only cost time in an emulated
-// throwaway host).
-const hostCmdline = "console=ttyS0 panic=-1 softlockup_panic=1 quiet loglevel=4 mitigations=off"
+// throwaway host). watchdog_thresh=60 (the most the kernel takes: a soft
+// lockup after 120 s): with the default 10 s (20 s), a TCG vCPU starved
+// by the machine's load was declared locked up in an IPI wait after 26 s
+// (a fresh-clone make test, in internal/ept's tests) and the run was lost.
+const hostCmdline = "console=ttyS0 panic=-1 softlockup_panic=1 watchdog_thresh=60 quiet loglevel=4 mitigations=off"
 
 // boot runs the host VM to the end and returns what it measured. Errors
 // say what was waited for: the host's readiness, or the inner command.
@@ -132,7 +135,7 @@ func boot(cfg bootConfig) (bootResult, error) {
 				case res.Ready == 0:
 					return res, fmt.Errorf("host VM ended (%v) before /dev/kvm was ready", err)
 				}
-				return res, fmt.Errorf("host VM ended (%v) before the command inside reported its status", err)
+				return res, &hostDiedError{err: err, last: lastLine}
 			}
 			fmt.Fprintln(cfg.Console, line)
 			idle.Reset(silence)
@@ -161,6 +164,17 @@ func boot(cfg bootConfig) (bootResult, error) {
 			return res, fmt.Errorf("host VM: waited %v for %s; QEMU killed", cfg.Timeout, what)
 		}
 	}
+}
+
+// hostDiedError is a host VM that ended (a host kernel panic: a soft
+// lockup under TCG) before the command inside reported its status.
+type hostDiedError struct {
+	err  error
+	last string
+}
+
+func (e *hostDiedError) Error() string {
+	return fmt.Sprintf("host VM ended (%v) before the command inside reported its status; its last line: %q", e.err, e.last)
 }
 
 // wedgedError is a host VM that printed nothing for too long.

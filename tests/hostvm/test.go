@@ -69,7 +69,7 @@ func cmdTest(args []string) (int, error) {
 	// resumeTimeout) and prints when it ends; cold boots print within
 	// seconds in the host.
 	silence := fs.Duration("silence", 5*time.Minute, "a host VM that prints nothing this long is wedged")
-	wedgeRetries := fs.Int("wedge-retries", 1, "boot the host again this many times after it wedged")
+	wedgeRetries := fs.Int("wedge-retries", 1, "boot the host again this many times after it wedged or its kernel panicked")
 	fs.Parse(args)
 	if *set != string(setSmoke) && *set != string(setFull) {
 		return 0, fmt.Errorf("test: -set must be smoke or full, not %q", *set)
@@ -118,11 +118,14 @@ func cmdTest(args []string) (int, error) {
 		res, bootErr = w.boot(p, pw)
 		pw.Close()
 		s = <-tally
-		// A wedged host (no console output for -silence) is booted
-		// again, once, and says so: the TCG-emulated host, not a test,
-		// stopped (a test's own bounds print within 3 minutes).
+		// A wedged host (no console output for -silence) or one whose
+		// kernel panicked is booted again, once, and says so: the
+		// TCG-emulated host, not a test, stopped (a test's own bounds
+		// print within 3 minutes, and a test's failure is reported, not a
+		// host panic).
 		var wedged *wedgedError
-		if errors.As(bootErr, &wedged) && attempt < *wedgeRetries {
+		var died *hostDiedError
+		if (errors.As(bootErr, &wedged) || errors.As(bootErr, &died)) && attempt < *wedgeRetries {
 			fmt.Printf("hostvm: %v\nhostvm: booting the host VM again (%d of %d) and running the set from the start\n", bootErr, attempt+1, *wedgeRetries)
 			continue
 		}
