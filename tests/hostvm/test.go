@@ -69,7 +69,7 @@ func cmdTest(args []string) (int, error) {
 	// resumeTimeout) and prints when it ends; cold boots print within
 	// seconds in the host.
 	silence := fs.Duration("silence", 5*time.Minute, "a host VM that prints nothing this long is wedged")
-	wedgeRetries := fs.Int("wedge-retries", 1, "boot the host again this many times after it wedged or its kernel panicked")
+	wedgeRetries := fs.Int("wedge-retries", 2, "boot the host again this many times after it wedged or its kernel panicked")
 	fs.Parse(args)
 	if *set != string(setSmoke) && *set != string(setFull) {
 		return 0, fmt.Errorf("test: -set must be smoke or full, not %q", *set)

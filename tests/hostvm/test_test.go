@@ -59,3 +59,18 @@ func TestSkipPatternAnchorsEveryLevel(t *testing.T) {
 		t.Errorf("a package with no skips got %q, want ^$ (skips nothing)", got)
 	}
 }
+
+// TestIsHostStall: the host kernel's stuck-CPU reports end a host run
+// early (as a wedge, retried); ordinary lines do not.
+func TestIsHostStall(t *testing.T) {
+	for line, want := range map[string]bool{
+		"[  549.818378] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:":           true,
+		"[   32.869453] watchdog: BUG: soft lockup - CPU#1 stuck for 26s! [x:119]":       true,
+		"[    8.686481] kvm [100]: vcpu0, guest rIP: 0xffffffff81002a2a Unhandled WRMSR": false,
+		"--- PASS: TestDevBusMap (0.03s)":                                                false,
+	} {
+		if got := isHostStall(line); got != want {
+			t.Errorf("isHostStall(%q) = %v, want %v", line, got, want)
+		}
+	}
+}
