@@ -315,13 +315,11 @@ func GuestCmdline(withDisk bool, platform string) string {
 	if withDisk {
 		s += fmt.Sprintf(" virtio_mmio.device=4K@%#x:%d", virtioAddr, pinVirtio)
 	}
-	if platform != "pvm" {
-		// Busy-waits exit to the yield port (drive.go, YieldPort): on
-		// hardware virtualization the recorders have no counter to
-		// preempt a spinning guest kernel with. Under PVM the emulated
-		// kernel is counted exactly and the spin checks do it.
-		s += fmt.Sprintf(" samsara_yield=%#x", YieldPort)
-	}
+	// The yield port (drive.go, YieldPort; `--append samsara_yield=0x5a5`)
+	// is not on by default on any platform yet: with it, 2-vCPU serialized
+	// recordings finish in the emulated SVM host, but one of three 2-vCPU
+	// cold boots there ended in a guest reset (not yet understood).
+	_ = platform
 	return s
 }
 

@@ -10,21 +10,28 @@ package main
 // PVM itself skip on their own (kvmtest.RequirePVM) and the summary lists
 // them with their message.
 var svmSkips = map[string]string{
-	// The serialized recorder on 2 vCPUs runs in the host since the
-	// reference kernel's busy-waits exit to the yield port (patch 0005):
-	// race, threads2 and timers recorded and replayed matched there (they
-	// did not finish before: a vCPU spinning in the guest kernel on the
-	// other vCPU kept its turn). The parallel recorder does not yet:
-	//
-	// Measured in the host with yields (race 200000, 2 vCPUs): about six
-	// chunks a second, and no end in 5 minutes (the prefix replayed
-	// matched). Before yields: race 20000 ended with "guest reset (reboot,
-	// triple fault or kernel panic)" after 88 s; conflicts and
+	// Serialized recording on 2 vCPUs: without a kernel progress counter
+	// a turn ends only at an exit, and a vCPU spinning in the guest kernel
+	// on the other vCPU keeps its turn (measured: race 20000, threads2
+	// 1000, blackscholes 2 tiny did not finish in 90 s; timers hung in 1
+	// of 2 tries). A guest booted with the yield port (`--append
+	// samsara_yield=0x5a5`, kernel patch 0005) records and replays them
+	// (measured: race, threads2, timers, 5 replays each, and the daemon's
+	// end-to-end test), but one of three 2-vCPU cold boots with it ended
+	// in a guest reset, so it is not the default yet.
+	"tests.TestRecordReplaySMP/2cpu/race":     serializedSMP,
+	"tests.TestRecordReplaySMP/2cpu/threads2": serializedSMP,
+	"tests.TestRecordReplaySMP/2cpu/timers":   serializedSMP,
+	"tests.TestWorkloadsRecordReplay":         serializedSMP,
+	"tests.TestVMDisk":                        serializedSMP,
+	"tests.TestDaemonEndToEnd":                serializedSMP,
+	// The parallel recorder: with yields, about six chunks a second in
+	// the host, and race 200000 did not finish in 5 minutes (the prefix
+	// replayed matched). Before yields: race 20000 ended with "guest reset
+	// (reboot, triple fault or kernel panic)" after 88 s; conflicts and
 	// blackscholes did not finish in 90 s.
-	"tests.TestParallelRecordReplay":           parallelSVM,
-	"tests.TestParallelConflicts":              parallelSVM,
-	"tests.TestWorkloadsRecordReplay/parallel": parallelSVM,
-	"tests.TestVMDisk/parallel/diskrw":         parallelSVM,
+	"tests.TestParallelRecordReplay": parallelSVM,
+	"tests.TestParallelConflicts":    parallelSVM,
 	// Measured in the host: after setPTE in the canonical memory and a
 	// memslot delete + re-add, the guest still read the old target. Under
 	// PVM (shadow paging) the re-add drops the shadow page tables; under
@@ -33,6 +40,10 @@ var svmSkips = map[string]string{
 	// page-table writes; refreshing views on SVM is issue 11's.
 	"internal/ept.TestPageTableStaleness/memslot_delete_+_re-add": "SVM without a PMU (issue 11): a memslot delete + re-add does not drop the guest's cached translations under nested paging, which the parallel recorder's view refresh assumes",
 }
+
+// serializedSMP is why 2-vCPU serialized recordings are not run in the
+// host, `true` aside.
+const serializedSMP = "SVM without a PMU (issue 11): serialized recording on 2 vCPUs does not finish in the host without the yield port, which is not the default yet (a 2-vCPU cold boot with it reset the guest once in three)"
 
 // parallelSVM is why the parallel recorder's tests are not run in the host.
 const parallelSVM = "SVM without a PMU (issue 11): the parallel recorder makes about six chunks a second in the host and did not finish race 200000 in 5 minutes (its views' page-table staleness under nested paging is open too)"
