@@ -35,11 +35,7 @@ func (m *Machine) bootKernel() error {
 			return err
 		}
 	}
-	platform := m.cfg.Platform
-	if platform == "" {
-		platform = ProbePlatform()
-	}
-	m.cmdline = GuestCmdline(m.blk != nil, platform)
+	m.cmdline = GuestCmdline(m.blk != nil)
 	if m.cfg.Append != "" {
 		m.cmdline += " " + m.cfg.Append
 	}

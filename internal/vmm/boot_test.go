@@ -138,13 +138,13 @@ func (r recordHooks) checkpointRequested(cpu int) {
 }
 
 func TestGuestCmdlineHidesFeatures(t *testing.T) {
-	s := GuestCmdline(true, "pvm")
+	s := GuestCmdline(true)
 	for _, want := range []string{"clearcpuid=4,", "noxsave", "virtio_mmio.device=4K@0xd0000000:5", "lpj="} {
 		if !strings.Contains(s, want) {
 			t.Errorf("command line lacks %q: %s", want, s)
 		}
 	}
-	if strings.Contains(GuestCmdline(false, "pvm"), "virtio_mmio") {
+	if strings.Contains(GuestCmdline(false), "virtio_mmio") {
 		t.Error("virtio device on the command line without a disk")
 	}
 }

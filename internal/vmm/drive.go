@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/bobuhiro11/gokvm/kvm"
-	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
@@ -262,9 +261,6 @@ func (m *Machine) Unlock() { m.mu.Unlock() }
 // Deterministic reports whether the machine was built for record/replay.
 func (m *Machine) Deterministic() bool { return m.cfg.Deterministic }
 
-// Logger is the machine's logger.
-func (m *Machine) Logger() *zap.Logger { return m.log }
-
 // Stopped is closed when the machine stops (power off or error).
 func (m *Machine) Stopped() <-chan struct{} { return m.stopped }
 
@@ -358,9 +354,6 @@ func (m *Machine) VMOf(id int) int {
 
 // HasSeparateVMs reports whether the machine was built with SeparateVMs.
 func (m *Machine) HasSeparateVMs() bool { return len(m.vms) > 0 }
-
-// HasDisk reports whether the machine has a virtio block device.
-func (m *Machine) HasDisk() bool { return m.blk != nil }
 
 // RequestedVectors snapshots every local APIC's IRR.
 func (m *Machine) RequestedVectors() [][8]uint32 {

@@ -51,10 +51,6 @@ type Config struct {
 	Mem    uint64   // guest RAM bytes
 	Append string   // extra kernel command-line arguments
 	Argv   []string // program for init to run; empty = reference workload
-	// Platform is the host's virtualization as ProbePlatform names it
-	// ("pvm", "svm", "vmx"); "" probes it. It shapes the cold-boot
-	// command line (GuestCmdline).
-	Platform string
 	// Console receives the guest's serial output.
 	Console io.Writer
 	// SaveCheckpoint, when set, is the file to save the machine to at the
@@ -293,8 +289,8 @@ func kvmFixIt(err error) string {
 }
 
 // GuestCmdline is the kernel command line samsara gives the reference
-// guest on platform (ProbePlatform's name), before the user's --append.
-func GuestCmdline(withDisk bool, platform string) string {
+// guest, before the user's --append.
+func GuestCmdline(withDisk bool) string {
 	s := "console=ttyS0 8250.nr_uarts=1 " +
 		// lpj: udelay/mdelay are emulated busy loops under PVM; 10000
 		// (PLATFORM.md) keeps SMP bring-up delays short, and our devices
@@ -319,7 +315,6 @@ func GuestCmdline(withDisk bool, platform string) string {
 	// is not on by default on any platform yet: with it, 2-vCPU serialized
 	// recordings finish in the emulated SVM host, but one of three 2-vCPU
 	// cold boots there ended in a guest reset (not yet understood).
-	_ = platform
 	return s
 }
 
