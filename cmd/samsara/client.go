@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/samsara-vmm/samsara/internal/daemon"
+	"github.com/samsara-vmm/samsara/internal/vmm"
 )
 
 // defaultSocket is where the daemon listens unless told otherwise: the
@@ -51,8 +52,11 @@ func absPath(p string) (string, error) {
 // recordViaDaemon is `samsara record --daemon`: create the recording,
 // stream its console, wait for its end, download the log to -o if given.
 func recordViaDaemon(cmd *cobra.Command, sock string, f *vmFlags, fromCkpt, mode, out string, argv []string) error {
+	argv, err := vmm.GuestArgv(argv, f.guestEnv)
+	if err != nil {
+		return err
+	}
 	m := daemon.Machine{CPUs: f.cpus, Memory: f.mem, Mode: mode, Append: f.appendArgs, Argv: argv}
-	var err error
 	if fromCkpt != "" {
 		if m.Checkpoint, err = absPath(fromCkpt); err != nil {
 			return err

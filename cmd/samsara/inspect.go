@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/samsara-vmm/samsara/internal/log"
+	"github.com/samsara-vmm/samsara/internal/vmm"
 )
 
 func newInspectCmd() *cobra.Command {
@@ -51,7 +52,11 @@ func newInspectCmd() *cobra.Command {
 func printSummary(w io.Writer, s *log.Summary) {
 	h := s.Header
 	fmt.Fprintf(w, "recording:   samsara %s, %s recorder on %s, created %s\n", h.SamsaraVersion, h.Mode, h.Platform, h.Created.Format(time.RFC3339))
-	fmt.Fprintf(w, "machine:     %d vCPUs, %d MiB, program %q\n", h.Config.CPUs, h.Config.MemoryBytes>>20, h.Config.Argv)
+	argv, env := vmm.SplitGuestArgv(h.Config.Argv)
+	fmt.Fprintf(w, "machine:     %d vCPUs, %d MiB, program %q\n", h.Config.CPUs, h.Config.MemoryBytes>>20, argv)
+	if env.Cwd != "" || len(env.Env) > 0 || env.Stdin != "" {
+		fmt.Fprintf(w, "environment: cwd %q, env %q, stdin %q\n", env.Cwd, env.Env, env.Stdin)
+	}
 	start := "cold boot (kernel " + short(h.Hashes.Kernel) + ", initrd " + short(h.Hashes.Initrd) + ")"
 	if h.Hashes.Checkpoint != "" {
 		start = "checkpoint " + short(h.Hashes.Checkpoint)

@@ -19,6 +19,10 @@ type vmFlags struct {
 	mem                  string
 	appendArgs           string
 	console              string
+	// guestEnv is the program's working directory, environment and
+	// standard input (--cwd, --env, --stdin), sent to the guest's init
+	// in front of argv (vmm.GuestArgv) and so kept in a recording's argv.
+	guestEnv vmm.Environment
 	// fromCheckpoint: the machine resumes from a checkpoint, so no kernel
 	// or initrd is needed (the daemon runs record without a build/ folder).
 	fromCheckpoint bool
@@ -33,6 +37,9 @@ func (f *vmFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.mem, "mem", "256M", "guest memory, e.g. 256M or 1G")
 	fl.StringVar(&f.appendArgs, "append", "", "extra kernel command-line arguments")
 	fl.StringVar(&f.console, "console", "", "write the guest console to this file instead of stdout")
+	fl.StringVar(&f.guestEnv.Cwd, "cwd", "", "the program's working directory in the guest (absolute, e.g. /mnt; default /)")
+	fl.StringArrayVar(&f.guestEnv.Env, "env", nil, "KEY=VALUE in the program's environment (repeatable)")
+	fl.StringVar(&f.guestEnv.Stdin, "stdin", "", "a guest file (e.g. /mnt/input.txt, on the --vm disk) as the program's standard input")
 }
 
 // config turns the flags into a machine config.
@@ -40,6 +47,9 @@ func (f *vmFlags) config(argv []string) (vmm.Config, func(), error) {
 	mem, err := parseSize(f.mem)
 	if err != nil {
 		return vmm.Config{}, nil, fmt.Errorf("--mem: %w", err)
+	}
+	if argv, err = vmm.GuestArgv(argv, f.guestEnv); err != nil {
+		return vmm.Config{}, nil, err
 	}
 	cfg := vmm.Config{CPUs: f.cpus, Mem: mem, Append: f.appendArgs, Argv: argv, Disk: f.disk}
 	if !f.fromCheckpoint {

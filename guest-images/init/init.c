@@ -11,7 +11,10 @@
  *            a resumed machine continues right after this write)
  *   0xD0100  3840 bytes, read: the command, argv strings each NUL-terminated,
  *            the list ended by an empty string; an empty list means init's
- *            own arguments, or /bin/hello if it has none
+ *            own arguments, or /bin/hello if it has none. Leading strings
+ *            that start with the byte 0x01 are settings, not argv (samsara
+ *            run/record --cwd, --env, --stdin; internal/vmm/command.go):
+ *            "\1cwd=DIR", "\1env=K=V" (repeatable), "\1stdin=FILE".
  *
  * Without samsara (e.g. under QEMU, where 0xD0000 is not a control page and
  * reads as an empty command), the program comes from the kernel command
@@ -21,7 +24,14 @@
  * reboots: with "-no-reboot", QEMU exits on the reset. (RB_POWER_OFF only
  * halts there: the reference kernel has no ACPI, so nothing powers off.)
  *
- * The program runs with PATH=/bin:/mnt HOME=/ TERM=dumb; a name without a
+ * The guest's file systems: /proc, /sys, devtmpfs on /dev, tmpfs on /tmp
+ * and /dev/shm (POSIX shared memory: shm_open, sem_open), devpts on
+ * /dev/pts where the kernel has it (the reference kernel has no
+ * UNIX98_PTYS; the mount is then skipped silently), the disk on /mnt.
+ *
+ * The program runs with PATH=/bin:/mnt HOME=/ TERM=dumb plus the --env
+ * settings (which override those), in / or the --cwd directory, with stdin
+ * from the console or the --stdin file; a name without a
  * slash is looked up in /bin, then /mnt. Its exit status is WEXITSTATUS, or
  * 128+signal, or 127 if it could not be executed. On success init prints
  * nothing, so the console carries only the program's output; diagnostics go
@@ -47,8 +57,18 @@
 #define CTRL_CMD_LEN    3840      /* up to the end of the page */
 #define MAX_ARGS        256
 
+#define MAX_ENV         64        /* --env settings kept; more are dropped */
+
 static const char *const default_argv[] = { "/bin/hello", NULL };
-static char *const envp[] = { "PATH=/bin:/mnt", "HOME=/", "TERM=dumb", NULL };
+static const char *const base_env[] = { "PATH=/bin:/mnt", "HOME=/", "TERM=dumb" };
+
+/* The settings that come before argv on the control page. */
+static struct {
+	const char *cwd;                   /* working directory, or NULL: / */
+	const char *stdin_path;            /* standard input, or NULL: console */
+	char *env[MAX_ENV + 3 + 1];        /* settings, then base_env, NULL */
+	int nenv;
+} settings;
 
 /*
  * Concatenate NULL-terminated string arguments into buf (truncating).
@@ -180,6 +200,56 @@ static const char *resolve(const char *name, char *buf, size_t len)
 	return NULL;
 }
 
+/* Whether the environment already sets the variable of kv ("K=..."). */
+static int env_has(const char *kv)
+{
+	size_t k = strcspn(kv, "=");
+
+	for (int i = 0; i < settings.nenv; i++)
+		if (strncmp(settings.env[i], kv, k) == 0 && settings.env[i][k] == '=')
+			return 1;
+	return 0;
+}
+
+/* One setting string ("\1key=value") from the control page. */
+static void add_setting(char *s)
+{
+	s++; /* the 0x01 marker */
+	if (strncmp(s, "cwd=", 4) == 0)
+		settings.cwd = s + 4;
+	else if (strncmp(s, "stdin=", 6) == 0)
+		settings.stdin_path = s + 6;
+	else if (strncmp(s, "env=", 4) == 0 && strchr(s + 4, '=') && settings.nenv < MAX_ENV)
+		settings.env[settings.nenv++] = s + 4;
+	else
+		msg("unknown setting from the VMM: ", s, (char *)NULL);
+}
+
+/* The child's side before execve: cwd and stdin; exits 127 on failure. */
+static void apply_settings(void)
+{
+	for (size_t i = 0; i < sizeof(base_env) / sizeof(base_env[0]); i++)
+		if (!env_has(base_env[i]))
+			settings.env[settings.nenv++] = (char *)base_env[i];
+	settings.env[settings.nenv] = NULL;
+	if (settings.cwd && chdir(settings.cwd) < 0) {
+		err("--cwd", settings.cwd);
+		_exit(127);
+	}
+	if (settings.stdin_path) {
+		int fd = open(settings.stdin_path, O_RDONLY);
+
+		if (fd < 0) {
+			err("--stdin", settings.stdin_path);
+			_exit(127);
+		}
+		if (fd != 0) {
+			dup2(fd, 0);
+			close(fd);
+		}
+	}
+}
+
 static int run(char *const argv[])
 {
 	char pathbuf[4096];
@@ -202,7 +272,8 @@ static int run(char *const argv[])
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		setsid();
-		execve(path, argv, envp);
+		apply_settings();
+		execve(path, argv, settings.env);
 		err("cannot execute", path);
 		_exit(127);
 	}
@@ -283,6 +354,9 @@ int main(void)
 	ensure_chr("/dev/null", 0666, 1, 3);
 	setup_console();
 	do_mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, 0);
+	/* POSIX shared memory (shm_open) lives in /dev/shm; devpts is quiet. */
+	do_mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, 0);
+	do_mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, 1);
 	disk = mount_disk();
 
 	mem = open("/dev/mem", O_RDWR | O_SYNC);
@@ -300,6 +374,10 @@ int main(void)
 		}
 		cmd[n] = cmd[n + 1] = '\0';
 		for (char *p = cmd; *p && p < cmd + n; p += strlen(p) + 1) {
+			if (argc == 0 && *p == '\1') {
+				add_setting(p);
+				continue;
+			}
 			if (argc == MAX_ARGS) {
 				msg("command has too many arguments; truncated", (char *)NULL);
 				break;
