@@ -37,6 +37,8 @@ var rules = []struct {
 		"the commit order works on page sets, not on machines"},
 	{"internal/daemon", []string{module + "/internal/vmm", module + "/internal/session", module + "/internal/kvm", "github.com/bobuhiro11/gokvm"},
 		"the daemon runs each job as a child samsara process: a crashing machine never takes it down"},
+	{"internal/suite", []string{module + "/internal/vmm", module + "/internal/session", module + "/internal/kvm", module + "/internal/log", "github.com/bobuhiro11/gokvm"},
+		"the suite runs every job as a child samsara process and reads recordings through inspect --json"},
 	{"internal/log", []string{module + "/internal/vmm", module + "/internal/session", "github.com/bobuhiro11/gokvm"},
 		"the log format is read by tools that run no machine (inspect)"},
 	{"internal/snapshot", []string{"github.com/bobuhiro11/gokvm", module + "/internal/vmm", module + "/internal/kvm",
