@@ -15,6 +15,9 @@
 #   make bench      the full benchmark report: samsara run/record/replay per
 #                   workload on 1 and 2 vCPUs next to QEMU's record/replay;
 #                   writes results/bench.md and results/overhead.svg
+#   make bench-suite
+#                   the full CI suite (suites/full.yaml): build/suite-full/
+#                   junit.xml, results.json, report.md, chart.svg
 #   make bench-boot boot-to-init time, samsara against qemu -enable-kvm
 #   make corpus     the behaviour corpus (tests/corpus): small static programs
 #                   in build/corpus that tests/corpus_test.go runs natively,
@@ -31,7 +34,7 @@ GO ?= go
 BUILD := build
 APT_PACKAGES := $(shell cat guest-images/deps.txt 2>/dev/null)
 
-.PHONY: all deps kernel initramfs workloads corpus samsara demo test test-hostvm bench bench-boot bench-qemu bench-hostvm disk clean
+.PHONY: all deps kernel initramfs workloads corpus samsara demo test test-hostvm bench bench-suite bench-boot bench-qemu bench-hostvm disk clean
 
 all: samsara kernel initramfs corpus
 
@@ -132,6 +135,11 @@ bench-qemu:
 # The report (tests/bench/report.go): about 8 minutes on 2 cores.
 bench: all bench-qemu
 	SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) run ./tests/bench report
+
+# The full CI suite (suites/full.yaml, issue 17): JUnit XML, results.json,
+# report.md and chart.svg in build/suite-full; hours on 2 CPUs (not yet measured).
+bench-suite: all
+	bin/samsara suite run suites/full.yaml -o $(BUILD)/suite-full
 
 bench-boot: all bench-qemu
 	SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) run ./tests/bench boot

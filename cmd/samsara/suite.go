@@ -21,7 +21,50 @@ func newSuiteCmd() *cobra.Command {
 		Use:   "suite",
 		Short: "Run a CI regression suite of workloads (JUnit XML, JSON figures, Markdown report)",
 	}
-	cmd.AddCommand(newSuiteRunCmd())
+	cmd.AddCommand(newSuiteRunCmd(), newSuiteCompareCmd())
+	return cmd
+}
+
+func newSuiteCompareCmd() *cobra.Command {
+	var out string
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "compare NEW.json OLD.json [-o DIR]",
+		Short: "Compare a suite run's results.json against a baseline without running anything",
+		Long: `Compares the figures of NEW.json (a suite run's results.json) against
+OLD.json as suite run --baseline does, and with -o writes junit.xml,
+results.json, report.md and chart.svg of the comparison to DIR. Exits 1 if
+a case failed (in NEW.json already, or by a regression), 0 otherwise.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := suite.ReadResults(args[0])
+			if err != nil {
+				return err
+			}
+			base, err := suite.ReadResults(args[1])
+			if err != nil {
+				return err
+			}
+			suite.Compare(r, base)
+			if out != "" {
+				if err := os.MkdirAll(out, 0o755); err != nil {
+					return fmt.Errorf("suite compare: %w", err)
+				}
+				if err := suite.WriteReports(r, out); err != nil {
+					return err
+				}
+			}
+			if !quiet {
+				printSuiteSummary(os.Stdout, r, out)
+			}
+			if r.Failed() > 0 {
+				return &exitError{status: 1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the comparison's reports to this folder")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing but errors")
 	return cmd
 }
 
