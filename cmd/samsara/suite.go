@@ -70,9 +70,9 @@ a case failed (in NEW.json already, or by a regression), 0 otherwise.`,
 
 // suiteFlags are `samsara suite run`'s flags.
 type suiteFlags struct {
-	out, baseline, kernel, initrd, cache string
-	jobs                                 int
-	quiet                                bool
+	out, baseline, kernel, initrd, cache, daemon string
+	jobs                                         int
+	quiet                                        bool
 }
 
 func newSuiteRunCmd() *cobra.Command {
@@ -99,6 +99,7 @@ one failed, 2 if the suite could not run (a bad suite file).`,
 	fl.StringVar(&f.initrd, "initrd", "", "initramfs (default: build/initramfs.cpio)")
 	fl.StringVar(&f.cache, "checkpoint-cache", "", "folder that keeps booted checkpoints between runs (default: $SAMSARA_CACHE/checkpoints, or ~/.cache/samsara/checkpoints)")
 	fl.IntVar(&f.jobs, "jobs", runtime.NumCPU(), "vCPUs' worth of jobs to run at once (default: the host's CPUs)")
+	fl.StringVar(&f.daemon, "daemon", "", "record and replay through the samsara daemon on this socket (its --images must hold the checkpoint cache and the images)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors (progress is shown only on a terminal anyway)")
 	cmd.MarkFlagRequired("output")
 	return cmd
@@ -117,7 +118,8 @@ func (f *suiteFlags) run(path string) error {
 	if err != nil {
 		return err
 	}
-	o := suite.Options{Kernel: kernel, Initrd: initrd, OutDir: f.out, Slots: f.jobs, HostCPUs: runtime.NumCPU(), CacheDir: f.cache}
+	o := suite.Options{Kernel: kernel, Initrd: initrd, OutDir: f.out, Slots: f.jobs, HostCPUs: runtime.NumCPU(), CacheDir: f.cache,
+		Daemon: f.daemon}
 	if o.Binary, err = os.Executable(); err != nil {
 		return fmt.Errorf("suite: the samsara binary: %w", err)
 	}

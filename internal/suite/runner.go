@@ -35,6 +35,11 @@ type Options struct {
 	Baseline *Results
 	// HostCPUs is recorded in the results.
 	HostCPUs int
+	// Daemon, if set, is the socket of a samsara daemon that makes the
+	// recordings and replays (record --daemon, replay --daemon); run,
+	// inspect and the cold boots stay local. Its --images must hold the
+	// checkpoint cache and the disk images.
+	Daemon string
 }
 
 // runner is one suite run.

@@ -14,10 +14,13 @@ import (
 // replay matches, except that a program named "diverge" diverges and one
 // named "hang" never ends.
 const fakeSamsara = `#!/bin/sh
+echo "$*" >>"$(dirname "$0")/calls.log"
 cmd=$1; shift
-out=; ckpt=; rec=
+out=; ckpt=; rec=; daemon=
 while [ $# -gt 0 ]; do
 	case $1 in
+	--daemon) daemon=$2; shift ;;
+	--name|--label) shift ;;
 	--save-checkpoint) ckpt=$2; shift ;;
 	-o) out=$2; shift ;;
 	--) shift; break ;;
@@ -34,10 +37,15 @@ run)
 	echo "$prog ok" ;;
 record)
 	echo "log of $prog" >"$out"
+	[ -n "$daemon" ] && echo "samsara: recording rec-42 (queued)" >&2
 	echo "$prog ok" ;;
 inspect)
 	echo '{"stats":{"file_bytes":1000},"vcpus":[{"chunks":4},{"chunks":6}],"end":{"guest_nanos":1000000000},"recorder":{"vcpus":[{"commits":9,"squashes":1}]}}' ;;
 replay)
+	if [ -n "$daemon" ]; then
+		echo "samsara: replay rp-1 matched recording $1 (10 chunks)" >&2
+		exit 0
+	fi
 	if grep -q diverge "$rec"; then
 		echo "DIVERGED: replay diverged at chunk 3 (vcpu 1): rip: recorded 0x1, replayed 0x2" >&2
 		exit 2
@@ -47,7 +55,7 @@ replay)
 esac
 `
 
-func fakeRun(t *testing.T, suiteText string, base *Results) (*Results, Options) {
+func fakeRun(t *testing.T, suiteText string, base *Results, daemon ...string) (*Results, Options) {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "samsara")
@@ -65,6 +73,9 @@ func fakeRun(t *testing.T, suiteText string, base *Results) (*Results, Options) 
 	}
 	o := Options{Binary: bin, Kernel: filepath.Join(dir, "vmlinux"), Initrd: filepath.Join(dir, "initramfs.cpio"),
 		CacheDir: filepath.Join(dir, "cache"), OutDir: filepath.Join(dir, "out"), Slots: 2, Baseline: base}
+	if len(daemon) > 0 {
+		o.Daemon = daemon[0]
+	}
 	r, err := Run(context.Background(), s, o)
 	if err != nil {
 		t.Fatal(err)
@@ -137,5 +148,23 @@ func TestRunFake(t *testing.T) {
 	}
 	if p := byName(r)["good/2cpu/parallel"]; len(p.Failures) != 0 {
 		t.Fatalf("a case without a baseline failed: %+v", p.Failures)
+	}
+}
+
+// TestRunFakeDaemon: with a daemon, record and replay go through it
+// (record --daemon, replay --daemon SOCKET ID with the id record named).
+func TestRunFakeDaemon(t *testing.T) {
+	r, o := fakeRun(t, "workloads:\n  - name: good\n    command: [good]\n    modes: [serialized]\n", nil, "/run/x.sock")
+	if r.Failed() != 0 {
+		t.Fatalf("failures: %+v", r.Cases[0].Failures)
+	}
+	calls, err := os.ReadFile(filepath.Join(filepath.Dir(o.Binary), "calls.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"record --cpus 2 ", " --daemon /run/x.sock --name good/2cpu/serialized ", "\nreplay --daemon /run/x.sock rec-42\n", "\ninspect --json "} {
+		if !strings.Contains(string(calls), want) {
+			t.Errorf("no %q in the calls:\n%s", want, calls)
+		}
 	}
 }

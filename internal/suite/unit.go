@@ -53,6 +53,9 @@ func checkOutput(what string, j jobResult, expect string) string {
 func (r *runner) recordCase(ctx context.Context, w *Workload, ckpt string, c *Case) {
 	rec := filepath.Join(r.opts.OutDir, "work", fileName(c.Name)+".zst")
 	args := []string{"record", "--cpus", strconv.Itoa(c.VCPUs), "--from-checkpoint", ckpt, "--mode", c.Mode, "-o", rec}
+	if r.opts.Daemon != "" {
+		args = append(args, "--daemon", r.opts.Daemon, "--name", c.Name, "--label", "suite="+fileName(c.Name))
+	}
 	args = append(append(append(args, machineFlags(w)...), programFlags(w)...), "--")
 	j := r.exec(ctx, c.VCPUs, w.Timeout.Duration, append(args, w.Command...)...)
 	r.progress("%s record: %.1fs, exit %d", c.Name, j.wall.Seconds(), j.status)
@@ -72,6 +75,15 @@ func (r *runner) recordCase(ctx context.Context, w *Workload, ckpt string, c *Ca
 		c.Failures = append(c.Failures, Failure{Kind: "error", Message: err.Error()})
 	}
 	replayArgs := append([]string{"replay", rec, "--from-checkpoint", ckpt}, machineFlags(w)...)
+	if r.opts.Daemon != "" {
+		m := daemonRecording.FindStringSubmatch(j.stderr)
+		if m == nil {
+			c.Failures = append(c.Failures, Failure{Kind: "error", Message: "record --daemon named no recording id:\n" + lastLines(j.stderr, 20)})
+			r.keep(c, w, console, ckpt)
+			return
+		}
+		replayArgs = []string{"replay", "--daemon", r.opts.Daemon, m[1]}
+	}
 	var total float64
 	for i := 0; i < *w.Replays; i++ {
 		p := r.exec(ctx, c.VCPUs, w.Timeout.Duration, replayArgs...)
@@ -81,7 +93,7 @@ func (r *runner) recordCase(ctx context.Context, w *Workload, ckpt string, c *Ca
 		total += p.wall.Seconds()
 		n := strconv.Itoa(i + 1)
 		console = append(console, namedText{"replay" + n + "-console.txt", p.stdout}, namedText{"replay" + n + "-stderr.txt", p.stderr})
-		if f := checkReplay(i+1, p, j.stdout); f != nil {
+		if f := checkReplay(i+1, p, j.stdout, r.opts.Daemon != ""); f != nil {
 			c.Failures = append(c.Failures, *f)
 		}
 	}
@@ -95,10 +107,15 @@ func (r *runner) recordCase(ctx context.Context, w *Workload, ckpt string, c *Ca
 	}
 }
 
+// daemonRecording is the line of `samsara record --daemon` that names the
+// recording (cmd/samsara/client.go).
+var daemonRecording = regexp.MustCompile(`samsara: recording (\S+) \(`)
+
 // checkReplay is a replay's failure: a divergence (samsara's DIVERGED
 // line), a replay that did not end or exit 0, or one whose console
-// differs from the recording's.
-func checkReplay(n int, p jobResult, recorded string) *Failure {
+// differs from the recording's. A replay through the daemon prints
+// "replay RID matched recording ID" and no console (the daemon keeps it).
+func checkReplay(n int, p jobResult, recorded string, viaDaemon bool) *Failure {
 	what := fmt.Sprintf("replay %d", n)
 	if p.err != nil || p.status != 0 {
 		kind := "error"
@@ -108,6 +125,12 @@ func checkReplay(n int, p jobResult, recorded string) *Failure {
 			}
 		}
 		return &Failure{Kind: kind, Message: p.failure(what)}
+	}
+	if viaDaemon {
+		if !regexp.MustCompile(`replay \S+ matched`).MatchString(p.stderr) {
+			return &Failure{Kind: "divergence", Message: what + " through the daemon exited 0 without \"matched\":\n" + lastLines(p.stderr, 20)}
+		}
+		return nil
 	}
 	if !strings.Contains(p.stderr, "replay matched") {
 		return &Failure{Kind: "divergence", Message: what + " exited 0 without \"replay matched\":\n" + lastLines(p.stderr, 20)}
