@@ -102,10 +102,15 @@ func (r *runner) exec(ctx context.Context, vcpus int, timeout time.Duration, arg
 // failure describes a job that did not exit 0, for a failure message.
 func (j jobResult) failure(what string) string {
 	if j.err != nil {
-		return fmt.Sprintf("%s: %v\n%s", what, j.err, lastLines(j.stderr, 20))
+		return fmt.Sprintf("%s: %v\n%s", what, j.err, lastLines(j.stderr, tailLines))
 	}
-	return fmt.Sprintf("%s exited %d\n%s", what, j.status, lastLines(j.stderr, 20))
+	return fmt.Sprintf("%s exited %d\n%s", what, j.status, lastLines(j.stderr, tailLines))
 }
+
+// tailLines is how much of a child's output a failure message quotes: a
+// samsara error and its context (a stall report lists each vCPU on a
+// line; 2-8 vCPUs) fit; the whole output is in DIR/failed/CASE.
+const tailLines = 20
 
 // lastLines keeps the end of a child's stderr for a message.
 func lastLines(s string, n int) string {

@@ -40,10 +40,10 @@ func (r *runner) runUnit(ctx context.Context, w *Workload, vcpus int, cases []*C
 // exit 0 or whose output does not match expect; "" if it passed.
 func checkOutput(what string, j jobResult, expect string) string {
 	if j.err != nil || j.status != 0 {
-		return j.failure(what) + "\nconsole:\n" + lastLines(j.stdout, 20)
+		return j.failure(what) + "\nconsole:\n" + lastLines(j.stdout, tailLines)
 	}
 	if expect != "" && !regexp.MustCompile(expect).MatchString(j.stdout) { // compiled in check
-		return fmt.Sprintf("%s: the output does not match %q:\n%s", what, expect, lastLines(j.stdout, 20))
+		return fmt.Sprintf("%s: the output does not match %q:\n%s", what, expect, lastLines(j.stdout, tailLines))
 	}
 	return ""
 }
@@ -78,7 +78,7 @@ func (r *runner) recordCase(ctx context.Context, w *Workload, ckpt string, c *Ca
 	if r.opts.Daemon != "" {
 		m := daemonRecording.FindStringSubmatch(j.stderr)
 		if m == nil {
-			c.Failures = append(c.Failures, Failure{Kind: "error", Message: "record --daemon named no recording id:\n" + lastLines(j.stderr, 20)})
+			c.Failures = append(c.Failures, Failure{Kind: "error", Message: "record --daemon named no recording id:\n" + lastLines(j.stderr, tailLines)})
 			r.keep(c, w, console, ckpt)
 			return
 		}
@@ -128,15 +128,15 @@ func checkReplay(n int, p jobResult, recorded string, viaDaemon bool) *Failure {
 	}
 	if viaDaemon {
 		if !regexp.MustCompile(`replay \S+ matched`).MatchString(p.stderr) {
-			return &Failure{Kind: "divergence", Message: what + " through the daemon exited 0 without \"matched\":\n" + lastLines(p.stderr, 20)}
+			return &Failure{Kind: "divergence", Message: what + " through the daemon exited 0 without \"matched\":\n" + lastLines(p.stderr, tailLines)}
 		}
 		return nil
 	}
 	if !strings.Contains(p.stderr, "replay matched") {
-		return &Failure{Kind: "divergence", Message: what + " exited 0 without \"replay matched\":\n" + lastLines(p.stderr, 20)}
+		return &Failure{Kind: "divergence", Message: what + " exited 0 without \"replay matched\":\n" + lastLines(p.stderr, tailLines)}
 	}
 	if p.stdout != recorded {
-		return &Failure{Kind: "divergence", Message: fmt.Sprintf("%s printed\n%s\nbut the recording printed\n%s", what, lastLines(p.stdout, 20), lastLines(recorded, 20))}
+		return &Failure{Kind: "divergence", Message: fmt.Sprintf("%s printed\n%s\nbut the recording printed\n%s", what, lastLines(p.stdout, tailLines), lastLines(recorded, tailLines))}
 	}
 	return nil
 }

@@ -25,11 +25,10 @@ var svmSkips = map[string]string{
 	"tests.TestWorkloadsRecordReplay":         serializedSMP,
 	"tests.TestVMDisk":                        serializedSMP,
 	"tests.TestDaemonEndToEnd":                serializedSMP,
-	"tests.TestGuestEnvShm":                   serializedSMP,
-	// The CI suite (issue 17) records every workload on 2 vCPUs with
-	// both recorders: the two reasons above, and about 40 jobs that take
-	// 2-3 minutes under PVM would take hours under TCG.
-	"tests.TestSuite": serializedSMP,
+	// The CI suite (issue 17) and the guest-environment test record on 2
+	// vCPUs with both recorders: this reason and parallelSVM's below.
+	"tests.TestGuestEnvShm": serializedSMP,
+	"tests.TestSuite":       serializedSMP,
 	// The parallel recorder: with yields, about six chunks a second in
 	// the host, and race 200000 did not finish in 5 minutes (the prefix
 	// replayed matched). Before yields: race 20000 ended with "guest reset
