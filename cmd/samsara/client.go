@@ -49,48 +49,71 @@ func absPath(p string) (string, error) {
 	return filepath.Abs(p)
 }
 
-// recordViaDaemon is `samsara record --daemon`: create the recording,
-// stream its console, wait for its end, download the log to -o if given.
-func recordViaDaemon(cmd *cobra.Command, sock string, f *vmFlags, fromCkpt, mode, out string, argv []string) error {
+// daemonMachine is the machine a --daemon record asks for: the same
+// flags as a local record, with every file as an absolute path (the
+// daemon resolves nothing against the client's folder).
+func daemonMachine(f *vmFlags, fromCkpt, mode string, argv []string) (daemon.Machine, error) {
 	argv, err := vmm.GuestArgv(argv, f.guestEnv)
 	if err != nil {
-		return err
+		return daemon.Machine{}, err
 	}
 	m := daemon.Machine{CPUs: f.cpus, Memory: f.mem, Mode: mode, Append: f.appendArgs, Argv: argv}
 	if fromCkpt != "" {
-		if m.Checkpoint, err = absPath(fromCkpt); err != nil {
-			return err
-		}
+		m.Checkpoint, err = absPath(fromCkpt)
 	} else {
-		if m.Kernel, err = defaultArtifact(f.kernel, "vmlinux", "--kernel"); err != nil {
-			return err
-		}
-		if m.Initrd, err = defaultArtifact(f.initrd, "initramfs.cpio", "--initrd"); err != nil {
-			return err
-		}
-		if m.Kernel, err = absPath(m.Kernel); err != nil {
-			return err
-		}
-		if m.Initrd, err = absPath(m.Initrd); err != nil {
-			return err
-		}
+		m.Kernel, m.Initrd, err = daemonBootFiles(f)
 	}
-	if m.Disk, err = absPath(f.disk); err != nil {
+	if err != nil {
+		return m, err
+	}
+	m.Disk, err = absPath(f.disk)
+	return m, err
+}
+
+// daemonBootFiles are the kernel and initrd of a cold boot, absolute.
+func daemonBootFiles(f *vmFlags) (kernel, initrd string, err error) {
+	if kernel, err = defaultArtifact(f.kernel, "vmlinux", "--kernel"); err != nil {
+		return
+	}
+	if initrd, err = defaultArtifact(f.initrd, "initramfs.cpio", "--initrd"); err != nil {
+		return
+	}
+	if kernel, err = absPath(kernel); err != nil {
+		return
+	}
+	initrd, err = absPath(initrd)
+	return
+}
+
+// parseLabels turns --label key=value flags into a map (nil for none).
+func parseLabels(labels []string) (map[string]string, error) {
+	var m map[string]string
+	for _, l := range labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			return nil, fmt.Errorf("--label %q: want key=value", l)
+		}
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+// recordViaDaemon is `samsara record --daemon`: create the recording,
+// stream its console, wait for its end, download the log to -o if given.
+func recordViaDaemon(cmd *cobra.Command, sock string, f *vmFlags, fromCkpt, mode, out string, argv []string) error {
+	m, err := daemonMachine(f, fromCkpt, mode, argv)
+	if err != nil {
 		return err
 	}
 	name, _ := cmd.Flags().GetString("name")
 	labels, _ := cmd.Flags().GetStringArray("label")
 	detach, _ := cmd.Flags().GetBool("detach")
 	req := daemon.CreateRecording{Name: name, Machine: m}
-	for _, l := range labels {
-		k, v, ok := strings.Cut(l, "=")
-		if !ok {
-			return fmt.Errorf("--label %q: want key=value", l)
-		}
-		if req.Labels == nil {
-			req.Labels = map[string]string{}
-		}
-		req.Labels[k] = v
+	if req.Labels, err = parseLabels(labels); err != nil {
+		return err
 	}
 	c := daemon.NewClient(sock)
 	r, err := c.Create(req)
