@@ -25,6 +25,9 @@ func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
 			if r.daemonSock != "" {
 				return replayViaDaemon(r.daemonSock, args[0])
 			}
+			if r.gdb != "" {
+				return r.debug(logger(), args[0])
+			}
 			return r.replay(logger(), args[0])
 		},
 	}
@@ -34,6 +37,8 @@ func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
 	fl.StringVar(&r.initrd, "initrd", "", "initramfs of a cold-boot recording (default: build/initramfs.cpio)")
 	fl.StringVar(&r.disk, "vm", "", "the disk image the recording used")
 	fl.StringVar(&r.console, "console", "", "write the guest console to this file instead of stdout")
+	fl.StringVar(&r.gdb, "gdb", "", "serve the GDB remote protocol on ADDR (127.0.0.1:PORT or a Unix socket path) instead of replaying straight through")
+	fl.BoolVar(&r.gdbAllowRemote, "gdb-allow-remote", false, "let --gdb listen on a non-loopback address (the protocol has no authentication: whoever connects reads all guest memory)")
 	r.session.registerReplay(cmd)
 	addStatusFlag(cmd, &r.statusFD)
 	addDaemonFlag(cmd, &r.daemonSock)
@@ -43,7 +48,10 @@ func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
 // replayFlags are replay's flags.
 type replayFlags struct {
 	kernel, initrd, disk, fromCkpt, console, daemonSock string
-	statusFD                                            int
+	// gdb is --gdb's address; gdbAllowRemote lets it be non-loopback.
+	gdb            string
+	gdbAllowRemote bool
+	statusFD       int
 	session                                             sessionFlags
 }
 

@@ -160,6 +160,9 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 	v.traceChunkStart(want != nil)
 	defer v.startChunkTimers(want != nil, c.started)()
 	for {
+		if err := v.debugTop(c); err != nil {
+			return c.rec, err
+		}
 		if want != nil && c.rec.Exits == want.Exits {
 			return v.replayChunkEnd(c)
 		}
@@ -174,7 +177,7 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		if err := v.injectAtEntry(c); err != nil {
 			return c.rec, err
 		}
-		err := v.Enter()
+		err := v.enter(c)
 		if errors.Is(err, vmm.ErrInterrupted) {
 			c.inject = false
 			if v.s.m.IsStopped() {

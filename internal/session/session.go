@@ -111,6 +111,9 @@ type Session struct {
 	// stalledAfter is how long no chunk had ended when the stall
 	// watchdog stopped the machine (stall.go).
 	stalledAfter time.Duration
+	// dbg is the debugger's hook into a replay (debug_hook.go), nil when
+	// no debugger drives it.
+	dbg *debugHook
 }
 
 // vcpu is a vCPU's record/replay state beside the machine's vCPU.

@@ -101,6 +101,13 @@ func (v *VCPU) SetGuestDebug(control uint32, dr *[8]uint64) error {
 	return kvmsys.SetGuestDebug(v.fd, control, dr)
 }
 
+// DebugExit is the last KVM_EXIT_DEBUG's exception vector, RIP and DR6
+// (internal/kvm, DebugExit).
+func (v *VCPU) DebugExit() (exception uint32, pc, dr6 uint64) { return kvmsys.DebugExit(v.run) }
+
+// FPU reads the x87 and SSE state (KVM_GET_FPU), for a debugger's view.
+func (v *VCPU) FPU() (*kvmsys.FPU, error) { return kvmsys.GetFPU(v.fd) }
+
 // InstructionBytes reads up to 15 bytes of guest code at rip (a guest
 // virtual address, through the vCPU's page tables); empty when unreadable.
 func (v *VCPU) InstructionBytes(rip uint64) []byte { return v.instructionBytes(rip, nil) }
