@@ -52,7 +52,7 @@ type replayFlags struct {
 	gdb            string
 	gdbAllowRemote bool
 	statusFD       int
-	session                                             sessionFlags
+	session        sessionFlags
 }
 
 // config builds the machine the recording in path was made on, and reads
