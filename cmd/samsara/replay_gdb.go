@@ -7,8 +7,10 @@ import (
 	"os"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/samsara-vmm/samsara/internal/gdbstub"
+	"github.com/samsara-vmm/samsara/internal/log"
 	"github.com/samsara-vmm/samsara/internal/session"
 	"github.com/samsara-vmm/samsara/internal/vmm"
 )
@@ -27,8 +29,22 @@ func (r *replayFlags) debug(logger *zap.Logger, path string) error {
 		return err
 	}
 	closeConsole()
+	// The debugger's refusals and the replay's outcome must reach the
+	// user even without -v.
+	if !logger.Core().Enabled(zapcore.InfoLevel) {
+		cfg := zap.NewDevelopmentConfig()
+		cfg.Level = zap.NewAtomicLevelAt(zapcore.InfoLevel)
+		cfg.DisableStacktrace, cfg.DisableCaller = true, true
+		if l, err := cfg.Build(); err == nil {
+			logger = l
+		}
+	}
 	opts := r.session.o
 	opts.Logger = logger
+	// On PVM every guest kernel instruction is emulated and the emulator
+	// ignores data breakpoints: the debugger finds watched writes by
+	// single-stepping instead (internal/session, debug_hook.go).
+	opts.KernelCount = hostPlatform() == log.PlatformPVM
 	// Every replay the debugger starts (going backwards starts a fresh
 	// one) gets a machine of its own; only the first prints the console.
 	first := true

@@ -128,11 +128,23 @@ type debugHook struct {
 	hits []debugHit
 	// stopped is the machine's Stopped channel.
 	stopped <-chan struct{}
+	// softWatch: watchpoints are found by single-stepping guest kernel
+	// code and comparing the watched bytes after each instruction, not
+	// by the debug registers, which KVM's instruction emulator does not
+	// check for data accesses (measured under PVM, where every guest
+	// kernel instruction is emulated: a write or access watchpoint in
+	// DR0 on jiffies never fired in a replay that updated it). Exact but
+	// slow (one debug exit per kernel instruction while one is set).
+	softWatch bool
+	// snap are the watched bytes before the entry, by breakpoint index,
+	// and prePos where the vCPU stood then (softWatch).
+	snap   [][]byte
+	prePos Position
 }
 
 func newDebugHook(s *Session, first debugCmd) *debugHook {
 	return &debugHook{stops: make(chan debugHit, 1), cmds: make(chan debugCmd, 1), cmd: first,
-		skip: make([]uint64, len(s.vcpus)), stopped: s.m.Stopped()}
+		skip: make([]uint64, len(s.vcpus)), stopped: s.m.Stopped(), softWatch: s.opts.KernelCount}
 }
 
 // stop reports a stop and waits for gdb's next order.
@@ -272,6 +284,9 @@ func (v *vcpu) enter(c *chunkRun) error {
 		if err != nil {
 			return err
 		}
+		if err := v.snapWatched(c); err != nil {
+			return err
+		}
 		err = v.Enter()
 		h.skip[v.id] = 0
 		if err != nil {
@@ -279,6 +294,12 @@ func (v *vcpu) enter(c *chunkRun) error {
 		}
 		if v.ExitReason() != vmm.ExitDebug {
 			h.stepDone = stepping
+			// A single step left armed would make the KVM_RUN that
+			// completes this exit's I/O (vmm.FlushPendingIO, at the next
+			// chunk's start) stop with a debug exit.
+			if err := v.SetGuestDebug(0, nil); err != nil {
+				return fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
+			}
 			return nil
 		}
 		// Not a chunk exit: the next entry injects nothing, as after a
@@ -303,9 +324,12 @@ func (v *vcpu) armDebug() (stepping, stepOver bool, err error) {
 			return false, false, err
 		}
 		stepOver = h.skip[v.id] != 0 && regs.RIP == h.skip[v.id]
-		control, dr = armBreakpoints(h.cmd.bps, stepOver)
+		control, dr = armBreakpoints(h.cmd.bps, stepOver, h.softWatch)
 		stepping = h.cmd.mode == modeStep && h.cmd.thread == v.id
-		if stepping || stepOver {
+		// Software watchpoints step guest kernel code only: under PVM a
+		// single step does not stop in user mode (PLATFORM.md).
+		watch := h.watching() && regs.RIP >= userSpaceEnd
+		if (stepping || stepOver || watch) && !v.atHalt(regs.RIP) {
 			control |= vmm.GuestDebugEnable | vmm.GuestDebugSingleStep
 		}
 	}
@@ -313,6 +337,17 @@ func (v *vcpu) armDebug() (stepping, stepOver bool, err error) {
 		return false, false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
 	}
 	return stepping, stepOver, nil
+}
+
+// atHalt reports whether the vCPU is at HLT or at STI followed by HLT
+// (the kernel's safe_halt). A single step there changes the replay
+// (measured under PVM: stepping every instruction of a chunk that ended at
+// native_safe_halt's HLT made it end elsewhere), so that entry runs
+// without a step and the HLT's exit ends it, which ends a step too.
+func (v *vcpu) atHalt(rip uint64) bool {
+	// HLT is F4, STI FB (Intel SDM vol. 2).
+	b := v.InstructionBytes(rip)
+	return len(b) > 0 && (b[0] == 0xF4 || len(b) > 1 && b[0] == 0xFB && b[1] == 0xF4)
 }
 
 // DR7 fields (Intel SDM vol. 3, 17.2.4): enable bit Ln at 2n, R/Wn at
@@ -328,16 +363,18 @@ var dr7Len = map[int]uint64{1: 0, 2: 1, 4: 3, 8: 2}
 
 // armBreakpoints is the control and DR0-DR7 for bps (execution
 // breakpoints left out when stepping over one).
-func armBreakpoints(bps []hwBreak, noExec bool) (uint32, [8]uint64) {
+func armBreakpoints(bps []hwBreak, noExec, softWatch bool) (uint32, [8]uint64) {
 	var dr [8]uint64
 	for i, b := range bps {
 		rw := uint64(0)
-		switch b.kind {
-		case gdbstub.BreakSW, gdbstub.BreakHW:
+		switch {
+		case b.kind <= gdbstub.BreakHW:
 			if noExec {
 				continue
 			}
-		case gdbstub.WatchWrite:
+		case softWatch:
+			continue
+		case b.kind == gdbstub.WatchWrite:
 			rw = dr7RWWrite
 		default:
 			// x86 has no read-only watchpoint: reads and writes.
@@ -372,6 +409,13 @@ func (v *vcpu) debugExit(c *chunkRun, stepping, stepOver bool) error {
 		return err
 	}
 	hit, st := h.classify(dr6, pos, v.id)
+	if hit == nil && h.watching() {
+		if hit, st = v.watchChanged(); hit != nil && h.cmd.mode == modeCollect {
+			// Going backwards, a write is found before it happens: gdb
+			// then shows the values swapped.
+			pos = h.prePos
+		}
+	}
 	switch {
 	case h.interrupt.Load():
 		return v.pause(c, pos, gdbstub.Stop{Reason: gdbstub.StopInterrupt, Thread: v.id})
@@ -413,6 +457,68 @@ func (h *debugHook) classify(dr6 uint64, pos Position, vcpu int) (*hwBreak, gdbs
 		st.Reason, st.Addr, st.Watch = gdbstub.StopWatch, hit.addr, hit.kind
 	}
 	return hit, st
+}
+
+// watching reports whether software watchpoints are armed (softWatch).
+func (h *debugHook) watching() bool {
+	if !h.softWatch || h.cmd.mode == modeGoto {
+		return false
+	}
+	for _, b := range h.cmd.bps {
+		if b.kind >= gdbstub.WatchWrite {
+			return true
+		}
+	}
+	return false
+}
+
+// readWatched reads the bytes watchpoint b covers through v's page
+// tables (nil when unmapped: a change to or from unmapped counts).
+func (v *vcpu) readWatched(b hwBreak) []byte {
+	sr, err := v.Sregs()
+	if err != nil {
+		return nil
+	}
+	out, err := readVirtual(v.s.m.Memory(), sr.CR3, b.addr, b.size)
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// snapWatched remembers the watched bytes and the position before an
+// entry (softWatch).
+func (v *vcpu) snapWatched(c *chunkRun) error {
+	h := v.s.dbg
+	if !h.watching() {
+		return nil
+	}
+	h.snap = h.snap[:0]
+	for _, b := range h.cmd.bps {
+		var cur []byte
+		if b.kind >= gdbstub.WatchWrite {
+			cur = v.readWatched(b)
+		}
+		h.snap = append(h.snap, cur)
+	}
+	var err error
+	h.prePos, err = v.debugPosition(c)
+	return err
+}
+
+// watchChanged compares the watched bytes with the snapshot.
+func (v *vcpu) watchChanged() (*hwBreak, gdbstub.Stop) {
+	h := v.s.dbg
+	for i := range h.cmd.bps {
+		b := &h.cmd.bps[i]
+		if b.kind < gdbstub.WatchWrite || i >= len(h.snap) {
+			continue
+		}
+		if cur := v.readWatched(*b); string(cur) != string(h.snap[i]) {
+			return b, gdbstub.Stop{Reason: gdbstub.StopWatch, Thread: v.id, Addr: b.addr, Watch: b.kind}
+		}
+	}
+	return nil, gdbstub.Stop{}
 }
 
 // errDebugAbandoned stops a replay the debugger no longer needs (it went
