@@ -298,6 +298,9 @@ func (p Position) key() Position {
 // PVM a single step there does not stop (PLATFORM.md, "Stopping
 // exactly").
 func (d *Debugger) checkKernelMode(t int) error {
+	if !d.run.s.opts.KernelCount {
+		return nil
+	}
 	sr, err := d.run.s.vcpus[t].Sregs()
 	if err != nil {
 		return err

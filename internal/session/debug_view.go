@@ -82,7 +82,7 @@ func (d *Debugger) SetBreakpoint(kind gdbstub.BreakKind, addr uint64, size int) 
 			return nil
 		}
 	}
-	if err := checkBreakpoint(b); err != nil {
+	if err := checkBreakpoint(b, d.run.s.opts.KernelCount); err != nil {
 		d.log.Warn("breakpoint refused: " + err.Error())
 		return err
 	}
@@ -95,12 +95,17 @@ func (d *Debugger) SetBreakpoint(kind gdbstub.BreakKind, addr uint64, size int) 
 	return nil
 }
 
-// checkBreakpoint refuses what the debug registers cannot do, and user
-// addresses: under PVM a hardware breakpoint in guest user code is
-// ignored (PLATFORM.md, "Stopping exactly").
-func checkBreakpoint(b hwBreak) error {
-	if b.addr < userSpaceEnd {
+// checkBreakpoint refuses what the debug registers cannot do and, under
+// PVM (pvm), user addresses, where a hardware breakpoint is ignored
+// (PLATFORM.md, "Stopping exactly"), and read or access watchpoints,
+// which the emulator of guest kernel code never fires (debug_hook.go,
+// softWatch).
+func checkBreakpoint(b hwBreak, pvm bool) error {
+	if pvm && b.addr < userSpaceEnd {
 		return fmt.Errorf("%#x is a guest user address: under PVM hardware breakpoints and single steps work only in guest kernel code (the host runs guest user code natively and cannot stop it at an instruction)", b.addr)
+	}
+	if pvm && (b.kind == gdbstub.WatchRead || b.kind == gdbstub.WatchAccess) {
+		return fmt.Errorf("read and access watchpoints need data breakpoints, which KVM's emulator of guest kernel code never fires under PVM; use a write watchpoint (found by single-stepping)")
 	}
 	if b.kind >= gdbstub.WatchWrite {
 		if _, ok := dr7Len[b.size]; !ok || b.addr%uint64(b.size) != 0 {
