@@ -126,6 +126,8 @@ type debugHook struct {
 	stepDone bool
 	// hits are modeCollect's hits so far.
 	hits []debugHit
+	// cur is the chunk running (debugTop), for stops inside runTo.
+	cur *chunkRun
 	// stopped is the machine's Stopped channel.
 	stopped <-chan struct{}
 	// softWatch: watchpoints are found by single-stepping guest kernel
@@ -170,6 +172,7 @@ func (v *vcpu) pause(c *chunkRun, pos Position, st gdbstub.Stop) error {
 	t := time.Now()
 	err := v.s.dbg.stop(pos, st)
 	c.started = c.started.Add(time.Since(t))
+	v.runToStarted = v.runToStarted.Add(time.Since(t))
 	return err
 }
 
@@ -221,6 +224,7 @@ func (v *vcpu) debugTop(c *chunkRun) error {
 	if h == nil || c.want == nil {
 		return nil
 	}
+	h.cur = c
 	pos, err := v.debugPosition(c)
 	if err != nil {
 		return err

@@ -514,7 +514,7 @@ const dr7L0 = 1 << 0
 // plain run does); a breakpoint lets the entry deliver it first.
 func (v *vcpu) runTo(target log.Point, injected bool) error {
 	defer v.SetGuestDebug(0, nil)
-	started := time.Now()
+	v.runToStarted = time.Now()
 	want := fmt.Sprintf("+%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP)
 	// hits counts breakpoint stops at the point's RIP that were not the
 	// point: fast-forward is used only once the point has proven to lie in
@@ -536,7 +536,7 @@ func (v *vcpu) runTo(target log.Point, injected bool) error {
 		switch {
 		case d > target.KernelInsns:
 			return &DivergenceError{VCPU: v.id, What: "preemption point passed", Want: want, Got: got}
-		case time.Since(started) > replayChunkLimit:
+		case time.Since(v.runToStarted) > replayChunkLimit:
 			return &DivergenceError{VCPU: v.id, What: "preemption point never reached", Want: want, Got: got}
 		}
 		if rem := target.KernelInsns - d; rem > ffWindow && hits >= ffAfterHits && v.s.opts.FastForward {
@@ -549,7 +549,7 @@ func (v *vcpu) runTo(target log.Point, injected bool) error {
 			}
 			continue
 		}
-		step := regs.RIP == target.RIP && !injected
+		step := (regs.RIP == target.RIP || v.debugStepAt(regs.RIP)) && !injected
 		if step {
 			hits++
 		}
@@ -586,7 +586,7 @@ func (v *vcpu) stepTowards(rip uint64, step bool) (exited bool, err error) {
 	if step {
 		err = v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugSingleStep, nil)
 	} else {
-		err = v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugUseHWBP, &[8]uint64{0: rip, 7: dr7L0})
+		err = v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugUseHWBP, v.tailBreakpoints(rip))
 	}
 	if err != nil {
 		return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
@@ -604,7 +604,10 @@ func (v *vcpu) stepTowards(rip uint64, step bool) (exited bool, err error) {
 	if err != nil && !errors.Is(err, vmm.ErrInterrupted) {
 		return false, err
 	}
-	return err == nil && v.ExitReason() != vmm.ExitDebug, nil
+	if err == nil && v.ExitReason() != vmm.ExitDebug {
+		return true, nil
+	}
+	return false, v.debugTail(step)
 }
 
 // errMachineStopped ends a chunk whose machine was stopped from outside

@@ -136,6 +136,9 @@ type vcpu struct {
 	ffRate float64
 	// ffRuns counts fast-forward runs (tracing).
 	ffRuns int
+	// runToStarted is when runTo started, moved on by the time a
+	// debugger held the vCPU (debug_hook.go, pause).
+	runToStarted time.Time
 	// debugSquashed: this vCPU's current chunk was squashed once already
 	// (Options.DebugSquashAll).
 	debugSquashed bool
