@@ -288,6 +288,10 @@ func (v *vcpu) enter(c *chunkRun) error {
 		if err != nil {
 			return err
 		}
+		pre, err := v.Regs()
+		if err != nil {
+			return err
+		}
 		if err := v.snapWatched(c); err != nil {
 			return err
 		}
@@ -297,6 +301,7 @@ func (v *vcpu) enter(c *chunkRun) error {
 			return err
 		}
 		if v.ExitReason() != vmm.ExitDebug {
+			c.injectedNow = false
 			h.stepDone = stepping
 			// A single step left armed would make the KVM_RUN that
 			// completes this exit's I/O (vmm.FlushPendingIO, at the next
@@ -309,6 +314,15 @@ func (v *vcpu) enter(c *chunkRun) error {
 		// Not a chunk exit: the next entry injects nothing, as after a
 		// kick.
 		c.inject = false
+		if err := v.fixPushedTF(pre.RIP); err != nil {
+			return err
+		}
+		if c.injectedNow {
+			if err := v.fixFrameTF(pre.RFLAGS); err != nil {
+				return err
+			}
+		}
+		c.injectedNow = false
 		if err := v.debugExit(c, stepping, stepOver); err != nil {
 			return err
 		}

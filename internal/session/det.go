@@ -143,6 +143,9 @@ type chunkRun struct {
 	injectedSinceExit bool
 	// started is the chunk's wall-clock start.
 	started time.Time
+	// injectedNow: an interrupt was injected for the next entry (the
+	// debugger's single steps fix up its frame: debug_pushf.go).
+	injectedNow bool
 }
 
 // runChunk runs one chunk. In replay, want is the recorded chunk to
@@ -219,6 +222,7 @@ func (v *vcpu) injectAtEntry(c *chunkRun) error {
 		return err
 	}
 	c.injectedSinceExit = c.injectedSinceExit || injected
+	c.injectedNow = injected
 	v.traceInject(c.want != nil, c.rec.Exits, injected)
 	return nil
 }
@@ -606,6 +610,11 @@ func (v *vcpu) stepTowards(rip uint64, step bool) (exited bool, err error) {
 	}
 	if err == nil && v.ExitReason() != vmm.ExitDebug {
 		return true, nil
+	}
+	if step {
+		if err := v.fixPushedTF(rip); err != nil {
+			return false, err
+		}
 	}
 	return false, v.debugTail(step)
 }
