@@ -77,6 +77,10 @@ func gdbScript() []string {
 		sec(fmt.Sprintf("rstepi%d", i), "reverse-stepi", "p/x $pc")
 	}
 	sec("rstep-hash", "monitor hash")
+	// A reverse-stepi with no forward step to retrace: the instruction
+	// before the first hit, found by single-stepping a fresh replay.
+	sec("trace-back", "reverse-stepi", "p/x $pc", "monitor when")
+	sec("trace-fwd", "stepi", "p/x $pc", "monitor when", "monitor hash")
 	sec("begin", "reverse-continue")
 	sec("begin-when", "monitor when")
 	sec("watch", "delete", "watch *(long *)&jiffies", "continue")
@@ -175,6 +179,16 @@ func checkSteps(t *testing.T, s map[string]string) {
 	}
 	if h := parseStop(s["rstep-hash"]).hash; h != start.hash {
 		t.Errorf("hash after 10 stepi and 10 reverse-stepi: %s, at the hit %s", h, start.hash)
+	}
+	back, fwd1 := parseStop(s["trace-back"]), parseStop(s["trace-fwd"])
+	var c, e, n, c2, e2, n2 int
+	fmt.Sscanf(start.position, "%d.%d.%d", &c, &e, &n)
+	fmt.Sscanf(back.position, "%d.%d.%d", &c2, &e2, &n2)
+	if c2 != c || e2 != e || n2 != n-1 || back.pc == "" || back.pc == start.pc {
+		t.Errorf("reverse-stepi from the hit at %s (pc %s) went to %s (pc %s)", start.position, start.pc, back.position, back.pc)
+	}
+	if fwd1.pc != start.pc || fwd1.position != start.position || fwd1.hash != start.hash {
+		t.Errorf("stepi after it: %+v, the hit was %+v", fwd1, start)
 	}
 }
 

@@ -81,6 +81,11 @@ const (
 	// modeCollect runs with breakpoints to debugCmd.target, recording
 	// every hit before it (reverse-continue's first pass).
 	modeCollect
+	// modeTrace runs, with no breakpoints, to the start of
+	// debugCmd.target's stretch of its chunk and single-steps from there
+	// to its instruction count (a position whose RIP is not known:
+	// reverse-stepi's previous instruction).
+	modeTrace
 )
 
 // debugCmd is gdb's order to a stopped replay.
@@ -239,6 +244,8 @@ func (v *vcpu) debugTop(c *chunkRun) error {
 		return v.pause(c, pos, gdbstub.Stop{Thread: v.id})
 	case h.cmd.mode == modeGoto && h.cmd.target.Chunk == h.chunk && h.cmd.target.Exits == int(c.rec.Exits):
 		return v.debugGoto(c)
+	case h.cmd.mode == modeTrace && h.cmd.target.Chunk == h.chunk && h.cmd.target.Exits == int(c.rec.Exits):
+		return v.debugTrace(c)
 	}
 	return nil
 }
@@ -336,7 +343,7 @@ func (v *vcpu) armDebug() (stepping, stepOver bool, err error) {
 	h := v.s.dbg
 	var dr [8]uint64
 	control := uint32(0)
-	if h.cmd.mode != modeGoto {
+	if h.cmd.mode != modeGoto && h.cmd.mode != modeTrace {
 		regs, err := v.Regs()
 		if err != nil {
 			return false, false, err
@@ -479,7 +486,7 @@ func (h *debugHook) classify(dr6 uint64, pos Position, vcpu int) (*hwBreak, gdbs
 
 // watching reports whether software watchpoints are armed (softWatch).
 func (h *debugHook) watching() bool {
-	if !h.softWatch || h.cmd.mode == modeGoto {
+	if !h.softWatch || h.cmd.mode == modeGoto || h.cmd.mode == modeTrace {
 		return false
 	}
 	for _, b := range h.cmd.bps {

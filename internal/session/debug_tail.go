@@ -7,14 +7,18 @@ package session
 // steps and watchpoints single-step there as in enter (debug_hook.go).
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/samsara-vmm/samsara/internal/gdbstub"
+	"github.com/samsara-vmm/samsara/internal/vmm"
 )
 
 // tailActive reports whether the debugger acts in runTo now (not while
 // going to a position, which runs to it with no breakpoints).
 func (v *vcpu) tailActive() bool {
 	h := v.s.dbg
-	return h != nil && h.cur != nil && h.cmd.mode != modeGoto
+	return h != nil && h.cur != nil && h.cmd.mode != modeGoto && h.cmd.mode != modeTrace
 }
 
 // debugStepAt reports whether runTo's next entry, at rip, must be a
@@ -94,4 +98,69 @@ func (v *vcpu) debugTail(stepped bool) error {
 		return v.pause(c, pos, gdbstub.Stop{Thread: v.id})
 	}
 	return nil
+}
+
+// debugTrace single-steps v from the start of the target's stretch of its
+// chunk (after the exit it follows) to the target's instruction count,
+// and stops there. The stretch must run guest kernel code: under PVM a
+// step in user mode does not stop.
+func (v *vcpu) debugTrace(c *chunkRun) error {
+	h := v.s.dbg
+	if c.inject {
+		if err := v.injectAtEntry(c); err != nil {
+			return err
+		}
+		c.inject = false
+	}
+	t := h.cmd.target
+	for {
+		pos, err := v.debugPosition(c)
+		if err != nil {
+			return err
+		}
+		if pos.Insns >= t.Insns {
+			return v.pause(c, pos, gdbstub.Stop{Thread: v.id})
+		}
+		if pos.RIP < userSpaceEnd {
+			return fmt.Errorf("debugger: the instructions before position %v include guest user code, which cannot be single-stepped under PVM", t)
+		}
+		if err := v.traceStep(c); err != nil {
+			return err
+		}
+	}
+}
+
+// traceStep executes one instruction of v, undoing what the step leaks
+// into guest memory (debug_pushf.go).
+func (v *vcpu) traceStep(c *chunkRun) error {
+	pre, err := v.Regs()
+	if err != nil {
+		return err
+	}
+	if err := v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugSingleStep, nil); err != nil {
+		return fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
+	}
+	for {
+		err := v.Enter()
+		if errors.Is(err, vmm.ErrInterrupted) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
+	}
+	if v.ExitReason() != vmm.ExitDebug {
+		return fmt.Errorf("debugger: a single step towards an earlier position made exit %d", v.ExitReason())
+	}
+	if err := v.fixPushedTF(pre.RIP); err != nil {
+		return err
+	}
+	if c.injectedNow {
+		c.injectedNow = false
+		if err := v.fixFrameTF(pre.RFLAGS); err != nil {
+			return err
+		}
+	}
+	return v.SetGuestDebug(0, nil)
 }

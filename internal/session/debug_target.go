@@ -13,7 +13,8 @@ package session
 //     reaches a preemption point: det.go, runTo);
 //   - reverse-stepi goes back to the position the selected vCPU stood at
 //     before its last forward step (the positions a forward step came
-//     from are remembered);
+//     from are remembered), or else single-steps a fresh replay from the
+//     exit before now to the instruction before now;
 //   - with no earlier hit the replay stops before its first chunk and gdb
 //     is told the history begins there ("No more reverse-execution
 //     history").
@@ -360,13 +361,23 @@ func (d *Debugger) ReverseStep(t int) (gdbstub.Stop, error) {
 	if d.pos.Chunk == 0 && d.pos.Exits < 0 {
 		return d.historyBegin()
 	}
-	from, ok := d.prev[d.pos.key()]
-	if !ok || from.VCPU != t {
-		err := fmt.Errorf("reverse-stepi goes back over forward steps only (none of vCPU %d leads to position %v); use reverse-continue", t, d.pos)
+	if from, ok := d.prev[d.pos.key()]; ok && from.VCPU == t {
+		if err := d.seek(from, gdbstub.Stop{Thread: t}); err != nil {
+			return gdbstub.Stop{}, err
+		}
+		return d.stop, nil
+	}
+	// No forward step leads here: single-step again from the exit
+	// before now to the instruction before it.
+	now := d.pos
+	if now.VCPU != t || now.Exits < 0 || now.Insns == 0 {
+		err := fmt.Errorf("reverse-stepi of vCPU %d from position %v: the previous instruction is in another chunk or made an exit; use reverse-continue", t, now)
 		d.log.Warn("reverse step refused", zap.Error(err))
 		return gdbstub.Stop{}, err
 	}
-	if err := d.seek(from, gdbstub.Stop{Thread: t}); err != nil {
+	target := now
+	target.Insns--
+	if err := d.restart(debugCmd{mode: modeTrace, target: target}); err != nil {
 		return gdbstub.Stop{}, err
 	}
 	return d.stop, nil
