@@ -43,6 +43,15 @@ func TestGDB(t *testing.T) {
 	checkThreadsAndMemory(t, s)
 	hits := checkBreakpointHits(t, s)
 	checkSteps(t, s)
+	if !strings.Contains(s["checkpoint"], "checkpoint 1 at position "+hits[2].position) || !strings.Contains(s["checkpoint"], "1: position "+hits[2].position) {
+		t.Errorf("monitor checkpoint at the third hit (%s):\n%s", hits[2].position, s["checkpoint"])
+	}
+	if got := parseStop(s["seek"]); got.position != hits[2].position || got.hash != hits[2].hash {
+		t.Errorf("seek to the checkpoint at the third hit: %+v, the hit was %+v\n%s", got, hits[2], s["seek"])
+	}
+	if !strings.Contains(s["seek-chunk"], "position 0\n") {
+		t.Errorf("monitor seek 0:\n%s", s["seek-chunk"])
+	}
 	if !strings.Contains(s["begin"], "No more reverse-execution history") || !strings.Contains(s["begin-when"], "position 0\n") {
 		t.Errorf("reverse-continue with no earlier hit:\n%s\n%s", s["begin"], s["begin-when"])
 	}
@@ -67,6 +76,7 @@ func gdbScript() []string {
 	for i := 1; i <= 3; i++ {
 		sec(fmt.Sprintf("hit%d", i), "continue", "monitor when", "monitor hash", "p/x $pc")
 	}
+	sec("checkpoint", "monitor checkpoint", "monitor info checkpoints")
 	for _, i := range []int{2, 1} {
 		sec(fmt.Sprintf("back%d", i), "reverse-continue", "monitor when", "monitor hash", "p/x $pc")
 	}
@@ -83,6 +93,9 @@ func gdbScript() []string {
 	sec("trace-fwd", "stepi", "p/x $pc", "monitor when", "monitor hash")
 	sec("begin", "reverse-continue")
 	sec("begin-when", "monitor when")
+	// A plain forward replay (no breakpoints) to the third hit, by seek.
+	sec("seek", "monitor seek checkpoint1", "monitor hash")
+	sec("seek-chunk", "monitor seek 0")
 	sec("watch", "delete", "watch *(long *)&jiffies", "continue")
 	sec("watch2", "continue")
 	sec("watch-back", "reverse-continue")
