@@ -118,7 +118,9 @@ func NewDebugger(open OpenFunc, records []log.Record, logger *zap.Logger) (*Debu
 // Close ends the current replay.
 func (d *Debugger) Close() {
 	d.abandon(d.run)
+	d.mu.Lock()
 	d.run = nil
+	d.mu.Unlock()
 }
 
 // start builds a fresh replay that carries out first from its start.
@@ -164,7 +166,9 @@ func (d *Debugger) restart(cmd debugCmd) error {
 // restartHits is restart, returning the stop with its hits (modeCollect).
 func (d *Debugger) restartHits(cmd debugCmd) (debugHit, error) {
 	d.abandon(d.run)
+	d.mu.Lock()
 	d.run = nil
+	d.mu.Unlock()
 	r, err := d.start(cmd)
 	if err != nil {
 		return debugHit{}, err
