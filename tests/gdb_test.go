@@ -2,8 +2,10 @@ package tests
 
 import (
 	"bufio"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +61,89 @@ func TestGDB(t *testing.T) {
 	if !strings.Contains(stderr, "replay reached the end of the recording and matched it") {
 		t.Errorf("the replay under the debugger did not end matching the recording:\n%s\nhits %v", tail(stderr), hits)
 	}
+	checkInterrupt(t, rec, ckpt)
+}
+
+// checkInterrupt sends Ctrl-C (0x03) to a running continue over the raw
+// protocol (gdb's batch mode cannot): the replay stops with SIGINT and
+// keeps serving. A watchpoint on a variable that is never written keeps
+// the replay single-stepping (slow) long enough to be interrupted.
+func checkInterrupt(t *testing.T, rec, ckpt string) {
+	t.Helper()
+	addr, srv := startGDBServer(t, rec, ckpt)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	r := bufio.NewReader(c)
+	send := func(p string) { fmt.Fprintf(c, "$%s#%02x", p, gdbChecksum(p)) }
+	reply := func() string {
+		for {
+			b, err := r.ReadByte()
+			if err != nil {
+				t.Fatalf("reading a reply: %v", err)
+			}
+			if b == '$' {
+				break
+			}
+		}
+		body, err := r.ReadString('#')
+		if err != nil {
+			t.Fatalf("reading a reply: %v", err)
+		}
+		r.Discard(2)
+		c.Write([]byte("+"))
+		return strings.TrimSuffix(body, "#")
+	}
+	ask := func(p string) string { send(p); return reply() }
+	if got := ask(fmt.Sprintf("Z2,%x,4", kernelSymbol(t, "oops_in_progress"))); got != "OK" {
+		t.Fatalf("watchpoint: %q", got)
+	}
+	start := time.Now()
+	send("c")
+	time.Sleep(time.Second)
+	c.Write([]byte{0x03})
+	if got := reply(); !strings.HasPrefix(got, "T02thread:") {
+		t.Errorf("stop reply to continue after Ctrl-C: %q", got)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("Ctrl-C took %v to stop the replay", d)
+	}
+	if got := ask("qRcmd," + hex.EncodeToString([]byte("when"))); !strings.HasPrefix(got, hex.EncodeToString([]byte("position "))) {
+		t.Errorf("monitor when after Ctrl-C: %q", got)
+	}
+	ask("D")
+	srv.wait(t)
+}
+
+// gdbChecksum is a packet's checksum (the byte sum modulo 256).
+func gdbChecksum(p string) byte {
+	var s byte
+	for i := 0; i < len(p); i++ {
+		s += p[i]
+	}
+	return s
+}
+
+// kernelSymbol is a symbol's address in the guest kernel's System.map.
+func kernelSymbol(t *testing.T, name string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(buildDir, "System.map"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[2] == name {
+			var a uint64
+			fmt.Sscanf(f[0], "%x", &a)
+			return a
+		}
+	}
+	t.Fatalf("%s not in System.map", name)
+	return 0
 }
 
 // gdbScript is the session, in sections (echo @@NAME) that the checks
