@@ -48,6 +48,9 @@ func TestGDB(t *testing.T) {
 	if !strings.Contains(s["checkpoint"], "checkpoint 1 at position "+hits[2].position) || !strings.Contains(s["checkpoint"], "1: position "+hits[2].position) {
 		t.Errorf("monitor checkpoint at the third hit (%s):\n%s", hits[2].position, s["checkpoint"])
 	}
+	if !regexp.MustCompile(`machine checkpoints .*before chunks \[\d+`).MatchString(s["checkpoint"]) {
+		t.Errorf("no machine checkpoint was taken (--gdb-checkpoint-every 100ms):\n%s", s["checkpoint"])
+	}
 	if got := parseStop(s["seek"]); got.position != hits[2].position || got.hash != hits[2].hash {
 		t.Errorf("seek to the checkpoint at the third hit: %+v, the hit was %+v\n%s", got, hits[2], s["seek"])
 	}
@@ -333,8 +336,10 @@ type gdbServer struct {
 // and returns the address it printed.
 func startGDBServer(t *testing.T, rec, ckpt string) (string, *gdbServer) {
 	t.Helper()
+	// Checkpoints every 100 ms: this short replay (under a second) gets
+	// a few, so going back starts from them too.
 	cmd := exec.Command(samsaraBin, "replay", rec, "--from-checkpoint", ckpt, "--gdb", "127.0.0.1:0",
-		"--console", filepath.Join(t.TempDir(), "console"))
+		"--gdb-checkpoint-every", "100ms", "--console", filepath.Join(t.TempDir(), "console"))
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -39,6 +40,8 @@ func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
 	fl.StringVar(&r.console, "console", "", "write the guest console to this file instead of stdout")
 	fl.StringVar(&r.gdb, "gdb", "", "serve the GDB remote protocol on ADDR (127.0.0.1:PORT or a Unix socket path) instead of replaying straight through")
 	fl.BoolVar(&r.gdbAllowRemote, "gdb-allow-remote", false, "let --gdb listen on a non-loopback address (the protocol has no authentication: whoever connects reads all guest memory)")
+	fl.DurationVar(&r.gdbCkptEvery, "gdb-checkpoint-every", 0, "with --gdb, checkpoint the machine before a chunk this often in replay time, so that going back replays from the nearest one (0: 2s)")
+	fl.MarkHidden("gdb-checkpoint-every")
 	r.session.registerReplay(cmd)
 	addStatusFlag(cmd, &r.statusFD)
 	addDaemonFlag(cmd, &r.daemonSock)
@@ -51,8 +54,11 @@ type replayFlags struct {
 	// gdb is --gdb's address; gdbAllowRemote lets it be non-loopback.
 	gdb            string
 	gdbAllowRemote bool
-	statusFD       int
-	session        sessionFlags
+	// gdbCkptEvery spaces the debugger's checkpoints (tests make it
+	// small so that short recordings get some).
+	gdbCkptEvery time.Duration
+	statusFD     int
+	session      sessionFlags
 }
 
 // config builds the machine the recording in path was made on, and reads

@@ -11,6 +11,7 @@ import (
 
 	"github.com/samsara-vmm/samsara/internal/gdbstub"
 	"github.com/samsara-vmm/samsara/internal/log"
+	"github.com/samsara-vmm/samsara/internal/nde"
 	"github.com/samsara-vmm/samsara/internal/session"
 	"github.com/samsara-vmm/samsara/internal/vmm"
 )
@@ -48,7 +49,7 @@ func (r *replayFlags) debug(logger *zap.Logger, path string) error {
 	// Every replay the debugger starts (going backwards starts a fresh
 	// one) gets a machine of its own; only the first prints the console.
 	first := true
-	open := func() (*vmm.Machine, *session.Session, error) {
+	open := func(ckpt string, recs []log.Record) (*vmm.Machine, *session.Session, error) {
 		cfg, _, closeConsole, err := r.config(logger, path)
 		if err != nil {
 			return nil, nil, err
@@ -58,9 +59,14 @@ func (r *replayFlags) debug(logger *zap.Logger, path string) error {
 			cfg.Console = io.Discard
 		}
 		first = false
+		if ckpt != "" {
+			// One of the debugger's own checkpoints, taken during an
+			// earlier replay: the rest of the recording from there.
+			cfg.FromCheckpoint, cfg.NDE = ckpt, nde.NewReplay(recs)
+		}
 		return openSession(cfg, opts, newStatusStream(-1, 0))
 	}
-	dbg, err := session.NewDebugger(open, records, logger)
+	dbg, err := session.NewDebugger(open, records, r.gdbCkptEvery, logger)
 	if err != nil {
 		return err
 	}

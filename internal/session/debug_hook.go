@@ -120,8 +120,11 @@ type debugHook struct {
 	interrupt atomic.Bool
 	// cmd is the order being carried out.
 	cmd debugCmd
-	// chunk is the index of the chunk running or about to run.
-	chunk int
+	// chunk is the index of the chunk running or about to run; base is
+	// the index of the replay's first chunk (a replay from a checkpoint).
+	chunk, base int
+	// beforeChunk runs before each chunk (the debugger's checkpoints).
+	beforeChunk func(i int) error
 	// skip[v] is the RIP of a breakpoint vCPU v stopped at: its next
 	// entry first steps over it (RFLAGS.RF is ignored under PVM: det.go,
 	// runTo).
@@ -154,7 +157,9 @@ func newDebugHook(s *Session, first debugCmd) *debugHook {
 		skip: make([]uint64, len(s.vcpus)), stopped: s.m.Stopped(), softWatch: s.opts.KernelCount}
 }
 
-// stop reports a stop and waits for gdb's next order.
+// stop reports a stop and waits for gdb's next order. The wait has no
+// time bound: a person is reading the stop. It ends when the debugger
+// sends an order or abandons the replay (its machine stops).
 func (h *debugHook) stop(pos Position, st gdbstub.Stop) error {
 	h.interrupt.Store(false)
 	select {
@@ -192,7 +197,13 @@ func (s *Session) debugBeforeChunk(i int, want *log.Chunk) error {
 	if h == nil {
 		return nil
 	}
+	i += h.base
 	h.chunk = i
+	if h.beforeChunk != nil {
+		if err := h.beforeChunk(i); err != nil {
+			return err
+		}
+	}
 	pos := Position{Chunk: i, VCPU: int(want.VCPU), Exits: -1}
 	if int(want.VCPU) < len(s.vcpus) {
 		if regs, err := s.vcpus[want.VCPU].Regs(); err == nil {

@@ -3,9 +3,8 @@ package session
 // Debugger: a gdbstub.Target over replays of one recording.
 //
 // Forward execution drives one replay (debug_hook.go). Going backwards
-// starts a fresh replay from the recording's start (the checkpoint or
-// kernel it was made from: Debugger.open builds it) and runs it forwards
-// to the chosen point, which determinism makes the same point:
+// starts a fresh replay (Debugger.open builds it) and runs it forwards to
+// the chosen point, which determinism makes the same point:
 //
 //   - reverse-continue runs a first replay to now with the breakpoints
 //     armed, recording every hit in commit order across all vCPUs, then a
@@ -19,9 +18,8 @@ package session
 //     is told the history begins there ("No more reverse-execution
 //     history").
 //
-// Every going-back costs replaying the recording up to there (one or two
-// replays): in-memory checkpoints at chunk boundaries, which would bound
-// that, are not built yet.
+// A fresh replay starts from the nearest machine checkpoint the debugger
+// took before the point (debug_ckpt.go), else from the recording's start.
 
 import (
 	"errors"
@@ -36,9 +34,11 @@ import (
 	"github.com/samsara-vmm/samsara/internal/vmm"
 )
 
-// OpenFunc builds a fresh machine and replay session for the recording,
-// at its start (the caller closes both).
-type OpenFunc func() (*vmm.Machine, *Session, error)
+// OpenFunc builds a fresh machine and replay session for the recording:
+// at its start when ckpt is "", else from the checkpoint file ckpt that
+// the debugger took during an earlier replay, with records the rest of
+// the recording from there (the caller closes both).
+type OpenFunc func(ckpt string, records []log.Record) (*vmm.Machine, *Session, error)
 
 // debugWaitLimit bounds one wait for a replay to reach its next stop: a
 // whole replay of the longest recordings of the test corpus takes a few
@@ -81,6 +81,11 @@ type Debugger struct {
 	visited []Position
 	// checkpoints are the positions `monitor checkpoint` named.
 	checkpoints []Position
+	// recStart[i] is the index in records where chunk i's records (its
+	// time readings, then the chunk) begin.
+	recStart []int
+	// ckpts are the checkpoints taken so far (debug_ckpt.go).
+	ckpts ckptSet
 	// mu guards run for Interrupt, called while a resume waits.
 	mu sync.Mutex
 	// interrupted is set by Interrupt until the run stops.
@@ -98,12 +103,19 @@ type debugRun struct {
 }
 
 // NewDebugger prepares a debugger over records; the first replay starts,
-// stopped before its first chunk, at once.
-func NewDebugger(open OpenFunc, records []log.Record, logger *zap.Logger) (*Debugger, error) {
+// stopped before its first chunk, at once. ckptEvery spaces the
+// checkpoints it takes while replaying (0: every 2 s of replay).
+func NewDebugger(open OpenFunc, records []log.Record, ckptEvery time.Duration, logger *zap.Logger) (*Debugger, error) {
 	d := &Debugger{open: open, records: records, log: logger.Named("debugger"), prev: map[Position]Position{}}
-	for _, r := range records {
+	d.ckpts.every = ckptEvery
+	if ckptEvery <= 0 {
+		d.ckpts.every = defaultCkptEvery
+	}
+	d.recStart = append(d.recStart, 0)
+	for i, r := range records {
 		if _, ok := r.(*log.Chunk); ok {
 			d.chunks++
+			d.recStart = append(d.recStart, i+1)
 		}
 	}
 	if d.chunks == 0 {
@@ -121,18 +133,27 @@ func (d *Debugger) Close() {
 	d.mu.Lock()
 	d.run = nil
 	d.mu.Unlock()
+	d.ckpts.close()
 }
 
-// start builds a fresh replay that carries out first from its start.
-func (d *Debugger) start(first debugCmd) (*debugRun, error) {
-	m, s, err := d.open()
+// start builds a fresh replay that carries out first, from checkpoint
+// from (nil: the recording's start).
+func (d *Debugger) start(first debugCmd, from *debugCkpt) (*debugRun, error) {
+	path, base := "", 0
+	if from != nil {
+		path, base = from.path, from.chunk
+	}
+	records := d.records[d.recStart[base]:]
+	m, s, err := d.open(path, records)
 	if err != nil {
 		return nil, fmt.Errorf("debugger: build the replay: %w", err)
 	}
 	r := &debugRun{m: m, s: s, h: newDebugHook(s, first), done: make(chan error, 1)}
+	r.h.base = base
+	r.h.beforeChunk = func(i int) error { return d.ckpts.maybeTake(m, i) }
 	s.dbg = r.h
 	go func() {
-		_, err := s.replay(d.records)
+		_, err := s.replay(records)
 		r.done <- err
 	}()
 	return r, nil
@@ -159,17 +180,18 @@ func (d *Debugger) abandon(r *debugRun) {
 // restart replaces the current replay with a fresh one carrying out cmd,
 // and waits for its stop.
 func (d *Debugger) restart(cmd debugCmd) error {
-	_, err := d.restartHits(cmd)
+	_, err := d.restartHits(cmd, d.ckpts.before(cmd.target))
 	return err
 }
 
-// restartHits is restart, returning the stop with its hits (modeCollect).
-func (d *Debugger) restartHits(cmd debugCmd) (debugHit, error) {
+// restartHits is restart from checkpoint from (nil: the start),
+// returning the stop with its hits (modeCollect).
+func (d *Debugger) restartHits(cmd debugCmd, from *debugCkpt) (debugHit, error) {
 	d.abandon(d.run)
 	d.mu.Lock()
 	d.run = nil
 	d.mu.Unlock()
-	r, err := d.start(cmd)
+	r, err := d.start(cmd, from)
 	if err != nil {
 		return debugHit{}, err
 	}
@@ -334,20 +356,30 @@ func (d *Debugger) ReverseContinue() (gdbstub.Stop, error) {
 	if now.Chunk == 0 && now.Exits < 0 {
 		return d.historyBegin()
 	}
-	// First pass: every hit before now, in commit order.
-	first, err := d.restartHits(debugCmd{mode: modeCollect, target: now, bps: d.bps})
-	if err != nil {
-		return gdbstub.Stop{}, err
+	// First pass: every hit between the nearest checkpoint and now, in
+	// commit order; with none, between the one before and that one, and
+	// so on back to the start.
+	to := now
+	for from := d.ckpts.before(now); ; from = d.ckpts.before(to) {
+		if from != nil && !(Position{Chunk: from.chunk, Exits: -1}).before(to) {
+			from = d.ckpts.beforeStrict(to)
+		}
+		first, err := d.restartHits(debugCmd{mode: modeCollect, target: to, bps: d.bps}, from)
+		if err != nil {
+			return gdbstub.Stop{}, err
+		}
+		if hits := first.hits; len(hits) > 0 {
+			last := hits[len(hits)-1]
+			if _, err := d.restartHits(debugCmd{mode: modeGoto, target: last.pos, reason: last.stop}, from); err != nil {
+				return gdbstub.Stop{}, err
+			}
+			return d.stop, nil
+		}
+		if from == nil {
+			return d.historyBegin()
+		}
+		to = Position{Chunk: from.chunk, Exits: -1}
 	}
-	hits := first.hits
-	if len(hits) == 0 {
-		return d.historyBegin()
-	}
-	last := hits[len(hits)-1]
-	if err := d.restart(debugCmd{mode: modeGoto, target: last.pos, reason: last.stop}); err != nil {
-		return gdbstub.Stop{}, err
-	}
-	return d.stop, nil
 }
 
 // historyBegin goes to the start of the recording and says so.

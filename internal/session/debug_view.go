@@ -145,8 +145,9 @@ func (d *Debugger) Monitor(cmd string) (string, error) {
 			fmt.Fprintf(&b, "%d: position %v (vCPU %d, rip %#x)\n", i+1, p, p.VCPU, p.RIP)
 		}
 		if b.Len() == 0 {
-			return "no checkpoints\n", nil
+			b.WriteString("no checkpoints\n")
 		}
+		fmt.Fprintf(&b, "machine checkpoints (going back replays from the nearest): before chunks %v\n", d.ckpts.chunks())
 		return b.String(), nil
 	}
 	return "", fmt.Errorf("unknown monitor command %q (when, hash, seek POSITION, checkpoint, info checkpoints)", cmd)
