@@ -241,24 +241,34 @@ func (v *vcpu) debugTop(c *chunkRun) error {
 		return nil
 	}
 	h.cur = c
+	// The position (two reads from KVM) only when a stop may be due:
+	// this runs before every entry.
+	exits := int(c.rec.Exits)
+	atTarget := h.cmd.target.Chunk == h.chunk && h.cmd.target.Exits == exits
+	st := gdbstub.Stop{Thread: v.id}
+	switch {
+	case h.interrupt.Load():
+		st.Reason = gdbstub.StopInterrupt
+	case h.cmd.mode == modeStep && h.stepDone && h.cmd.thread == v.id:
+		h.stepDone = false
+	case h.cmd.mode == modeCollect && h.cmd.target.Chunk == h.chunk && exits >= h.cmd.target.Exits:
+		pos, err := v.debugPosition(c)
+		if err != nil || !h.reached(pos) {
+			return err
+		}
+		return v.pause(c, pos, st)
+	case h.cmd.mode == modeGoto && atTarget:
+		return v.debugGoto(c)
+	case h.cmd.mode == modeTrace && atTarget:
+		return v.debugTrace(c)
+	default:
+		return nil
+	}
 	pos, err := v.debugPosition(c)
 	if err != nil {
 		return err
 	}
-	switch {
-	case h.interrupt.Load():
-		return v.pause(c, pos, gdbstub.Stop{Reason: gdbstub.StopInterrupt, Thread: v.id})
-	case h.cmd.mode == modeStep && h.stepDone && h.cmd.thread == v.id:
-		h.stepDone = false
-		return v.pause(c, pos, gdbstub.Stop{Thread: v.id})
-	case h.cmd.mode == modeCollect && h.reached(pos):
-		return v.pause(c, pos, gdbstub.Stop{Thread: v.id})
-	case h.cmd.mode == modeGoto && h.cmd.target.Chunk == h.chunk && h.cmd.target.Exits == int(c.rec.Exits):
-		return v.debugGoto(c)
-	case h.cmd.mode == modeTrace && h.cmd.target.Chunk == h.chunk && h.cmd.target.Exits == int(c.rec.Exits):
-		return v.debugTrace(c)
-	}
-	return nil
+	return v.pause(c, pos, st)
 }
 
 // debugGoto runs v to the goto target in this stretch of its chunk, as
@@ -327,6 +337,7 @@ func (v *vcpu) enter(c *chunkRun) error {
 			if err := v.SetGuestDebug(0, nil); err != nil {
 				return fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
 			}
+			v.dbgArmed = false
 			return nil
 		}
 		// Not a chunk exit: the next entry injects nothing, as after a
@@ -355,23 +366,33 @@ func (v *vcpu) armDebug() (stepping, stepOver bool, err error) {
 	var dr [8]uint64
 	control := uint32(0)
 	if h.cmd.mode != modeGoto && h.cmd.mode != modeTrace {
-		regs, err := v.Regs()
-		if err != nil {
-			return false, false, err
-		}
-		stepOver = h.skip[v.id] != 0 && regs.RIP == h.skip[v.id]
-		control, dr = armBreakpoints(h.cmd.bps, stepOver, h.softWatch)
 		stepping = h.cmd.mode == modeStep && h.cmd.thread == v.id
+		watching := h.watching()
+		var rip uint64
+		if stepping || watching || h.skip[v.id] != 0 {
+			regs, err := v.Regs()
+			if err != nil {
+				return false, false, err
+			}
+			rip = regs.RIP
+		}
+		stepOver = h.skip[v.id] != 0 && rip == h.skip[v.id]
+		control, dr = armBreakpoints(h.cmd.bps, stepOver, h.softWatch)
 		// Software watchpoints step guest kernel code only: under PVM a
 		// single step does not stop in user mode (PLATFORM.md).
-		watch := h.watching() && regs.RIP >= userSpaceEnd
-		if (stepping || stepOver || watch) && !v.atHalt(regs.RIP) {
+		watch := watching && rip >= userSpaceEnd
+		if (stepping || stepOver || watch) && !v.atHalt(rip) {
 			control |= vmm.GuestDebugEnable | vmm.GuestDebugSingleStep
 		}
+	}
+	if control == 0 && !v.dbgArmed {
+		// Already off (runTo and the real-exit path leave it off).
+		return stepping, stepOver, nil
 	}
 	if err := v.SetGuestDebug(control, &dr); err != nil {
 		return false, false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
 	}
+	v.dbgArmed = control != 0
 	return stepping, stepOver, nil
 }
 

@@ -136,6 +136,9 @@ type vcpu struct {
 	ffRate float64
 	// ffRuns counts fast-forward runs (tracing).
 	ffRuns int
+	// dbgArmed: the debugger left guest debugging on for this vCPU
+	// (debug_hook.go, armDebug); off, it need not be turned off again.
+	dbgArmed bool
 	// runToStarted is when runTo started, moved on by the time a
 	// debugger held the vCPU (debug_hook.go, pause).
 	runToStarted time.Time
