@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -25,6 +26,9 @@ func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
 			if r.daemonSock != "" {
 				return replayViaDaemon(r.daemonSock, args[0])
 			}
+			if r.gdb != "" {
+				return r.debug(logger(), args[0])
+			}
 			return r.replay(logger(), args[0])
 		},
 	}
@@ -34,6 +38,10 @@ func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
 	fl.StringVar(&r.initrd, "initrd", "", "initramfs of a cold-boot recording (default: build/initramfs.cpio)")
 	fl.StringVar(&r.disk, "vm", "", "the disk image the recording used")
 	fl.StringVar(&r.console, "console", "", "write the guest console to this file instead of stdout")
+	fl.StringVar(&r.gdb, "gdb", "", "serve the GDB remote protocol on ADDR (127.0.0.1:PORT or a Unix socket path) instead of replaying straight through")
+	fl.BoolVar(&r.gdbAllowRemote, "gdb-allow-remote", false, "let --gdb listen on a non-loopback address (the protocol has no authentication: whoever connects reads all guest memory)")
+	fl.DurationVar(&r.gdbCkptEvery, "gdb-checkpoint-every", 0, "with --gdb, checkpoint the machine before a chunk this often in replay time, so that going back replays from the nearest one (0: 2s)")
+	fl.MarkHidden("gdb-checkpoint-every")
 	r.session.registerReplay(cmd)
 	addStatusFlag(cmd, &r.statusFD)
 	addDaemonFlag(cmd, &r.daemonSock)
@@ -43,8 +51,14 @@ func newReplayCmd(logger func() *zap.Logger) *cobra.Command {
 // replayFlags are replay's flags.
 type replayFlags struct {
 	kernel, initrd, disk, fromCkpt, console, daemonSock string
-	statusFD                                            int
-	session                                             sessionFlags
+	// gdb is --gdb's address; gdbAllowRemote lets it be non-loopback.
+	gdb            string
+	gdbAllowRemote bool
+	// gdbCkptEvery spaces the debugger's checkpoints (tests make it
+	// small so that short recordings get some).
+	gdbCkptEvery time.Duration
+	statusFD     int
+	session      sessionFlags
 }
 
 // config builds the machine the recording in path was made on, and reads

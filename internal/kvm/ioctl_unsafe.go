@@ -174,6 +174,15 @@ func MMIOExit(r *gokvm.RunData) (addr uint64, data []byte, isWrite bool) {
 	return
 }
 
+// DebugExit decodes KVM_EXIT_DEBUG (struct kvm_debug_exit_arch: u32
+// exception, u32 pad, u64 pc, u64 dr6, u64 dr7): the exception vector
+// (1 = #DB, 3 = #BP), the guest RIP and DR6, whose B0-B3 bits name the
+// debug register that fired and BS (bit 14) a single step.
+func DebugExit(r *gokvm.RunData) (exception uint32, pc, dr6 uint64) {
+	base := unsafe.Pointer(&r.Data[0])
+	return *(*uint32)(base), *(*uint64)(unsafe.Add(base, 8)), *(*uint64)(unsafe.Add(base, 16))
+}
+
 // IOExit decodes the port I/O exit. data covers count*size bytes inside
 // the kvm_run page.
 func IOExit(r *gokvm.RunData, page []byte) (out bool, size int, port uint16, count int, data []byte) {

@@ -143,6 +143,9 @@ type chunkRun struct {
 	injectedSinceExit bool
 	// started is the chunk's wall-clock start.
 	started time.Time
+	// injectedNow: an interrupt was injected for the next entry (the
+	// debugger's single steps fix up its frame: debug_pushf.go).
+	injectedNow bool
 }
 
 // runChunk runs one chunk. In replay, want is the recorded chunk to
@@ -160,6 +163,9 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 	v.traceChunkStart(want != nil)
 	defer v.startChunkTimers(want != nil, c.started)()
 	for {
+		if err := v.debugTop(c); err != nil {
+			return c.rec, err
+		}
 		if want != nil && c.rec.Exits == want.Exits {
 			return v.replayChunkEnd(c)
 		}
@@ -174,7 +180,7 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		if err := v.injectAtEntry(c); err != nil {
 			return c.rec, err
 		}
-		err := v.Enter()
+		err := v.enter(c)
 		if errors.Is(err, vmm.ErrInterrupted) {
 			c.inject = false
 			if v.s.m.IsStopped() {
@@ -216,6 +222,7 @@ func (v *vcpu) injectAtEntry(c *chunkRun) error {
 		return err
 	}
 	c.injectedSinceExit = c.injectedSinceExit || injected
+	c.injectedNow = injected
 	v.traceInject(c.want != nil, c.rec.Exits, injected)
 	return nil
 }
@@ -511,7 +518,7 @@ const dr7L0 = 1 << 0
 // plain run does); a breakpoint lets the entry deliver it first.
 func (v *vcpu) runTo(target log.Point, injected bool) error {
 	defer v.SetGuestDebug(0, nil)
-	started := time.Now()
+	v.runToStarted = time.Now()
 	want := fmt.Sprintf("+%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP)
 	// hits counts breakpoint stops at the point's RIP that were not the
 	// point: fast-forward is used only once the point has proven to lie in
@@ -533,7 +540,7 @@ func (v *vcpu) runTo(target log.Point, injected bool) error {
 		switch {
 		case d > target.KernelInsns:
 			return &DivergenceError{VCPU: v.id, What: "preemption point passed", Want: want, Got: got}
-		case time.Since(started) > replayChunkLimit:
+		case time.Since(v.runToStarted) > replayChunkLimit:
 			return &DivergenceError{VCPU: v.id, What: "preemption point never reached", Want: want, Got: got}
 		}
 		if rem := target.KernelInsns - d; rem > ffWindow && hits >= ffAfterHits && v.s.opts.FastForward {
@@ -546,7 +553,7 @@ func (v *vcpu) runTo(target log.Point, injected bool) error {
 			}
 			continue
 		}
-		step := regs.RIP == target.RIP && !injected
+		step := (regs.RIP == target.RIP || v.debugStepAt(regs.RIP)) && !injected
 		if step {
 			hits++
 		}
@@ -583,7 +590,7 @@ func (v *vcpu) stepTowards(rip uint64, step bool) (exited bool, err error) {
 	if step {
 		err = v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugSingleStep, nil)
 	} else {
-		err = v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugUseHWBP, &[8]uint64{0: rip, 7: dr7L0})
+		err = v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugUseHWBP, v.tailBreakpoints(rip))
 	}
 	if err != nil {
 		return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
@@ -601,7 +608,15 @@ func (v *vcpu) stepTowards(rip uint64, step bool) (exited bool, err error) {
 	if err != nil && !errors.Is(err, vmm.ErrInterrupted) {
 		return false, err
 	}
-	return err == nil && v.ExitReason() != vmm.ExitDebug, nil
+	if err == nil && v.ExitReason() != vmm.ExitDebug {
+		return true, nil
+	}
+	if step {
+		if err := v.fixPushedTF(rip); err != nil {
+			return false, err
+		}
+	}
+	return false, v.debugTail(step)
 }
 
 // errMachineStopped ends a chunk whose machine was stopped from outside

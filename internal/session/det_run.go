@@ -150,6 +150,9 @@ func (s *Session) replay(records []log.Record) (vmm.Result, error) {
 		}
 		switch r := r.(type) {
 		case *log.Chunk:
+			if runErr = s.debugBeforeChunk(chunk, r); runErr != nil {
+				break
+			}
 			runErr = s.replayChunk(chunk, r, done)
 			s.debugCheckWrites(uint64(chunk))
 			chunk++

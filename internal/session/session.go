@@ -111,6 +111,9 @@ type Session struct {
 	// stalledAfter is how long no chunk had ended when the stall
 	// watchdog stopped the machine (stall.go).
 	stalledAfter time.Duration
+	// dbg is the debugger's hook into a replay (debug_hook.go), nil when
+	// no debugger drives it.
+	dbg *debugHook
 }
 
 // vcpu is a vCPU's record/replay state beside the machine's vCPU.
@@ -133,6 +136,12 @@ type vcpu struct {
 	ffRate float64
 	// ffRuns counts fast-forward runs (tracing).
 	ffRuns int
+	// dbgArmed: the debugger left guest debugging on for this vCPU
+	// (debug_hook.go, armDebug); off, it need not be turned off again.
+	dbgArmed bool
+	// runToStarted is when runTo started, moved on by the time a
+	// debugger held the vCPU (debug_hook.go, pause).
+	runToStarted time.Time
 	// debugSquashed: this vCPU's current chunk was squashed once already
 	// (Options.DebugSquashAll).
 	debugSquashed bool

@@ -101,6 +101,13 @@ func (v *VCPU) SetGuestDebug(control uint32, dr *[8]uint64) error {
 	return kvmsys.SetGuestDebug(v.fd, control, dr)
 }
 
+// DebugExit is the last KVM_EXIT_DEBUG's exception vector, RIP and DR6
+// (internal/kvm, DebugExit).
+func (v *VCPU) DebugExit() (exception uint32, pc, dr6 uint64) { return kvmsys.DebugExit(v.run) }
+
+// FPU reads the x87 and SSE state (KVM_GET_FPU), for a debugger's view.
+func (v *VCPU) FPU() (*kvmsys.FPU, error) { return kvmsys.GetFPU(v.fd) }
+
 // InstructionBytes reads up to 15 bytes of guest code at rip (a guest
 // virtual address, through the vCPU's page tables); empty when unreadable.
 func (v *VCPU) InstructionBytes(rip uint64) []byte { return v.instructionBytes(rip, nil) }
@@ -247,6 +254,28 @@ func (v *VCPU) ExitWritesRAM() bool {
 	}
 	addr, _, write := kvmsys.MMIOExit(v.run)
 	return write && addr >= virtioAddr && addr < virtioAddr+virtioSize
+}
+
+// SaveCheckpoint writes a checkpoint of the machine as it stands (the
+// format of run --save-checkpoint), for a debugger that wants to come
+// back here without replaying from the start. Each vCPU's pending I/O is
+// completed first, as a chunk's start would (BeginChunk).
+// Preconditions: no vCPU is in the guest (a session between chunks).
+func (m *Machine) SaveCheckpoint(path string) error {
+	for _, v := range m.vcpus {
+		m.mu.Lock()
+		sipi := v.state == stateWaitSIPI
+		m.mu.Unlock()
+		if sipi {
+			continue
+		}
+		if err := v.FlushPendingIO(); err != nil {
+			return err
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.saveCheckpointLocked(path)
 }
 
 // VCPUs are the machine's vCPUs, by index.

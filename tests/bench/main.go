@@ -6,6 +6,9 @@
 //	go run ./tests/bench rr       per workload on 2 vCPUs, from a booted
 //	                              checkpoint: run, record and replay time,
 //	                              log size and log rate
+//	go run ./tests/bench gdb      replay --gdb: going back 1 s and 10 s
+//	                              of guest time, reverse-continue, and
+//	                              the debugger's checkpoint files (gdb.go)
 //	go run ./tests/bench report   per workload on 1 and 2 vCPUs: samsara
 //	                              run/record/replay next to QEMU TCG
 //	                              record/replay (-icount rr) and plain
@@ -36,11 +39,15 @@ import (
 	"time"
 )
 
+// buildDirFlag is the directory with vmlinux, initramfs.cpio and
+// System.map.
+var buildDirFlag = flag.String("build", envOr("SAMSARA_BUILD", "build"), "directory with vmlinux and initramfs.cpio")
+
 // initMarker is the kernel's line just before it executes /init.
 const initMarker = "Run /init as init process"
 
 func main() {
-	build := flag.String("build", envOr("SAMSARA_BUILD", "build"), "directory with vmlinux and initramfs.cpio")
+	build := buildDirFlag
 	samsara := flag.String("samsara", "bin/samsara", "samsara binary")
 	timeout := flag.Duration("timeout", 15*time.Minute, "give up on one boot (report: one command) after this long")
 	results := flag.String("results", "results", "report: directory for bench.md and overhead.svg")
@@ -49,8 +56,8 @@ func main() {
 	kvm := flag.Bool("kvm", true, "report: also try qemu -enable-kvm (about a minute per vCPU count here)")
 	rerenderOnly := flag.Bool("rerender", false, "report: measure nothing; rewrite bench.md and overhead.svg from the results directory's bench.json")
 	flag.Parse()
-	if flag.NArg() != 1 || (flag.Arg(0) != "boot" && flag.Arg(0) != "rr" && flag.Arg(0) != "report" && flag.Arg(0) != "resume" && flag.Arg(0) != "daemon") {
-		fmt.Fprintln(os.Stderr, "usage: bench [flags] boot|rr|report|resume|daemon")
+	if flag.NArg() != 1 || (flag.Arg(0) != "boot" && flag.Arg(0) != "rr" && flag.Arg(0) != "report" && flag.Arg(0) != "resume" && flag.Arg(0) != "daemon" && flag.Arg(0) != "gdb") {
+		fmt.Fprintln(os.Stderr, "usage: bench [flags] boot|rr|report|resume|daemon|gdb")
 		flag.PrintDefaults()
 		os.Exit(2)
 	}
@@ -70,6 +77,10 @@ func main() {
 	}
 	if flag.Arg(0) == "resume" {
 		benchResume(*samsara, kernel, initrd, *timeout) // resume.go
+		return
+	}
+	if flag.Arg(0) == "gdb" {
+		benchGDB(*samsara, kernel, initrd, *timeout) // gdb.go
 		return
 	}
 	if flag.Arg(0) == "daemon" {

@@ -29,6 +29,9 @@ var svmSkips = map[string]string{
 	// vCPUs with both recorders: this reason and parallelSVM's below.
 	"tests.TestGuestEnvShm": serializedSMP,
 	"tests.TestSuite":       serializedSMP,
+	// The gdb test records threads2 on 2 vCPUs like the tests above; the
+	// debugger itself has not been measured in the host yet.
+	"tests.TestGDB": serializedSMP + "; the gdb debugger (issue 15) is not yet measured in the host",
 	// The parallel recorder: with yields, about six chunks a second in
 	// the host, and race 200000 did not finish in 5 minutes (the prefix
 	// replayed matched). Before yields: race 20000 ended with "guest reset

@@ -1,0 +1,97 @@
+package session
+
+import (
+	"encoding/binary"
+)
+
+// rflagsTF is RFLAGS.TF, the trap flag (Intel SDM vol. 1, 3.4.3).
+const rflagsTF = 1 << 8
+
+// fixPushedTF undoes what a single step leaks into guest memory: KVM
+// single-steps by setting RFLAGS.TF, and a PUSHF stepped that way pushes
+// the flags with TF set (measured under PVM: a replay that single-stepped
+// every guest kernel instruction matched every chunk end but not the
+// final memory digest; the one differing byte was TF in an RFLAGS value
+// local_irq_save had pushed on a kernel stack). A plain run pushes the
+// guest's own flags, so after a step of a PUSHF at rip the pushed TF is
+// cleared unless the guest itself had set it (KVM_GET_REGS hides the TF
+// of its single-stepping).
+func (v *vcpu) fixPushedTF(rip uint64) error {
+	if !isPushf(v.InstructionBytes(rip)) {
+		return nil
+	}
+	regs, err := v.Regs()
+	if err != nil {
+		return err
+	}
+	if regs.RFLAGS&rflagsTF != 0 {
+		return nil
+	}
+	sr, err := v.Sregs()
+	if err != nil {
+		return err
+	}
+	mem := v.s.m.Memory()
+	pa, err := translate(mem, sr.CR3, regs.RSP)
+	if err != nil || pa+8 > uint64(len(mem)) || pa&0xfff > 4096-8 {
+		// A push that crossed a page or an unmapped stack: the step
+		// would have faulted instead.
+		return nil
+	}
+	if f := binary.LittleEndian.Uint64(mem[pa:]); f&rflagsTF != 0 {
+		binary.LittleEndian.PutUint64(mem[pa:], f&^rflagsTF)
+	}
+	return nil
+}
+
+// isPushf reports whether instruction bytes b are PUSHF (9C, Intel SDM
+// vol. 2), after operand-size, REX and segment prefixes.
+func isPushf(b []byte) bool {
+	for _, c := range b {
+		switch {
+		case c == 0x9C:
+			return true
+		case c == 0x66 || (c >= 0x40 && c <= 0x4F) || c == 0x2E || c == 0x36 || c == 0x3E || c == 0x26 || c == 0x64 || c == 0x65:
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// frameSearch is how many stack words fixFrameTF looks at: an interrupt
+// frame (RIP, CS, RFLAGS, RSP, SS; Intel SDM vol. 3, 6.14.1) plus an
+// error code and the few pushes a handler's first instructions make.
+const frameSearch = 8
+
+// fixFrameTF undoes the TF that an interrupt delivered on a single-stepped
+// entry saves in its frame (measured under PVM: the RFLAGS that
+// asm_sysvec_apic_timer_interrupt's frame held had TF set, the replay's
+// only memory difference from the recording). flags are the guest's
+// RFLAGS before the entry (without KVM's TF); the first stack word equal
+// to them plus TF is cleared.
+func (v *vcpu) fixFrameTF(flags uint64) error {
+	if flags&rflagsTF != 0 {
+		return nil
+	}
+	regs, err := v.Regs()
+	if err != nil {
+		return err
+	}
+	sr, err := v.Sregs()
+	if err != nil {
+		return err
+	}
+	mem := v.s.m.Memory()
+	for i := uint64(0); i < frameSearch; i++ {
+		pa, err := translate(mem, sr.CR3, regs.RSP+8*i)
+		if err != nil || pa+8 > uint64(len(mem)) {
+			return nil
+		}
+		if f := binary.LittleEndian.Uint64(mem[pa:]); f == flags|rflagsTF {
+			binary.LittleEndian.PutUint64(mem[pa:], flags)
+			return nil
+		}
+	}
+	return nil
+}
