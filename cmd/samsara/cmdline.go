@@ -15,7 +15,7 @@ func newCmdlineCmd() *cobra.Command {
 		Short: "Print the kernel command line samsara gives the reference guest (for running it elsewhere, e.g. under QEMU)",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Println(vmm.GuestCmdline(disk))
+			fmt.Println(vmm.GuestCmdline(disk, vmm.ProbePlatform()))
 		},
 	}
 	cmd.Flags().BoolVar(&disk, "with-disk", false, "include the virtio-mmio disk")

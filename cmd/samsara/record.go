@@ -74,7 +74,7 @@ func (r *recordFlags) setup(logger *zap.Logger, args []string) (vmm.Config, sess
 	opts.Logger, opts.Parallel, opts.Tracker = cfg.Logger, r.mode == string(log.ModeParallel), r.tracker
 	platform := hostPlatform()
 	opts.KernelCount = platform == log.PlatformPVM
-	cfg.SeparateVMs = opts.Parallel
+	cfg.SeparateVMs, cfg.Platform = opts.Parallel, string(platform)
 	h, err := recordHeader(cfg, platform)
 	if err != nil {
 		closeConsole()

@@ -73,7 +73,7 @@ func (r *replayFlags) config(logger *zap.Logger, path string) (vmm.Config, []log
 	if err != nil {
 		return vmm.Config{}, nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	cfg := vmm.Config{CPUs: h.Config.CPUs, Mem: h.Config.MemoryBytes, Append: h.Config.Cmdline, Argv: h.Config.Argv,
+	cfg := vmm.Config{CPUs: h.Config.CPUs, Mem: h.Config.MemoryBytes, Append: h.Config.Cmdline, Argv: h.Config.Argv, Platform: string(h.Platform),
 		Deterministic: true, NDE: nde.NewReplay(records), Logger: logger, Console: os.Stdout}
 	if err := matchInputs(h, &cfg, r.kernel, r.initrd, r.disk, r.fromCkpt); err != nil {
 		return cfg, nil, nil, err

@@ -35,7 +35,11 @@ func (m *Machine) bootKernel() error {
 			return err
 		}
 	}
-	m.cmdline = GuestCmdline(m.blk != nil)
+	platform := m.cfg.Platform
+	if platform == "" {
+		platform = ProbePlatform()
+	}
+	m.cmdline = GuestCmdline(m.blk != nil, platform)
 	if m.cfg.Append != "" {
 		m.cmdline += " " + m.cfg.Append
 	}

@@ -4,6 +4,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 	"github.com/samsara-vmm/samsara/tests/testenv"
 	"os"
@@ -138,14 +139,22 @@ func (r recordHooks) checkpointRequested(cpu int) {
 }
 
 func TestGuestCmdlineHidesFeatures(t *testing.T) {
-	s := GuestCmdline(true)
+	s := GuestCmdline(true, "pvm")
 	for _, want := range []string{"clearcpuid=4,", "noxsave", "virtio_mmio.device=4K@0xd0000000:5", "lpj="} {
 		if !strings.Contains(s, want) {
 			t.Errorf("command line lacks %q: %s", want, s)
 		}
 	}
-	if strings.Contains(GuestCmdline(false), "virtio_mmio") {
+	if strings.Contains(GuestCmdline(false, "pvm"), "virtio_mmio") {
 		t.Error("virtio device on the command line without a disk")
+	}
+	if strings.Contains(s, "samsara_yield") {
+		t.Errorf("PVM command line has the yield port (its kernel is counted exactly): %s", s)
+	}
+	for _, p := range []string{"svm", "vmx"} {
+		if !strings.Contains(GuestCmdline(false, p), fmt.Sprintf("samsara_yield=%#x", YieldPort)) {
+			t.Errorf("%s command line lacks the yield port: %s", p, GuestCmdline(false, p))
+		}
 	}
 }
 

@@ -10,21 +10,13 @@ package main
 // PVM itself skip on their own (kvmtest.RequirePVM) and the summary lists
 // them with their message.
 var svmSkips = map[string]string{
-	// Serialized recording on 2 vCPUs: without a kernel progress counter
-	// a turn ends only at an exit, and a vCPU spinning in the guest kernel
-	// on the other vCPU keeps its turn (measured: race 20000, threads2
-	// 1000, blackscholes 2 tiny did not finish in 90 s; timers hung in 1
-	// of 2 tries). A guest booted with the yield port (`--append
-	// samsara_yield=0x5a5`, kernel patch 0005) records and replays them
-	// (measured: race, threads2, timers, 5 replays each, and the daemon's
-	// end-to-end test), but one of three 2-vCPU cold boots with it ended
-	// in a guest reset, so it is not the default yet.
-	"tests.TestRecordReplaySMP/2cpu/race":     serializedSMP,
-	"tests.TestRecordReplaySMP/2cpu/threads2": serializedSMP,
-	"tests.TestRecordReplaySMP/2cpu/timers":   serializedSMP,
-	"tests.TestWorkloadsRecordReplay":         serializedSMP,
-	"tests.TestVMDisk":                        serializedSMP,
-	"tests.TestDaemonEndToEnd":                serializedSMP,
+	// Serialized recording on 2 vCPUs runs in the smoke set (the guest
+	// kernel's busy-waits exit to the yield port: kernel patch 0005, on
+	// by default off PVM). What stays out: the workloads and the disk
+	// test at their sizes, which TCG takes too long over (streamcluster
+	// alone took 60 s under run on PVM, where the guest runs natively).
+	"tests.TestWorkloadsRecordReplay": serializedSMP,
+	"tests.TestVMDisk":                serializedSMP,
 	// The CI suite (issue 17) and the guest-environment test record on 2
 	// vCPUs with both recorders: this reason and parallelSVM's below.
 	"tests.TestGuestEnvShm": serializedSMP,
@@ -50,7 +42,7 @@ var svmSkips = map[string]string{
 
 // serializedSMP is why 2-vCPU serialized recordings are not run in the
 // host, `true` aside.
-const serializedSMP = "SVM without a PMU (issue 11): serialized recording on 2 vCPUs does not finish in the host without the yield port, which is not the default yet (a 2-vCPU cold boot with it reset the guest once in three)"
+const serializedSMP = "SVM without a PMU (issue 11): 2-vCPU recordings of the workloads, the suite and the disk test have not been measured in the host yet (they take TCG many times longer than the smoke set)"
 
 // parallelSVM is why the parallel recorder's tests are not run in the host.
 const parallelSVM = "SVM without a PMU (issue 11): the parallel recorder makes about six chunks a second in the host and did not finish race 200000 in 5 minutes (its views' page-table staleness under nested paging is open too)"
