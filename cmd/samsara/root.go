@@ -55,6 +55,6 @@ func newRootCmd() *cobra.Command {
 		return l
 	}
 	root.AddCommand(newRunCmd(logger), newRecordCmd(logger), newReplayCmd(logger), newInspectCmd(), newProbeCmd(), newCmdlineCmd(),
-		newDaemonCmd(logger), newPsCmd(), newStopCmd())
+		newDaemonCmd(logger), newPsCmd(), newStopCmd(), newTraceCmd(logger))
 	return root
 }
