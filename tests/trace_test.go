@@ -205,3 +205,24 @@ func checkDivergedTrace(t *testing.T, rec, ckpt string) {
 		}
 	}
 }
+
+// TestTraceMemoryConsistency traces a kernel-only window with the values
+// of every access (--values) and checks, across both vCPUs in commit
+// order, that every load reads the last store to its bytes in the trace
+// or the window's start value (trace.CheckConsistency).
+func TestTraceMemoryConsistency(t *testing.T) {
+	requireKVM(t)
+	ckpt := bootedCheckpoint(t, 2)
+	_, rec := recordAndReplayN(t, 0, 2, ckpt, nil, "threads2", "1000")
+	recs, _ := readNativeTrace(t, runTrace(t, rec, ckpt, "--values"), 2)
+	loads, bad := trace.CheckConsistency(recs)
+	for i, m := range bad {
+		if i < 5 {
+			t.Error(m)
+		}
+	}
+	t.Logf("%d loads checked in chunks %s, %d inconsistent", loads, traceChunks, len(bad))
+	if loads == 0 {
+		t.Error("no load with a value in the trace")
+	}
+}

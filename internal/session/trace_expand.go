@@ -29,6 +29,8 @@ type Expander struct {
 	// FromChunk and ToChunk limit it to chunks FromChunk..ToChunk
 	// (ToChunk < 0: to the end).
 	FromChunk, ToChunk int
+	// Values records the bytes each access reads or writes.
+	Values bool
 
 	// chunk is the index of the chunk running (-1 before the first).
 	chunk int
@@ -102,6 +104,9 @@ func (v *vcpu) expandRunTo(c *chunkRun, target log.Point, injected bool) error {
 	if e == nil || !e.on {
 		return v.runTo(target, injected)
 	}
+	// The last step leaves single-stepping armed: the next chunk, maybe
+	// not traced, must run plainly (as runTo leaves it).
+	defer v.SetGuestDebug(0, nil)
 	want := fmt.Sprintf("+%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP)
 	for {
 		if v.s.m.IsStopped() {

@@ -70,7 +70,7 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 			}
 		}
 	}
-	if err := v.expandWrite(in, injected); err != nil {
+	if err := v.expandWrite(in, pre, sr, injected); err != nil {
 		return false, err
 	}
 	if toUser && !injected {
@@ -95,7 +95,7 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 // expandWrite writes a stepped instruction. A step whose entry delivered
 // an injected interrupt went to the handler instead of executing the
 // instruction at the old RIP: it is counted in Unseen, not written.
-func (v *vcpu) expandWrite(in *trace.Insn, injected bool) error {
+func (v *vcpu) expandWrite(in *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs, injected bool) error {
 	e := v.s.exp
 	if injected {
 		e.Unseen++
@@ -106,6 +106,13 @@ func (v *vcpu) expandWrite(in *trace.Insn, injected bool) error {
 		return err
 	}
 	in.NextRIP = post.RIP
+	if isRepString(in.Bytes) && pre.RCX > post.RCX {
+		v.expandRep(in, pre.RCX-post.RCX, pre.RFLAGS, sr.CR3)
+	}
+	if e.Values {
+		// Stores: the value the instruction left.
+		v.expandValues(in, trace.AccessWrite)
+	}
 	e.index++
 	return e.Set.Insn(v.id, in)
 }
@@ -157,6 +164,10 @@ func (v *vcpu) expandDecode(pre *kvm.Regs, sr *kvm.Sregs, cpl uint8) *trace.Insn
 	if err == nil {
 		in.Inst, in.Mem, in.Bytes = inst, acc, code[:inst.Len]
 	}
+	if e.Values {
+		// Loads: the value before the instruction runs.
+		v.expandValues(in, trace.AccessRead)
+	}
 	return in
 }
 
@@ -175,4 +186,56 @@ func (v *vcpu) expandToUser(in *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs) (uint6
 		return binary.LittleEndian.Uint64(frame), binary.LittleEndian.Uint64(frame[8:])&3 == 3
 	}
 	return 0, false
+}
+
+// expandValues fills the value of in's accesses that have flag (write
+// wins over read for a read-modify-write) from guest RAM, when the access
+// lies in RAM and within one page.
+func (v *vcpu) expandValues(in *trace.Insn, flag uint8) {
+	mem := v.s.m.Memory()
+	for i := range in.Mem {
+		a := &in.Mem[i]
+		kind := a.Flags & (trace.AccessRead | trace.AccessWrite)
+		if a.Flags&trace.AccessUnmapped != 0 || kind&flag == 0 || (flag == trace.AccessRead && kind != trace.AccessRead) {
+			continue
+		}
+		n := uint64(min(a.Size, 8))
+		if a.PA+n > uint64(len(mem)) || a.PA&0xfff+n > 4096 {
+			continue
+		}
+		var b [8]byte
+		copy(b[:], mem[a.PA:a.PA+n])
+		a.Value = binary.LittleEndian.Uint64(b[:])
+		a.Flags |= trace.AccessValue
+	}
+}
+
+// rflagsDF is RFLAGS.DF, the direction flag (Intel SDM vol. 1, 3.4.3.2):
+// string instructions step downwards when set.
+const rflagsDF = 1 << 10
+
+// expandRep widens the accesses of a REP string instruction to the n
+// iterations the step ran (the emulator batches them), from the lowest
+// address. A load's value, read before the step for one element, no
+// longer covers the access and is dropped (a store's is read after).
+func (v *vcpu) expandRep(in *trace.Insn, n, rflags, cr3 uint64) {
+	elem := uint64(trace.StringElement[in.Inst.Op])
+	if elem == 0 || n < 2 {
+		return
+	}
+	for i := range in.Mem {
+		a := &in.Mem[i]
+		a.Size = uint16(min(n*elem, 0xffff))
+		a.Flags &^= trace.AccessValue
+		a.Value = 0
+		if rflags&rflagsDF == 0 {
+			continue
+		}
+		a.VA -= (n - 1) * elem
+		if pa, err := translate(v.s.m.Memory(), cr3, a.VA); err == nil {
+			a.PA = pa
+		} else {
+			a.Flags |= trace.AccessUnmapped
+		}
+	}
 }

@@ -21,6 +21,8 @@ const (
 	AccessRead     = 1
 	AccessWrite    = 2
 	AccessUnmapped = 4
+	// AccessValue: Value holds the bytes accessed (`trace --values`).
+	AccessValue = 8
 )
 
 // Access is one memory access of an instruction.
@@ -28,6 +30,10 @@ type Access struct {
 	VA, PA uint64
 	Size   uint16
 	Flags  uint8
+	// Value is the first min(Size, 8) bytes accessed, little-endian
+	// (AccessValue): read before the instruction for a load, after it for
+	// a store or a read-modify-write.
+	Value uint64
 }
 
 // Insn is one executed instruction.
@@ -72,7 +78,11 @@ func Decode(code []byte, r *Regs, translate func(va uint64) (uint64, bool)) (x86
 		if !ok {
 			continue
 		}
-		add(memAddr(m, r, uint64(inst.Len)), inst.MemBytes, memFlags(inst.Op, i))
+		size := inst.MemBytes
+		if n, ok := StringElement[inst.Op]; ok {
+			size = n
+		}
+		add(memAddr(m, r, uint64(inst.Len)), size, memFlags(inst.Op, i))
 	}
 	rsp := r.GPR[4]
 	switch inst.Op {
@@ -87,6 +97,20 @@ func Decode(code []byte, r *Regs, translate func(va uint64) (uint64, bool)) (x86
 		add(rsp, 40, AccessRead)
 	}
 	return inst, acc, nil
+}
+
+// StringElement is the element size of the string instructions, whose
+// operands x86asm gives no size (MemBytes 0). A step of a REP-prefixed
+// one may run several iterations (KVM's emulator batches them: det.go,
+// atRepString); the session widens the access to what the step did.
+var StringElement = map[x86asm.Op]int{
+	x86asm.STOSB: 1, x86asm.STOSW: 2, x86asm.STOSD: 4, x86asm.STOSQ: 8,
+	x86asm.MOVSB: 1, x86asm.MOVSW: 2, x86asm.MOVSD: 4, x86asm.MOVSQ: 8,
+	x86asm.LODSB: 1, x86asm.LODSW: 2, x86asm.LODSD: 4, x86asm.LODSQ: 8,
+	x86asm.CMPSB: 1, x86asm.CMPSW: 2, x86asm.CMPSD: 4, x86asm.CMPSQ: 8,
+	x86asm.SCASB: 1, x86asm.SCASW: 2, x86asm.SCASD: 4, x86asm.SCASQ: 8,
+	x86asm.INSB: 1, x86asm.INSW: 2, x86asm.INSD: 4,
+	x86asm.OUTSB: 1, x86asm.OUTSW: 2, x86asm.OUTSD: 4,
 }
 
 // noAccess are instructions whose memory operand is not accessed.

@@ -22,7 +22,8 @@
 //	  KindChunk    chunk u32, rip u64                    a chunk of this vCPU starts
 //	  KindInsn     chunk u32, index u64, rip u64, cpl u8,
 //	               len u8, bytes[len], nmem u8,
-//	               nmem x (va u64, pa u64, size u16, flags u8)
+//	               nmem x (va u64, pa u64, size u16, flags u8,
+//	               [value u64 if flags&8])
 //	                                                     one executed instruction
 //	  KindInject   chunk u32, index u64, vector u8       an interrupt injected before
 //	                                                     instruction index
@@ -34,7 +35,9 @@
 // index is the instruction's index among the stepped instructions of its
 // chunk (0-based); the position of an instruction is (chunk, vcpu, index).
 // Access flags: 1 read, 2 write, 4 unmapped (pa is 0: the page walk found
-// no present entry). A file without KindEnd as its last record is
+// no present entry), 8 value (`trace --values`: the first min(size, 8)
+// bytes accessed, read before the instruction for a load and after it for
+// a store or read-modify-write). A file without KindEnd as its last record is
 // incomplete. Bump Version when a record changes.
 //
 // # Text format

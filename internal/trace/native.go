@@ -58,6 +58,9 @@ func (n *nativeEncoder) write(e *event) error {
 			b = le.AppendUint64(b, a.PA)
 			b = le.AppendUint16(b, a.Size)
 			b = append(b, a.Flags)
+			if a.Flags&AccessValue != 0 {
+				b = le.AppendUint64(b, a.Value)
+			}
 		}
 	case KindInject:
 		b = le.AppendUint32(b, e.chunk)

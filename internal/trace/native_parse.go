@@ -43,7 +43,11 @@ func parseNative(body []byte) ([]Record, error) {
 			in.Chunk, in.Index, in.RIP, in.CPL = r.u32(), r.u64(), r.u64(), r.u8()
 			in.Bytes = append([]byte(nil), r.take(int(r.u8()))...)
 			for range int(r.u8()) {
-				in.Mem = append(in.Mem, Access{VA: r.u64(), PA: r.u64(), Size: r.u16(), Flags: r.u8()})
+				a := Access{VA: r.u64(), PA: r.u64(), Size: r.u16(), Flags: r.u8()}
+				if a.Flags&AccessValue != 0 {
+					a.Value = r.u64()
+				}
+				in.Mem = append(in.Mem, a)
 			}
 		case KindInject:
 			in.Chunk, in.Index, rec.Vector = r.u32(), r.u64(), r.u8()

@@ -51,6 +51,9 @@ func (t *textEncoder) insnLine(in *Insn) string {
 			continue
 		}
 		fmt.Fprintf(sb, " %s:va=%x,pa=%x,%d", rw, a.VA, a.PA, a.Size)
+		if a.Flags&AccessValue != 0 {
+			fmt.Fprintf(sb, ",=%x", a.Value)
+		}
 	}
 	sb.WriteByte('\n')
 	return sb.String()
