@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -86,6 +87,7 @@ func TestTrace(t *testing.T) {
 		t.Logf("vcpu %d: %d kernel instructions in chunks %s", v, n, traceChunks)
 	}
 	checkTraceContents(t, ra[0])
+	checkVCPUFilter(t, runTrace(t, rec, ckpt, "--vcpu", "1", "--format", "text"), len(insns(ra[1])))
 	checkChampSim(t, runTrace(t, rec, ckpt, "--format", "champsim"), ra)
 	checkDivergedTrace(t, rec, ckpt)
 }
@@ -112,6 +114,33 @@ func checkTraceContents(t *testing.T, rs []trace.Record) {
 	}
 	if mem == 0 {
 		t.Error("no memory access with a physical address in the trace")
+	}
+}
+
+// checkVCPUFilter checks a text trace of vCPU 1 alone: vCPU 0's file
+// holds only its end record, vCPU 1's as many instruction lines as the
+// unfiltered native trace.
+func checkVCPUFilter(t *testing.T, dir string, want int) {
+	t.Helper()
+	b0, err := os.ReadFile(filepath.Join(dir, trace.FileName(trace.FormatText, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b0) != "E instructions=0\n" {
+		t.Errorf("--vcpu 1: vcpu 0's trace is %q, want only the end record", tail(string(b0)))
+	}
+	b1, err := os.ReadFile(filepath.Join(dir, trace.FileName(trace.FormatText, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for _, l := range strings.Split(string(b1), "\n") {
+		if strings.HasPrefix(l, "I ") {
+			got++
+		}
+	}
+	if got != want || !strings.HasSuffix(string(b1), fmt.Sprintf("E instructions=%d\n", want)) {
+		t.Errorf("--vcpu 1: %d instruction lines, the unfiltered trace has %d", got, want)
 	}
 }
 
