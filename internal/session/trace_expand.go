@@ -40,6 +40,8 @@ type Expander struct {
 	on bool
 	// inUser: the vCPU runs user code since the last KindUser event.
 	inUser bool
+	// vec is the vector injected last (expandDelivered).
+	vec uint8
 	// Unseen counts steps that delivered an injected interrupt, whose
 	// instruction is not written (see expandStep).
 	Unseen uint64
@@ -79,6 +81,7 @@ func (v *vcpu) expandInject(vec uint8, injected bool) error {
 	if e == nil || !e.on || !injected {
 		return nil
 	}
+	e.vec = vec
 	return e.Set.Inject(v.id, uint32(e.chunk), e.index, vec)
 }
 

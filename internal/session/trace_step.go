@@ -110,16 +110,15 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 
 // expandWrite writes a stepped instruction. A step whose entry delivered
 // an injected interrupt went to the handler instead of executing the
-// instruction at the old RIP: it is counted in Unseen, not written.
+// instruction at the old RIP (expandDelivered).
 func (v *vcpu) expandWrite(in *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs, injected bool) error {
 	e := v.s.exp
-	if injected {
-		e.Unseen++
-		return nil
-	}
 	post, err := v.Regs()
 	if err != nil {
 		return err
+	}
+	if injected {
+		return v.expandDelivered(sr, post.RIP)
 	}
 	in.NextRIP = post.RIP
 	if isRepString(in.Bytes) && pre.RCX > post.RCX {
@@ -254,4 +253,57 @@ func (v *vcpu) expandRep(in *trace.Insn, n, rflags, cr3 uint64) {
 			a.Flags |= trace.AccessUnmapped
 		}
 	}
+}
+
+// maxDeliveredRun bounds the handler instructions a delivering step is
+// looked for in: measured here, the step executes the handler's first
+// instruction, the 3-byte NOP its CLAC (ASM_CLAC in
+// arch/x86/entry/entry_64.S) is patched to with SMAP off
+// (shared/PLATFORM.md), and stops after it.
+const maxDeliveredRun = 16
+
+// expandDelivered writes what a step that delivered injected vector e.vec
+// executed: the instructions from the handler's entry (read from the IDT
+// at the step's start) to rip, where the step stopped, provided they touch
+// no memory (they are then exactly known); otherwise the step counts in
+// Unseen and nothing is written.
+func (v *vcpu) expandDelivered(sr *kvm.Sregs, rip uint64) error {
+	e := v.s.exp
+	mem := v.s.m.Memory()
+	// A 64-bit IDT gate is 16 bytes, its offset in bytes 0-1, 6-7 and
+	// 8-11 (Intel SDM vol. 3, 6.14.1, figure 6-8).
+	gate, err := readVirtual(mem, sr.CR3, sr.IDT.Base+uint64(e.vec)*16, 16)
+	if err != nil {
+		e.Unseen++
+		return nil
+	}
+	le := binary.LittleEndian
+	at := uint64(le.Uint16(gate)) | uint64(le.Uint16(gate[6:]))<<16 | uint64(le.Uint32(gate[8:]))<<32
+	var run []*trace.Insn
+	for at != rip {
+		if at > rip || rip-at > maxDeliveredRun {
+			e.Unseen++
+			return nil
+		}
+		code, err := readVirtual(mem, sr.CR3, at, int(rip-at))
+		if err != nil {
+			e.Unseen++
+			return nil
+		}
+		inst, acc, err := trace.Decode(code, &trace.Regs{RIP: at}, func(uint64) (uint64, bool) { return 0, false })
+		if err != nil || len(acc) != 0 || trace.IsBranch(inst) {
+			e.Unseen++
+			return nil
+		}
+		run = append(run, &trace.Insn{Chunk: uint32(e.chunk), RIP: at, Bytes: code[:inst.Len], Inst: inst, NextRIP: at + uint64(inst.Len)})
+		at += uint64(inst.Len)
+	}
+	for _, in := range run {
+		in.Index = e.index
+		e.index++
+		if err := e.Set.Insn(v.id, in); err != nil {
+			return err
+		}
+	}
+	return nil
 }
