@@ -38,6 +38,7 @@ func newTraceCmd(logger func() *zap.Logger) *cobra.Command {
 	fl.StringVar(&t.format, "format", trace.FormatNative, "native, text or champsim")
 	fl.IntVar(&t.vcpu, "vcpu", -1, "trace only this vCPU (-1: every vCPU)")
 	fl.StringVar(&t.chunks, "chunks", "", "trace only chunks A-B (0-based, inclusive; A- for A to the end)")
+	fl.BoolVar(&t.values, "values", false, "record the bytes each memory access reads or writes (8 more bytes per access)")
 	fl.BoolVar(&t.kernelOnly, "kernel-only", true, "trace guest kernel code only (the only choice where user code cannot be single-stepped, as under PVM)")
 	r.session.registerReplay(cmd)
 	cmd.MarkFlagRequired("output")
@@ -52,6 +53,7 @@ type traceFlags struct {
 	vcpu       int
 	chunks     string
 	kernelOnly bool
+	values     bool
 }
 
 // parseChunks parses --chunks A-B.
@@ -109,7 +111,7 @@ func (t *traceFlags) run(logger *zap.Logger, path string) error {
 	}
 	defer m.Close()
 	defer rs.Close()
-	exp := &session.Expander{Set: set, VCPU: t.vcpu, FromChunk: from, ToChunk: to}
+	exp := &session.Expander{Set: set, VCPU: t.vcpu, FromChunk: from, ToChunk: to, Values: t.values}
 	start := time.Now()
 	_, err = rs.Expand(records, exp)
 	elapsed := time.Since(start)
