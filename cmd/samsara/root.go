@@ -55,6 +55,6 @@ func newRootCmd() *cobra.Command {
 		return l
 	}
 	root.AddCommand(newRunCmd(logger), newRecordCmd(logger), newReplayCmd(logger), newInspectCmd(), newProbeCmd(), newCmdlineCmd(),
-		newDaemonCmd(logger), newPsCmd(), newStopCmd(), newSuiteCmd())
+		newDaemonCmd(logger), newPsCmd(), newStopCmd(), newSuiteCmd(), newTraceCmd(logger))
 	return root
 }

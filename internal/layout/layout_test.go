@@ -43,6 +43,8 @@ var rules = []struct {
 		"the log format is read by tools that run no machine (inspect)"},
 	{"internal/gdbstub", []string{module + "/internal/vmm", module + "/internal/session", module + "/internal/kvm", "github.com/bobuhiro11/gokvm"},
 		"the gdb protocol talks to a Target interface it declares; the replay side lives in internal/session (debug_*.go)"},
+	{"internal/trace", []string{module + "/internal/vmm", module + "/internal/session", module + "/internal/kvm", "github.com/bobuhiro11/gokvm"},
+		"the trace formats are read by tools that run no machine; internal/session single-steps the replay and writes through them"},
 	{"internal/snapshot", []string{"github.com/bobuhiro11/gokvm", module + "/internal/vmm", module + "/internal/kvm",
 		module + "/internal/chunk", module + "/internal/commit", module + "/internal/ept", module + "/internal/log",
 		module + "/internal/nde", module + "/internal/pmc", module + "/internal/session"},

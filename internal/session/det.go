@@ -161,6 +161,9 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 	}
 	c.started = time.Now()
 	v.traceChunkStart(want != nil)
+	if err := v.expandChunk(c); err != nil {
+		return c.rec, err
+	}
 	defer v.startChunkTimers(want != nil, c.started)()
 	for {
 		if err := v.debugTop(c); err != nil {
@@ -180,7 +183,7 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		if err := v.injectAtEntry(c); err != nil {
 			return c.rec, err
 		}
-		err := v.enter(c)
+		err := v.expandEnter(c)
 		if errors.Is(err, vmm.ErrInterrupted) {
 			c.inject = false
 			if v.s.m.IsStopped() {
@@ -217,8 +220,11 @@ func (v *vcpu) injectAtEntry(c *chunkRun) error {
 	if !c.inject {
 		return nil
 	}
-	_, injected, err := v.Inject()
+	vec, injected, err := v.Inject()
 	if err != nil {
+		return err
+	}
+	if err := v.expandInject(vec, injected); err != nil {
 		return err
 	}
 	c.injectedSinceExit = c.injectedSinceExit || injected
@@ -243,7 +249,7 @@ func (v *vcpu) replayChunkEnd(c *chunkRun) (log.Chunk, error) {
 			}
 			injected = c.injectedSinceExit && !before
 		}
-		if err := v.runTo(c.want.End, injected); err != nil {
+		if err := v.expandRunTo(c, c.want.End, injected); err != nil {
 			return c.rec, err
 		}
 	}

@@ -114,6 +114,9 @@ type Session struct {
 	// dbg is the debugger's hook into a replay (debug_hook.go), nil when
 	// no debugger drives it.
 	dbg *debugHook
+	// exp is the trace expansion's state (trace_expand.go), nil when
+	// the replay writes no trace.
+	exp *Expander
 }
 
 // vcpu is a vCPU's record/replay state beside the machine's vCPU.

@@ -9,6 +9,9 @@
 //	go run ./tests/bench gdb      replay --gdb: going back 1 s and 10 s
 //	                              of guest time, reverse-continue, and
 //	                              the debugger's checkpoint files (gdb.go)
+//	go run ./tests/bench trace    samsara trace: expansion speed and bytes
+//	                              per instruction per format next to the
+//	                              recording's log rate (trace.go)
 //	go run ./tests/bench report   per workload on 1 and 2 vCPUs: samsara
 //	                              run/record/replay next to QEMU TCG
 //	                              record/replay (-icount rr) and plain
@@ -56,8 +59,8 @@ func main() {
 	kvm := flag.Bool("kvm", true, "report: also try qemu -enable-kvm (about a minute per vCPU count here)")
 	rerenderOnly := flag.Bool("rerender", false, "report: measure nothing; rewrite bench.md and overhead.svg from the results directory's bench.json")
 	flag.Parse()
-	if flag.NArg() != 1 || (flag.Arg(0) != "boot" && flag.Arg(0) != "rr" && flag.Arg(0) != "report" && flag.Arg(0) != "resume" && flag.Arg(0) != "daemon" && flag.Arg(0) != "gdb") {
-		fmt.Fprintln(os.Stderr, "usage: bench [flags] boot|rr|report|resume|daemon|gdb")
+	if flag.NArg() != 1 || (flag.Arg(0) != "boot" && flag.Arg(0) != "rr" && flag.Arg(0) != "report" && flag.Arg(0) != "resume" && flag.Arg(0) != "daemon" && flag.Arg(0) != "gdb" && flag.Arg(0) != "trace") {
+		fmt.Fprintln(os.Stderr, "usage: bench [flags] boot|rr|report|resume|daemon|gdb|trace")
 		flag.PrintDefaults()
 		os.Exit(2)
 	}
@@ -81,6 +84,10 @@ func main() {
 	}
 	if flag.Arg(0) == "gdb" {
 		benchGDB(*samsara, kernel, initrd, *timeout) // gdb.go
+		return
+	}
+	if flag.Arg(0) == "trace" {
+		benchTrace(*samsara, kernel, initrd, *timeout) // trace.go
 		return
 	}
 	if flag.Arg(0) == "daemon" {

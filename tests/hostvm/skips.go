@@ -24,6 +24,10 @@ var svmSkips = map[string]string{
 	// The gdb test records threads2 on 2 vCPUs like the tests above; the
 	// debugger itself has not been measured in the host yet.
 	"tests.TestGDB": serializedSMP + "; the gdb debugger (issue 15) is not yet measured in the host",
+	// The trace test records threads2 on 2 vCPUs too, and single-steps
+	// the replay (issue 16).
+	"tests.TestTrace":                  serializedSMP + "; trace expansion (issue 16) is not yet measured in the emulated host",
+	"tests.TestTraceMemoryConsistency": serializedSMP + "; trace expansion (issue 16) is not yet measured in the emulated host",
 	// The parallel recorder: with yields, about six chunks a second in
 	// the host, and race 200000 did not finish in 5 minutes (the prefix
 	// replayed matched). Before yields: race 20000 ended with "guest reset

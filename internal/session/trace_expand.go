@@ -1,0 +1,137 @@
+package session
+
+// Expansion of a replay into an execution trace (`samsara trace`, issue
+// 16): the replay runs as Replay does, and verifies the same way, while
+// every instruction the platform can single-step is stepped and written
+// to an internal/trace Set with its memory accesses. Under PVM a single
+// step works only in guest kernel code (shared/PLATFORM.md, "Stopping
+// exactly"): user code runs unstepped, and the trace says so with a
+// KindUser event whose instruction count is unknown.
+//
+// The hooks in det.go (expandChunk, expandInject, expandEnter,
+// expandRunTo) do nothing when no Expander is set. Only one vCPU runs at
+// a time in the serialized replayer, so the Expander needs no lock.
+
+import (
+	"fmt"
+
+	"github.com/samsara-vmm/samsara/internal/log"
+	"github.com/samsara-vmm/samsara/internal/trace"
+	"github.com/samsara-vmm/samsara/internal/vmm"
+)
+
+// Expander says what to trace and where to write it.
+type Expander struct {
+	// Set receives the trace.
+	Set *trace.Set
+	// VCPU limits the trace to one vCPU (-1: every vCPU).
+	VCPU int
+	// FromChunk and ToChunk limit it to chunks FromChunk..ToChunk
+	// (ToChunk < 0: to the end).
+	FromChunk, ToChunk int
+	// Values records the bytes each access reads or writes.
+	Values bool
+
+	// chunk is the index of the chunk running (-1 before the first).
+	chunk int
+	// index is the next instruction's index in the chunk.
+	index uint64
+	// on: this chunk is traced.
+	on bool
+	// inUser: the vCPU runs user code since the last KindUser event.
+	inUser bool
+	// vec is the vector injected last (expandDelivered).
+	vec uint8
+	// Unseen counts steps that delivered an injected interrupt, whose
+	// instruction is not written (see expandStep).
+	Unseen uint64
+}
+
+// Expand replays the recording as Replay does and writes the trace e
+// asks for; the error is Replay's for a diverged or damaged recording.
+func (s *Session) Expand(records []log.Record, e *Expander) (vmm.Result, error) {
+	e.chunk = -1
+	s.exp = e
+	return s.Replay(records)
+}
+
+// expandChunk is runChunk's hook at a chunk's start: the chunk marker.
+func (v *vcpu) expandChunk(c *chunkRun) error {
+	e := v.s.exp
+	if e == nil || c.want == nil {
+		return nil
+	}
+	e.chunk++
+	e.index = 0
+	e.inUser = false
+	e.on = (e.VCPU < 0 || e.VCPU == v.id) && e.chunk >= e.FromChunk && (e.ToChunk < 0 || e.chunk <= e.ToChunk)
+	if !e.on {
+		return nil
+	}
+	regs, err := v.Regs()
+	if err != nil {
+		return err
+	}
+	return e.Set.Chunk(v.id, uint32(e.chunk), regs.RIP)
+}
+
+// expandInject is injectAtEntry's hook: an interrupt injected.
+func (v *vcpu) expandInject(vec uint8, injected bool) error {
+	e := v.s.exp
+	if e == nil || !e.on || !injected {
+		return nil
+	}
+	e.vec = vec
+	return e.Set.Inject(v.id, uint32(e.chunk), e.index, vec)
+}
+
+// expandEnter is runChunk's entry: the debugger's enter, or, when this
+// chunk is traced, single steps up to the next real exit.
+func (v *vcpu) expandEnter(c *chunkRun) error {
+	e := v.s.exp
+	if e == nil || !e.on || c.want == nil {
+		return v.enter(c)
+	}
+	for {
+		done, err := v.expandStep(c, false)
+		if done || err != nil {
+			return err
+		}
+	}
+}
+
+// expandRunTo is replayChunkEnd's run to a preemption or privilege-change
+// point: runTo, or, when this chunk is traced, single steps to it.
+func (v *vcpu) expandRunTo(c *chunkRun, target log.Point, injected bool) error {
+	e := v.s.exp
+	if e == nil || !e.on {
+		return v.runTo(target, injected)
+	}
+	// The last step leaves single-stepping armed: the next chunk, maybe
+	// not traced, must run plainly (as runTo leaves it).
+	defer v.SetGuestDebug(0, nil)
+	want := fmt.Sprintf("+%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP)
+	for {
+		if v.s.m.IsStopped() {
+			return errMachineStopped
+		}
+		d, regs, err := v.position()
+		if err != nil {
+			return err
+		}
+		if d == target.KernelInsns && regs.RIP == target.RIP && regsHash(regs) == target.Regs {
+			return nil
+		}
+		got := fmt.Sprintf("+%d at RIP %#x", d, regs.RIP)
+		if d > target.KernelInsns {
+			return &DivergenceError{VCPU: v.id, What: "preemption point passed", Want: want, Got: got}
+		}
+		exited, err := v.expandStep(c, true)
+		if err != nil {
+			return err
+		}
+		if exited {
+			return &DivergenceError{VCPU: v.id, What: "exit before the preemption point", Want: want, Got: fmt.Sprintf("exit reason %d", v.ExitReason())}
+		}
+	}
+}

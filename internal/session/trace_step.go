@@ -1,0 +1,309 @@
+package session
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bobuhiro11/gokvm/kvm"
+	"github.com/samsara-vmm/samsara/internal/trace"
+	"github.com/samsara-vmm/samsara/internal/vmm"
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// stepSlowdown is how much slower a single-stepped guest kernel
+// instruction runs than an emulated one under PVM: about 27,000 stepped
+// instructions/s (README, "Execution traces") against ~1.4 M emulated
+// (shared/PLATFORM.md), rounded down.
+const stepSlowdown = 50
+
+// expandCredit gives a traced chunk back all but 1/stepSlowdown of the
+// time a step took, so that replayChunkLimit (det.go) bounds a traced
+// chunk as it bounds the same chunk replayed plainly.
+func (v *vcpu) expandCredit(c *chunkRun, d time.Duration) {
+	c.started = c.started.Add(d - d/stepSlowdown)
+}
+
+// maxInsnLen is the longest x86 instruction (Intel SDM vol. 2, 2.3.11).
+const maxInsnLen = 15
+
+// expandStep runs the vCPU one step: one single-stepped instruction,
+// written to the trace, or, in user code (which PVM cannot step) and at
+// HLT (a step there changes the replay: debug_hook.go, atHalt), a plain
+// run to the next exit. It reports whether the entry ended with a real
+// exit. tail is runTo's stretch, which runs kernel code only.
+func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
+	e := v.s.exp
+	pre, err := v.Regs()
+	if err != nil {
+		return false, err
+	}
+	sr, err := v.Sregs()
+	if err != nil {
+		return false, err
+	}
+	// In 64-bit mode the CPL is CS's RPL (SDM vol. 3, 5.5).
+	cpl := uint8(sr.CS.Selector & 3)
+	if cpl != 0 || v.atHalt(pre.RIP) {
+		if tail {
+			return false, fmt.Errorf("trace: the way to the chunk's end point at RIP %#x runs code that cannot be single-stepped (CPL %d)", pre.RIP, cpl)
+		}
+		return v.expandPlain(c, pre.RIP, cpl)
+	}
+	e.inUser = false
+	in := v.expandDecode(pre, sr, cpl)
+	userRIP, toUser := v.expandToUser(in, pre, sr)
+	if err := v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugSingleStep, nil); err != nil {
+		return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
+	}
+	t0 := time.Now()
+	err = v.Enter()
+	v.expandCredit(c, time.Since(t0))
+	if err != nil {
+		if derr := v.SetGuestDebug(0, nil); derr != nil {
+			return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", derr)
+		}
+		if errors.Is(err, vmm.ErrInterrupted) && tail {
+			// A kick: the step did not happen or is not known to.
+			return false, nil
+		}
+		return true, err
+	}
+	debugExit := v.ExitReason() == vmm.ExitDebug
+	injected := c.injectedNow
+	c.injectedNow = false
+	if debugExit {
+		// Not a chunk exit: the next entry injects nothing, as after a
+		// kick (debug_hook.go, enter).
+		c.inject = false
+		if err := v.fixPushedTF(pre.RIP); err != nil {
+			return false, err
+		}
+		if injected {
+			if err := v.fixFrameTF(pre.RFLAGS); err != nil {
+				return false, err
+			}
+		}
+	}
+	if err := v.expandWrite(in, pre, sr, injected); err != nil {
+		return false, err
+	}
+	if toUser && !injected {
+		// Under PVM the step does not stop in user mode (PLATFORM.md):
+		// it ran user code until the next entry into the kernel (an
+		// exception, interrupt or system call), and came back there.
+		if err := e.Set.User(v.id, uint32(e.chunk), e.index, userRIP); err != nil {
+			return false, err
+		}
+	}
+	if debugExit {
+		return false, nil
+	}
+	// A step left armed would stop the KVM_RUN that completes this exit's
+	// I/O (debug_hook.go, enter).
+	if err := v.SetGuestDebug(0, nil); err != nil {
+		return true, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
+	}
+	return true, nil
+}
+
+// expandWrite writes a stepped instruction. A step whose entry delivered
+// an injected interrupt went to the handler instead of executing the
+// instruction at the old RIP (expandDelivered).
+func (v *vcpu) expandWrite(in *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs, injected bool) error {
+	e := v.s.exp
+	post, err := v.Regs()
+	if err != nil {
+		return err
+	}
+	if injected {
+		return v.expandDelivered(sr, post.RIP)
+	}
+	in.NextRIP = post.RIP
+	if isRepString(in.Bytes) && pre.RCX > post.RCX {
+		v.expandRep(in, pre.RCX-post.RCX, pre.RFLAGS, sr.CR3)
+	}
+	if e.Values {
+		// Stores: the value the instruction left.
+		v.expandValues(in, trace.AccessWrite)
+	}
+	e.index++
+	return e.Set.Insn(v.id, in)
+}
+
+// expandPlain runs the vCPU without a step to its next exit, saying in
+// the trace that user code ran untraced (once per stretch of it) or that
+// a HLT ran unstepped.
+func (v *vcpu) expandPlain(c *chunkRun, rip uint64, cpl uint8) (bool, error) {
+	e := v.s.exp
+	switch {
+	case cpl != 0 && !e.inUser:
+		e.inUser = true
+		if err := e.Set.User(v.id, uint32(e.chunk), e.index, rip); err != nil {
+			return false, err
+		}
+	case cpl == 0:
+		if err := e.Set.Halt(v.id, uint32(e.chunk), e.index, rip); err != nil {
+			return false, err
+		}
+	}
+	if err := v.SetGuestDebug(0, nil); err != nil {
+		return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
+	}
+	c.injectedNow = false
+	return true, v.Enter()
+}
+
+// expandDecode reads and decodes the instruction at pre.RIP, with its
+// memory accesses from the registers before it runs, translated to
+// guest-physical addresses by a walk of the guest page tables
+// (debug_walk.go). An undecodable instruction keeps its bytes and has no
+// accesses.
+func (v *vcpu) expandDecode(pre *kvm.Regs, sr *kvm.Sregs, cpl uint8) *trace.Insn {
+	e := v.s.exp
+	mem := v.s.m.Memory()
+	code, err := readVirtual(mem, sr.CR3, pre.RIP, maxInsnLen)
+	if err != nil {
+		// The 15 bytes run into an unmapped page: up to the page's end.
+		code, _ = readVirtual(mem, sr.CR3, pre.RIP, int(4096-pre.RIP&0xfff))
+	}
+	r := trace.Regs{GPR: [16]uint64{pre.RAX, pre.RCX, pre.RDX, pre.RBX, pre.RSP, pre.RBP, pre.RSI, pre.RDI,
+		pre.R8, pre.R9, pre.R10, pre.R11, pre.R12, pre.R13, pre.R14, pre.R15},
+		RIP: pre.RIP, FSBase: sr.FS.Base, GSBase: sr.GS.Base}
+	in := &trace.Insn{Chunk: uint32(e.chunk), Index: e.index, RIP: pre.RIP, CPL: cpl, Bytes: code}
+	inst, acc, err := trace.Decode(code, &r, func(va uint64) (uint64, bool) {
+		pa, err := translate(mem, sr.CR3, va)
+		return pa, err == nil
+	})
+	if err == nil {
+		in.Inst, in.Mem, in.Bytes = inst, acc, code[:inst.Len]
+	}
+	if e.Values {
+		// Loads: the value before the instruction runs.
+		v.expandValues(in, trace.AccessRead)
+	}
+	return in
+}
+
+// expandToUser reports whether in returns to user mode, and where: SYSRET
+// (to RCX) or an IRETQ whose frame's CS has RPL 3 (frame RIP, CS, RFLAGS,
+// RSP, SS: Intel SDM vol. 3, 6.14.1).
+func (v *vcpu) expandToUser(in *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs) (uint64, bool) {
+	switch in.Inst.Op {
+	case x86asm.SYSRET:
+		return pre.RCX, true
+	case x86asm.IRETQ:
+		frame, err := readVirtual(v.s.m.Memory(), sr.CR3, pre.RSP, 16)
+		if err != nil {
+			return 0, false
+		}
+		return binary.LittleEndian.Uint64(frame), binary.LittleEndian.Uint64(frame[8:])&3 == 3
+	}
+	return 0, false
+}
+
+// expandValues fills the value of in's accesses that have flag (write
+// wins over read for a read-modify-write) from guest RAM, when the access
+// lies in RAM and within one page.
+func (v *vcpu) expandValues(in *trace.Insn, flag uint8) {
+	mem := v.s.m.Memory()
+	for i := range in.Mem {
+		a := &in.Mem[i]
+		kind := a.Flags & (trace.AccessRead | trace.AccessWrite)
+		if a.Flags&trace.AccessUnmapped != 0 || kind&flag == 0 || (flag == trace.AccessRead && kind != trace.AccessRead) {
+			continue
+		}
+		n := uint64(min(a.Size, 8))
+		if a.PA+n > uint64(len(mem)) || a.PA&0xfff+n > 4096 {
+			continue
+		}
+		var b [8]byte
+		copy(b[:], mem[a.PA:a.PA+n])
+		a.Value = binary.LittleEndian.Uint64(b[:])
+		a.Flags |= trace.AccessValue
+	}
+}
+
+// rflagsDF is RFLAGS.DF, the direction flag (Intel SDM vol. 1, 3.4.3.2):
+// string instructions step downwards when set.
+const rflagsDF = 1 << 10
+
+// expandRep widens the accesses of a REP string instruction to the n
+// iterations the step ran (the emulator batches them), from the lowest
+// address. A load's value, read before the step for one element, no
+// longer covers the access and is dropped (a store's is read after).
+func (v *vcpu) expandRep(in *trace.Insn, n, rflags, cr3 uint64) {
+	elem := uint64(trace.StringElement[in.Inst.Op])
+	if elem == 0 || n < 2 {
+		return
+	}
+	for i := range in.Mem {
+		a := &in.Mem[i]
+		a.Size = uint16(min(n*elem, 0xffff))
+		a.Flags &^= trace.AccessValue
+		a.Value = 0
+		if rflags&rflagsDF == 0 {
+			continue
+		}
+		a.VA -= (n - 1) * elem
+		if pa, err := translate(v.s.m.Memory(), cr3, a.VA); err == nil {
+			a.PA = pa
+		} else {
+			a.Flags |= trace.AccessUnmapped
+		}
+	}
+}
+
+// maxDeliveredRun bounds the handler instructions a delivering step is
+// looked for in: measured here, the step executes the handler's first
+// instruction, the 3-byte NOP its CLAC (ASM_CLAC in
+// arch/x86/entry/entry_64.S) is patched to with SMAP off
+// (shared/PLATFORM.md), and stops after it.
+const maxDeliveredRun = 16
+
+// expandDelivered writes what a step that delivered injected vector e.vec
+// executed: the instructions from the handler's entry (read from the IDT
+// at the step's start) to rip, where the step stopped, provided they touch
+// no memory (they are then exactly known); otherwise the step counts in
+// Unseen and nothing is written.
+func (v *vcpu) expandDelivered(sr *kvm.Sregs, rip uint64) error {
+	e := v.s.exp
+	mem := v.s.m.Memory()
+	// A 64-bit IDT gate is 16 bytes, its offset in bytes 0-1, 6-7 and
+	// 8-11 (Intel SDM vol. 3, 6.14.1, figure 6-8).
+	gate, err := readVirtual(mem, sr.CR3, sr.IDT.Base+uint64(e.vec)*16, 16)
+	if err != nil {
+		e.Unseen++
+		return nil
+	}
+	le := binary.LittleEndian
+	at := uint64(le.Uint16(gate)) | uint64(le.Uint16(gate[6:]))<<16 | uint64(le.Uint32(gate[8:]))<<32
+	var run []*trace.Insn
+	for at != rip {
+		if at > rip || rip-at > maxDeliveredRun {
+			e.Unseen++
+			return nil
+		}
+		code, err := readVirtual(mem, sr.CR3, at, int(rip-at))
+		if err != nil {
+			e.Unseen++
+			return nil
+		}
+		inst, acc, err := trace.Decode(code, &trace.Regs{RIP: at}, func(uint64) (uint64, bool) { return 0, false })
+		if err != nil || len(acc) != 0 || trace.IsBranch(inst) {
+			e.Unseen++
+			return nil
+		}
+		run = append(run, &trace.Insn{Chunk: uint32(e.chunk), RIP: at, Bytes: code[:inst.Len], Inst: inst, NextRIP: at + uint64(inst.Len)})
+		at += uint64(inst.Len)
+	}
+	for _, in := range run {
+		in.Index = e.index
+		e.index++
+		if err := e.Set.Insn(v.id, in); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,68 @@
+// Package trace holds the formats of `samsara trace`, the expansion of a
+// recording into an execution trace (ReTrace, VMware 2007): the native
+// format, a text format for reading and diffing, and ChampSim's input
+// records, plus the decoding of an instruction's memory operands. It runs
+// no machine: internal/session single-steps the replay and hands every
+// event to a Set (the layout test keeps vmm, session and kvm out).
+//
+// # Directory
+//
+// A trace is a directory with one file per vCPU: vcpuN.trace.zst (native),
+// vcpuN.txt (text) or vcpuN.champsim (ChampSim). The directory is written
+// under a temporary name (DIR.partial) and renamed to DIR only once the
+// replay matched the recording; a failed or diverged expansion removes it,
+// so a directory called DIR is always a complete, verified trace.
+//
+// # Native format (version 1)
+//
+// A file is a 16-byte header, then one zstd stream of records:
+//
+//	header: magic "SMTRACE\x00" (8 bytes), version u32, vcpu u32
+//	record: kind u8, then by kind (all little-endian):
+//	  KindChunk    chunk u32, rip u64                    a chunk of this vCPU starts
+//	  KindInsn     chunk u32, index u64, rip u64, cpl u8,
+//	               len u8, bytes[len], nmem u8,
+//	               nmem x (va u64, pa u64, size u16, flags u8,
+//	               [value u64 if flags&8])
+//	                                                     one executed instruction
+//	  KindInject   chunk u32, index u64, vector u8       an interrupt injected before
+//	                                                     instruction index
+//	  KindUser     chunk u32, index u64, rip u64         user code ran here, not traced
+//	                                                     (instruction count unknown)
+//	  KindHalt     chunk u32, index u64, rip u64         HLT (or STI; HLT) ran unstepped
+//	  KindEnd      instructions u64                      the expansion completed
+//
+// index is the instruction's index among the stepped instructions of its
+// chunk (0-based); the position of an instruction is (chunk, vcpu, index).
+// Access flags: 1 read, 2 write, 4 unmapped (pa is 0: the page walk found
+// no present entry), 8 value (`trace --values`: the first min(size, 8)
+// bytes accessed, read before the instruction for a load and after it for
+// a store or read-modify-write). A file without KindEnd as its last record is
+// incomplete. Bump Version when a record changes.
+//
+// # Text format
+//
+// One line per record, fields separated by spaces, for reading and diff:
+//
+//	C chunk=12 vcpu=0 rip=ffffffff81001234
+//	I 12.0.345 rip=ffffffff81001234 cpl=0 bytes=488b07 "mov rax, qword ptr [rdi]" r:va=..,pa=..,8
+//	J 12.0.345 vector=236
+//	U 12.0.345 rip=401000 user code not traced on this platform (instruction count unknown)
+//	E instructions=1234
+//
+// # ChampSim format
+//
+// ChampSim's input_instr (inc/trace_instruction.h), 64 bytes, packed,
+// little-endian: ip u64, is_branch u8, branch_taken u8,
+// destination_registers[2] u8, source_registers[4] u8,
+// destination_memory[2] u64, source_memory[4] u64. Memory addresses are
+// guest-physical (virtual where unmapped). Register numbers are those of
+// Pin's REG enum that ChampSim's tracer writes (champsim_tracer.cpp),
+// truncated to 8 bits: RDI 3, RSI 4, RBP 5, RSP 6 (REG_STACK_POINTER),
+// RBX 7, RDX 8, RCX 9, RAX 10, R8-R15 11-18, RFLAGS 25 (REG_FLAGS), RIP 26
+// (REG_INSTRUCTION_POINTER); XMM0-15 are 64-79 (only dependencies: ChampSim
+// interprets 6, 25 and 26, from which it infers the branch type, and the
+// registers of branches are written so that its inference matches the
+// decoded instruction). Only instructions are written; chunk markers and
+// events are not.
+package trace

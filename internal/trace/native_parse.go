@@ -1,0 +1,70 @@
+package trace
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// errShort is a record cut off by the end of the file.
+var errShort = errors.New("trace record cut short")
+
+// reader takes little-endian fields off a byte slice.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) take(n int) []byte {
+	if r.err != nil || len(r.b) < n {
+		r.err = errShort
+		return make([]byte, n)
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+func (r *reader) u8() uint8   { return r.take(1)[0] }
+func (r *reader) u16() uint16 { return binary.LittleEndian.Uint16(r.take(2)) }
+func (r *reader) u32() uint32 { return binary.LittleEndian.Uint32(r.take(4)) }
+func (r *reader) u64() uint64 { return binary.LittleEndian.Uint64(r.take(8)) }
+
+// parseNative decodes a native trace body.
+func parseNative(body []byte) ([]Record, error) {
+	r := &reader{b: body}
+	var out []Record
+	for len(r.b) > 0 {
+		rec := Record{Kind: r.u8()}
+		in := &rec.Insn
+		switch rec.Kind {
+		case KindChunk:
+			in.Chunk, in.RIP = r.u32(), r.u64()
+		case KindInsn:
+			in.Chunk, in.Index, in.RIP, in.CPL = r.u32(), r.u64(), r.u64(), r.u8()
+			in.Bytes = append([]byte(nil), r.take(int(r.u8()))...)
+			for range int(r.u8()) {
+				a := Access{VA: r.u64(), PA: r.u64(), Size: r.u16(), Flags: r.u8()}
+				if a.Flags&AccessValue != 0 {
+					a.Value = r.u64()
+				}
+				in.Mem = append(in.Mem, a)
+			}
+		case KindInject:
+			in.Chunk, in.Index, rec.Vector = r.u32(), r.u64(), r.u8()
+		case KindUser, KindHalt:
+			in.Chunk, in.Index, in.RIP = r.u32(), r.u64(), r.u64()
+		case KindEnd:
+			rec.Total = r.u64()
+		default:
+			return out, fmt.Errorf("unknown trace record kind %d", rec.Kind)
+		}
+		if r.err != nil {
+			return out, r.err
+		}
+		out = append(out, rec)
+	}
+	if len(out) == 0 || out[len(out)-1].Kind != KindEnd {
+		return out, errors.New("the trace has no end record: it is incomplete")
+	}
+	return out, nil
+}

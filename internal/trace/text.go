@@ -1,0 +1,62 @@
+package trace
+
+import (
+	"fmt"
+	"strings"
+
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// textEncoder writes the text format (package comment).
+type textEncoder struct {
+	w    flusher
+	vcpu int
+	sb   strings.Builder
+}
+
+func (t *textEncoder) write(e *event) error {
+	var err error
+	switch e.kind {
+	case KindChunk:
+		_, err = fmt.Fprintf(t.w, "C chunk=%d vcpu=%d rip=%x\n", e.chunk, t.vcpu, e.rip)
+	case KindInsn:
+		_, err = t.w.Write([]byte(t.insnLine(e.insn)))
+	case KindInject:
+		_, err = fmt.Fprintf(t.w, "J %d.%d.%d vector=%d\n", e.chunk, t.vcpu, e.index, e.vec)
+	case KindUser:
+		_, err = fmt.Fprintf(t.w, "U %d.%d.%d rip=%x user code not traced on this platform (instruction count unknown)\n", e.chunk, t.vcpu, e.index, e.rip)
+	case KindHalt:
+		_, err = fmt.Fprintf(t.w, "H %d.%d.%d rip=%x halt, run without a step\n", e.chunk, t.vcpu, e.index, e.rip)
+	case KindEnd:
+		_, err = fmt.Fprintf(t.w, "E instructions=%d\n", e.total)
+	}
+	return err
+}
+
+func (t *textEncoder) insnLine(in *Insn) string {
+	sb := &t.sb
+	sb.Reset()
+	fmt.Fprintf(sb, "I %d.%d.%d rip=%x cpl=%d bytes=%x %q", in.Chunk, t.vcpu, in.Index, in.RIP, in.CPL, in.Bytes,
+		x86asm.IntelSyntax(in.Inst, in.RIP, nil))
+	for _, a := range in.Mem {
+		rw := ""
+		if a.Flags&AccessRead != 0 {
+			rw += "r"
+		}
+		if a.Flags&AccessWrite != 0 {
+			rw += "w"
+		}
+		if a.Flags&AccessUnmapped != 0 {
+			fmt.Fprintf(sb, " %s:va=%x,pa=unmapped,%d", rw, a.VA, a.Size)
+			continue
+		}
+		fmt.Fprintf(sb, " %s:va=%x,pa=%x,%d", rw, a.VA, a.PA, a.Size)
+		if a.Flags&AccessValue != 0 {
+			fmt.Fprintf(sb, ",=%x", a.Value)
+		}
+	}
+	sb.WriteByte('\n')
+	return sb.String()
+}
+
+func (t *textEncoder) close() error { return t.w.Flush() }

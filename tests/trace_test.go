@@ -1,0 +1,257 @@
+package tests
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/samsara-vmm/samsara/internal/log"
+	"github.com/samsara-vmm/samsara/internal/trace"
+)
+
+// traceChunks bounds the traced window: the first chunks of a short
+// 2-vCPU recording hold both vCPUs and some 10^4-10^5 kernel
+// instructions, a few seconds of single-stepping under PVM (the whole
+// recording of `true` takes ~12 s per expansion).
+const traceChunks = "0-9"
+
+// runTrace expands rec into a new directory and returns it.
+func runTrace(t *testing.T, rec, ckpt string, args ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "trace")
+	r := samsara(t, resumeTimeout, append([]string{"trace", rec, "--from-checkpoint", ckpt, "-o", dir, "--chunks", traceChunks}, args...)...)
+	if r.status != 0 || !strings.Contains(r.stderr, "trace matched the recording") {
+		t.Fatalf("trace %v: status %d\nstderr:\n%s", args, r.status, tail(r.stderr))
+	}
+	return dir
+}
+
+// readNativeTrace reads every vCPU's native trace file in dir.
+func readNativeTrace(t *testing.T, dir string, cpus int) ([][]trace.Record, [][]byte) {
+	t.Helper()
+	var recs [][]trace.Record
+	var raw [][]byte
+	for v := range cpus {
+		b, err := os.ReadFile(filepath.Join(dir, trace.FileName(trace.FormatNative, v)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, rs, err := trace.ReadNative(bytes.NewReader(b))
+		if err != nil || got != v {
+			t.Fatalf("vcpu %d's trace (file says vcpu %d): %v", v, got, err)
+		}
+		recs, raw = append(recs, rs), append(raw, b)
+	}
+	return recs, raw
+}
+
+// insns are the instruction records of a trace.
+func insns(rs []trace.Record) []trace.Insn {
+	var out []trace.Insn
+	for _, r := range rs {
+		if r.Kind == trace.KindInsn {
+			out = append(out, r.Insn)
+		}
+	}
+	return out
+}
+
+// TestTrace expands a short 2-vCPU recording (issue 16): two expansions
+// are byte-identical, each vCPU has stepped instructions with chunk
+// markers, the ChampSim output reads back in input_instr's layout with
+// taken and not-taken branches, and a diverged recording fails as replay
+// does and leaves no trace.
+func TestTrace(t *testing.T) {
+	requireKVM(t)
+	ckpt := bootedCheckpoint(t, 2)
+	_, rec := recordAndReplayN(t, 0, 2, ckpt, nil, "threads2", "1000")
+	a := runTrace(t, rec, ckpt)
+	b := runTrace(t, rec, ckpt)
+	ra, rawA := readNativeTrace(t, a, 2)
+	_, rawB := readNativeTrace(t, b, 2)
+	for v := range 2 {
+		if !bytes.Equal(rawA[v], rawB[v]) {
+			t.Errorf("vcpu %d: two expansions differ (%d and %d bytes)", v, len(rawA[v]), len(rawB[v]))
+		}
+		n := len(insns(ra[v]))
+		if n == 0 || ra[v][0].Kind != trace.KindChunk {
+			t.Errorf("vcpu %d: %d instructions, first record kind %d (want a chunk marker)", v, n, ra[v][0].Kind)
+		}
+		if end := ra[v][len(ra[v])-1]; end.Total != uint64(n) {
+			t.Errorf("vcpu %d: end record counts %d instructions, the trace holds %d", v, end.Total, n)
+		}
+		t.Logf("vcpu %d: %d kernel instructions in chunks %s", v, n, traceChunks)
+	}
+	checkTraceContents(t, ra[0])
+	checkVCPUFilter(t, runTrace(t, rec, ckpt, "--vcpu", "1", "--format", "text"), len(insns(ra[1])))
+	checkChampSim(t, runTrace(t, rec, ckpt, "--format", "champsim"), ra)
+	checkDivergedTrace(t, rec, ckpt)
+}
+
+// checkTraceContents checks the first vCPU's records: stepped kernel
+// instructions whose bytes decode, memory accesses with physical
+// addresses, positions in order.
+func checkTraceContents(t *testing.T, rs []trace.Record) {
+	t.Helper()
+	mem, last := 0, trace.Insn{}
+	for i, in := range insns(rs) {
+		if in.CPL != 0 || in.RIP < 0xffff800000000000 || len(in.Bytes) == 0 {
+			t.Fatalf("instruction %d: %+v is not a stepped kernel instruction", i, in)
+		}
+		if i > 0 && in.Chunk == last.Chunk && in.Index != last.Index+1 {
+			t.Fatalf("instruction %d: position %d.%d after %d.%d", i, in.Chunk, in.Index, last.Chunk, last.Index)
+		}
+		for _, a := range in.Mem {
+			if a.Flags&trace.AccessUnmapped == 0 && a.PA != 0 {
+				mem++
+			}
+		}
+		last = in
+	}
+	if mem == 0 {
+		t.Error("no memory access with a physical address in the trace")
+	}
+}
+
+// checkVCPUFilter checks a text trace of vCPU 1 alone: vCPU 0's file
+// holds only its end record, vCPU 1's as many instruction lines as the
+// unfiltered native trace.
+func checkVCPUFilter(t *testing.T, dir string, want int) {
+	t.Helper()
+	b0, err := os.ReadFile(filepath.Join(dir, trace.FileName(trace.FormatText, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b0) != "E instructions=0\n" {
+		t.Errorf("--vcpu 1: vcpu 0's trace is %q, want only the end record", tail(string(b0)))
+	}
+	b1, err := os.ReadFile(filepath.Join(dir, trace.FileName(trace.FormatText, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for _, l := range strings.Split(string(b1), "\n") {
+		if strings.HasPrefix(l, "I ") {
+			got++
+		}
+	}
+	if got != want || !strings.HasSuffix(string(b1), fmt.Sprintf("E instructions=%d\n", want)) {
+		t.Errorf("--vcpu 1: %d instruction lines, the unfiltered trace has %d", got, want)
+	}
+}
+
+// checkChampSim reads the ChampSim trace back: 64-byte records in
+// input_instr's field order, one per native instruction with the same ip,
+// branches with taken and not-taken flags.
+func checkChampSim(t *testing.T, dir string, native [][]trace.Record) {
+	t.Helper()
+	for v := range native {
+		b, err := os.ReadFile(filepath.Join(dir, trace.FileName(trace.FormatChampSim, v)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := insns(native[v])
+		if len(b) != len(want)*trace.ChampSimRecordSize {
+			t.Fatalf("vcpu %d: ChampSim trace is %d bytes, want %d records of %d", v, len(b), len(want), trace.ChampSimRecordSize)
+		}
+		taken, notTaken := 0, 0
+		for i := range want {
+			r := trace.UnmarshalChampSim(b[i*trace.ChampSimRecordSize:])
+			if r.IP != want[i].RIP {
+				t.Fatalf("vcpu %d record %d: ip %#x, native trace has %#x", v, i, r.IP, want[i].RIP)
+			}
+			switch {
+			case r.IsBranch == 1 && r.Taken == 1:
+				taken++
+			case r.IsBranch == 1:
+				notTaken++
+			case r.Taken != 0:
+				t.Fatalf("vcpu %d record %d: taken without a branch", v, i)
+			}
+			if r.IsBranch == 1 && r.DestRegs[0] != 26 {
+				t.Fatalf("vcpu %d record %d: a branch that does not write REG_INSTRUCTION_POINTER: %+v", v, i, r)
+			}
+		}
+		if taken == 0 || notTaken == 0 {
+			t.Errorf("vcpu %d: %d taken and %d not-taken branches", v, taken, notTaken)
+		}
+	}
+}
+
+// checkDivergedTrace makes a recording diverge (a chunk ends one exit
+// early, as TestReplayDetectsDivergence does): trace fails with replay's
+// DIVERGED message, and leaves neither the directory nor its partial copy.
+func checkDivergedTrace(t *testing.T, rec, ckpt string) {
+	t.Helper()
+	raw, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, records, err := log.ReadAll(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := false
+	for _, r := range records {
+		if c, ok := r.(*log.Chunk); ok && c.Exits > 2 && !changed {
+			c.Exits--
+			changed = true
+		}
+	}
+	if !changed {
+		t.Fatal("no chunk with exits to change")
+	}
+	var buf bytes.Buffer
+	w, err := log.NewWriter(&buf, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range records {
+		if err := w.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	bad := filepath.Join(t.TempDir(), "bad.zst")
+	if err := os.WriteFile(bad, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := samsara(t, resumeTimeout, "replay", bad, "--from-checkpoint", ckpt)
+	dir := filepath.Join(t.TempDir(), "trace")
+	q := samsara(t, resumeTimeout, "trace", bad, "--from-checkpoint", ckpt, "-o", dir, "--chunks", traceChunks)
+	div := regexp.MustCompile(`DIVERGED: .*`)
+	want, got := div.FindString(p.stderr), div.FindString(q.stderr)
+	if p.status == 0 || want == "" || q.status == 0 || got != want {
+		t.Errorf("diverged recording: replay status %d %q, trace status %d %q\ntrace stderr:\n%s", p.status, want, q.status, got, tail(q.stderr))
+	}
+	for _, d := range []string{dir, dir + ".partial"} {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("a failed trace left %s behind", d)
+		}
+	}
+}
+
+// TestTraceMemoryConsistency traces a kernel-only window with the values
+// of every access (--values) and checks, across both vCPUs in commit
+// order, that every load reads the last store to its bytes in the trace
+// or the window's start value (trace.CheckConsistency).
+func TestTraceMemoryConsistency(t *testing.T) {
+	requireKVM(t)
+	ckpt := bootedCheckpoint(t, 2)
+	_, rec := recordAndReplayN(t, 0, 2, ckpt, nil, "threads2", "1000")
+	recs, _ := readNativeTrace(t, runTrace(t, rec, ckpt, "--values"), 2)
+	loads, bad := trace.CheckConsistency(recs)
+	for i, m := range bad {
+		if i < 5 {
+			t.Error(m)
+		}
+	}
+	t.Logf("%d loads checked in chunks %s, %d inconsistent", loads, traceChunks, len(bad))
+	if loads == 0 {
+		t.Error("no load with a value in the trace")
+	}
+}
