@@ -184,6 +184,10 @@ func (v *vcpu) runToPageBreak(rip uint64) (exited bool, err error) {
 	}
 	deadline := time.Now().Add(runToCheckEvery)
 	for time.Now().Before(deadline) {
+		// No single step left armed from the caller's last step.
+		if err := v.SetGuestDebug(0, nil); err != nil {
+			return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
+		}
 		if err := v.ProtectPage(gpa, true); err != nil {
 			return false, err
 		}
