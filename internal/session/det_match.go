@@ -286,7 +286,35 @@ func (v *vcpu) matchHash(regs *kvm.Regs) (uint64, error) {
 	for i := range f.XMM {
 		h = h.bytes(f.XMM[i][:])
 	}
-	return uint64(h), nil
+	return uint64(v.stackHash(h, s.CR3, regs.RSP)), nil
+}
+
+// matchStackBytes is how much of the stack above RSP matchHash covers:
+// the return addresses of the last few calls. Registers alone did not
+// tell apart two loops that call the same function (measured in the
+// emulated host: do_boot_cpu's two `schedule()` loops, before and after
+// it sets the callout mask, had equal registers inside schedule(); replay
+// stopped in the first loop where the recording had stopped in the
+// second, and diverged a chunk later).
+const matchStackBytes = 512
+
+// stackHash adds the guest stack's top matchStackBytes (as far as they
+// are mapped) to h.
+func (v *vcpu) stackHash(h fnv64, cr3, rsp uint64) fnv64 {
+	mem := v.s.m.Memory()
+	for va, end := rsp, rsp+matchStackBytes; va < end; {
+		pa, err := translate(mem, cr3, va)
+		if err != nil {
+			break
+		}
+		n := min(end-va, 4096-va&0xfff)
+		if pa+n > uint64(len(mem)) {
+			break
+		}
+		h = h.bytes(mem[pa : pa+n])
+		va += n
+	}
+	return h
 }
 
 // fnv64 is an FNV-1a hash being built (regsHash's function).
