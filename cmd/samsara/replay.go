@@ -107,6 +107,10 @@ func (r *replayFlags) replay(logger *zap.Logger, path string) error {
 	cfg.Console = progress.console(cfg.Console)
 	opts := r.session.o
 	opts.Logger = cfg.Logger
+	// How the recorder counted (PVM: guest kernel instructions) decides
+	// how replay finds a chunk end that is not an exit: a breakpoint and
+	// the count, or a state-matching stop (internal/session, det_match.go).
+	opts.KernelCount = cfg.Platform == string(log.PlatformPVM)
 	m, rs, err := openSession(cfg, opts, status)
 	if err != nil {
 		return err
