@@ -155,3 +155,53 @@ func TestInspect(t *testing.T) {
 		}
 	}
 }
+
+// TestUserSpinWait records spinflag, two threads handing a token back and
+// forth by spinning in user mode on a shared flag (no system call, no
+// PAUSE), on 2 vCPUs and replays it 3 times (issue 11, item 5). On
+// hardware virtualization without a PMU the serialized recorder stops a
+// spinning vCPU at a state-matching stop so that the other can run.
+func TestUserSpinWait(t *testing.T) {
+	requireKVM(t)
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+		// Measured: the serialized recorder stalls (a vCPU in guest user
+		// code cannot be stopped at an exact point there, README
+		// "Platform notes"), and so did the parallel recorder (no chunk
+		// ended for 2m30s after 1039 chunks, both vCPUs returning to
+		// user mode).
+		t.Skip("needs hardware virtualization: under PVM neither recorder can stop a vCPU spinning in guest user code (README, \"Platform notes\")")
+	}
+	ckpt := bootedCheckpoint(t, 2)
+	out, _ := recordAndReplayN(t, 3, 2, ckpt, nil, "spinflag", "20")
+	if !strings.Contains(out, "spinflag: rounds=20 ok") {
+		t.Fatalf("spinflag output:\n%s", out)
+	}
+}
+
+// TestRecordColdSMP records a cold boot on 2 vCPUs, the kernel's SMP
+// bring-up included, and replays it. Without a counter the boot CPU's
+// wait for the second one (do_boot_cpu's schedule() loop, no exit, no
+// cpu_relax) is ended by a state-matching stop; before those, such
+// recordings stalled there (measured in the emulated SVM host: 2 of 2).
+func TestRecordColdSMP(t *testing.T) {
+	kernel, initrd := requireGuest(t)
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+		// Under PVM the recorder counts the emulated kernel and never
+		// needs these stops; the test took 189 s there (the replay of a
+		// 2-vCPU cold boot alone 145 s). make test runs it in the
+		// emulated SVM host on every machine (tests/hostvm smoke set).
+		t.Skip("covers the no-counter recorder of hardware virtualization; PVM counts guest kernel instructions instead (and takes 3 minutes over it)")
+	}
+	rec := filepath.Join(t.TempDir(), "cold.zst")
+	r := samsara(t, coldBootTimeout, "record", "--cpus", "2", "--kernel", kernel, "--initrd", initrd, "-o", rec, "--", "race", "20000")
+	if r.status != 0 || !strings.Contains(r.stdout, "race: atomic=40000") {
+		t.Fatalf("cold record exited %d\nstdout:\n%s\nstderr:\n%s", r.status, tail(r.stdout), tail(r.stderr))
+	}
+	p := samsara(t, coldBootTimeout, "replay", rec, "--kernel", kernel, "--initrd", initrd)
+	if p.status != 0 || !strings.Contains(p.stderr, "replay matched") {
+		t.Fatalf("replay of a cold 2-vCPU recording: status %d\nstderr:\n%s", p.status, tail(p.stderr))
+	}
+	if p.stdout != r.stdout {
+		t.Fatalf("replay printed\n%s\nbut the recording printed\n%s", tail(p.stdout), tail(r.stdout))
+	}
+}

@@ -107,6 +107,7 @@ func (r *replayFlags) replay(logger *zap.Logger, path string) error {
 	cfg.Console = progress.console(cfg.Console)
 	opts := r.session.o
 	opts.Logger = cfg.Logger
+	opts.KernelCount = replayCounts(cfg)
 	m, rs, err := openSession(cfg, opts, status)
 	if err != nil {
 		return err
@@ -118,6 +119,14 @@ func (r *replayFlags) replay(logger *zap.Logger, path string) error {
 	res, err := rs.Replay(records)
 	progress.stop()
 	return replayOutcome(status, res, err, len(records))
+}
+
+// replayCounts says whether the recording counted guest kernel
+// instructions (PVM), which decides how replay finds a chunk end that is
+// not an exit: a breakpoint and the count, or a state-matching stop
+// (internal/session, det_match.go). cfg.Platform is the recording's.
+func replayCounts(cfg vmm.Config) bool {
+	return cfg.Platform == string(log.PlatformPVM)
 }
 
 // replayOutcome reports a replay's result: matched, the matched prefix of

@@ -104,6 +104,7 @@ func (t *traceFlags) run(logger *zap.Logger, path string) error {
 	}
 	opts := t.replay.session.o
 	opts.Logger = cfg.Logger
+	opts.KernelCount = replayCounts(cfg)
 	m, rs, err := openSession(cfg, opts, nil)
 	if err != nil {
 		set.Abort()

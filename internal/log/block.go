@@ -34,7 +34,9 @@ import (
 //	   header's recorder_options (the
 //	   chunk-end switches that were environment variables before): a
 //	   version 4 reader would misread every chunk
-const Version uint32 = 5
+//	6  chunk reason 11 (ReasonStateMatch), whose End.Regs hashes the
+//	   full vCPU state: a version 5 reader would reject such chunks
+const Version uint32 = 6
 
 // magic opens every recording. The NUL after "SAMSARA" stops text tools
 // from treating the file as text; "REC" leaves room for other samsara file

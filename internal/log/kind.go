@@ -115,21 +115,31 @@ const (
 	// serialized recorder handed the turn to another vCPU there; the
 	// parallel recorder ends such a chunk like any exit (since Version 5).
 	ReasonYield Reason = 10
+	// ReasonStateMatch: on hardware virtualization without an instruction
+	// counter, the serialized recorder stopped a vCPU that made no exit
+	// (a kick) at an instruction it saw the vCPU pass twice in the same
+	// state (a spin). End.Regs is then the hash of the full state (general
+	// registers, RIP, flags, segments, control registers, x87/SSE), and
+	// replay, after the chunk's Exits, stops at the first hardware
+	// breakpoint hit at End.RIP whose state hashes the same: two instants
+	// with the same state have the same future (since Version 6).
+	ReasonStateMatch Reason = 11
 
-	numReasons = 11
+	numReasons = 12
 )
 
 var reasonNames = [numReasons]string{
-	ReasonIO:        "io",
-	ReasonMMIO:      "mmio",
-	ReasonHalt:      "halt",
-	ReasonBudget:    "budget",
-	ReasonIRQWindow: "irq-window",
-	ReasonExit:      "exit",
-	ReasonOther:     "other",
-	ReasonConflict:  "conflict",
-	ReasonPrivilege: "privilege",
-	ReasonYield:     "yield",
+	ReasonIO:         "io",
+	ReasonMMIO:       "mmio",
+	ReasonHalt:       "halt",
+	ReasonBudget:     "budget",
+	ReasonIRQWindow:  "irq-window",
+	ReasonExit:       "exit",
+	ReasonOther:      "other",
+	ReasonConflict:   "conflict",
+	ReasonPrivilege:  "privilege",
+	ReasonYield:      "yield",
+	ReasonStateMatch: "state-match",
 }
 
 // Valid reports whether r is a reason this version of the format defines.

@@ -285,7 +285,7 @@ func (v *vcpu) debugGoto(c *chunkRun) error {
 		c.inject = false
 	}
 	t := h.cmd.target
-	if err := v.runTo(log.Point{KernelInsns: t.Insns, RIP: t.RIP, Regs: t.Regs}, injected); err != nil {
+	if err := v.runTo(log.Point{KernelInsns: t.Insns, RIP: t.RIP, Regs: t.Regs}, injected, false); err != nil {
 		return fmt.Errorf("debugger: going to position %v: %w", t, err)
 	}
 	pos, err := v.debugPosition(c)

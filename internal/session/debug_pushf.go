@@ -17,7 +17,11 @@ const rflagsTF = 1 << 8
 // cleared unless the guest itself had set it (KVM_GET_REGS hides the TF
 // of its single-stepping).
 func (v *vcpu) fixPushedTF(rip uint64) error {
-	if !isPushf(v.InstructionBytes(rip)) {
+	insn := v.InstructionBytes(rip)
+	if isSyscall(insn) {
+		return v.fixSyscallTF()
+	}
+	if !isPushf(insn) {
 		return nil
 	}
 	regs, err := v.Regs()
@@ -42,6 +46,34 @@ func (v *vcpu) fixPushedTF(rip uint64) error {
 		binary.LittleEndian.PutUint64(mem[pa:], f&^rflagsTF)
 	}
 	return nil
+}
+
+// fixSyscallTF undoes the TF a stepped SYSCALL saves: the instruction
+// copies RFLAGS, with KVM's TF, into R11, and the kernel's SYSRET gives
+// it back to user mode, where the next instruction raised a #DB the
+// process received as SIGTRAP (measured in the emulated SVM host: race,
+// stepped by a state-matching try at a user RIP, exited with status 133).
+// A guest process that single-steps itself over a system call loses its
+// own TF there; none of the guests here do.
+func (v *vcpu) fixSyscallTF() error {
+	regs, err := v.Regs()
+	if err != nil {
+		return err
+	}
+	if regs.R11&rflagsTF == 0 {
+		return nil
+	}
+	regs.R11 &^= rflagsTF
+	return v.SetRegs(regs)
+}
+
+// isSyscall reports whether instruction bytes b are SYSCALL (0F 05,
+// Intel SDM vol. 2), after REX prefixes.
+func isSyscall(b []byte) bool {
+	for len(b) > 0 && b[0] >= 0x40 && b[0] <= 0x4F {
+		b = b[1:]
+	}
+	return len(b) >= 2 && b[0] == 0x0F && b[1] == 0x05
 }
 
 // isPushf reports whether instruction bytes b are PUSHF (9C, Intel SDM

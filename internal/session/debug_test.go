@@ -93,3 +93,21 @@ func TestIsPushf(t *testing.T) {
 		}
 	}
 }
+
+func TestIsSyscall(t *testing.T) {
+	for _, c := range []struct {
+		b    []byte
+		want bool
+	}{
+		{[]byte{0x0F, 0x05}, true},
+		{[]byte{0x48, 0x0F, 0x05}, true},
+		{[]byte{0x0F, 0x34}, false}, // SYSENTER: not what 64-bit Linux uses
+		{[]byte{0x9C}, false},
+		{[]byte{0x0F}, false},
+		{nil, false},
+	} {
+		if got := isSyscall(c.b); got != c.want {
+			t.Errorf("isSyscall(% x) = %v, want %v", c.b, got, c.want)
+		}
+	}
+}

@@ -143,6 +143,10 @@ type chunkRun struct {
 	injectedSinceExit bool
 	// started is the chunk's wall-clock start.
 	started time.Time
+	// matchNext and matchGap pace the state-matching tries of a chunk
+	// that keeps failing them (det_match.go, maybeStateMatch).
+	matchNext time.Time
+	matchGap  time.Duration
 	// injectedNow: an interrupt was injected for the next entry (the
 	// debugger's single steps fix up its frame: debug_pushf.go).
 	injectedNow bool
@@ -180,22 +184,24 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 				return c.rec, err
 			}
 		}
-		if err := v.injectAtEntry(c); err != nil {
-			return c.rec, err
-		}
-		err := v.expandEnter(c)
-		if errors.Is(err, vmm.ErrInterrupted) {
-			c.inject = false
-			if v.s.m.IsStopped() {
-				// Stopped from outside (the stall bound, a signal, an
-				// error): the chunk stands where the kick found it, which
-				// may be no point replay can find, so it is not logged.
-				return c.rec, errMachineStopped
+		exited := false // a state-matching try ran into a real exit
+		if want == nil && !v.s.opts.KernelCount {
+			out, err := v.maybeStateMatch(c) // det_match.go
+			switch {
+			case err != nil:
+				return c.rec, err
+			case out == matchStopped:
+				return v.finishStateMatch(c.rec)
 			}
-			continue
+			exited = out == matchExited
 		}
-		if err != nil {
-			return c.rec, err
+		if !exited {
+			if interrupted, err := v.enterChunk(c); err != nil || interrupted {
+				if err != nil {
+					return c.rec, err
+				}
+				continue
+			}
 		}
 		c.inject, c.injectedSinceExit = true, false
 		c.rec.Exits++
@@ -212,6 +218,27 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 			return v.finishChunk(c.rec, reason)
 		}
 	}
+}
+
+// enterChunk injects what may be injected and runs the vCPU to its next
+// exit; interrupted reports a kick (EINTR), after which nothing may be
+// injected before the next real exit.
+func (v *vcpu) enterChunk(c *chunkRun) (interrupted bool, err error) {
+	if err := v.injectAtEntry(c); err != nil {
+		return false, err
+	}
+	err = v.expandEnter(c) // trace_expand.go, debug_hook.go: a trace's steps, the debugger's stops
+	if errors.Is(err, vmm.ErrInterrupted) {
+		c.inject = false
+		if v.s.m.IsStopped() {
+			// Stopped from outside (the stall bound, a signal, an
+			// error): the chunk stands where the kick found it, which
+			// may be no point replay can find, so it is not logged.
+			return true, errMachineStopped
+		}
+		return true, nil
+	}
+	return false, err
 }
 
 // injectAtEntry injects a pending interrupt when the chunk's next entry
@@ -237,7 +264,8 @@ func (v *vcpu) injectAtEntry(c *chunkRun) error {
 // at a preemption or privilege-change point it runs on to the recorded
 // end point first.
 func (v *vcpu) replayChunkEnd(c *chunkRun) (log.Chunk, error) {
-	if c.want.Reason == log.ReasonBudget || c.want.Reason == log.ReasonPrivilege {
+	switch c.want.Reason {
+	case log.ReasonBudget, log.ReasonPrivilege, log.ReasonStateMatch:
 		// The recorder preempted only after the guest had taken any
 		// interrupt injected at this entry, so inject it the same way
 		// and let runTo's first entry deliver it.
@@ -249,9 +277,12 @@ func (v *vcpu) replayChunkEnd(c *chunkRun) (log.Chunk, error) {
 			}
 			injected = c.injectedSinceExit && !before
 		}
-		if err := v.expandRunTo(c, c.want.End, injected); err != nil {
+		if err := v.expandRunTo(c, c.want.End, injected, c.want.Reason == log.ReasonStateMatch); err != nil {
 			return c.rec, err
 		}
+	}
+	if c.want.Reason == log.ReasonStateMatch {
+		return v.finishStateMatch(c.rec)
 	}
 	return v.finishChunk(c.rec, c.want.Reason)
 }
@@ -327,8 +358,9 @@ func (v *vcpu) handleChunkExit() (reason log.Reason, mustEnd bool, err error) {
 // asked for. It returns the function that stops them.
 func (v *vcpu) startChunkTimers(replay bool, started time.Time) (stop func()) {
 	if !replay && !v.s.opts.KernelCount {
-		// Nothing to preempt at: chunks end at exits only.
-		return func() {}
+		// No counter: the kicks let maybeStateMatch look for a spin to
+		// stop at (det_match.go), at the pace of the counted recorder's.
+		return startWatchdog(preemptAfter, preemptAfter, func() bool { return v.s.preemptionNeeded(v, started) }, v.Kick)
 	}
 	if !replay {
 		period := preemptAfter
@@ -522,7 +554,11 @@ const dr7L0 = 1 << 0
 // injected says an interrupt was injected for the first entry: that entry
 // is never a single step (PVM need not deliver the interrupt there as a
 // plain run does); a breakpoint lets the entry deliver it first.
-func (v *vcpu) runTo(target log.Point, injected bool) error {
+//
+// stateMatch is a state-matching stop (det_match.go): there is no count,
+// and the point is the first hit at target.RIP whose full state hashes
+// to target.Regs.
+func (v *vcpu) runTo(target log.Point, injected, stateMatch bool) error {
 	defer v.SetGuestDebug(0, nil)
 	v.runToStarted = time.Now()
 	want := fmt.Sprintf("+%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP)
@@ -538,9 +574,12 @@ func (v *vcpu) runTo(target log.Point, injected bool) error {
 		if err != nil {
 			return err
 		}
-		if d == target.KernelInsns && regs.RIP == target.RIP && regsHash(regs) == target.Regs {
-			v.trace("RUNTO-DONE vcpu %d at +%d want +%d after %d fast-forward runs (rate %.0f/s)", v.id, d, target.KernelInsns, v.ffRuns, v.ffRate)
-			return nil
+		if stateMatch {
+			d = 0 // no count: KVM's own emulations are not the guest's progress
+		}
+		if at, err := v.atPoint(d, regs, target, stateMatch); at || err != nil {
+			v.trace("RUNTO-DONE vcpu %d at +%d want +%d after %d breakpoint hits, %d fast-forward runs (rate %.0f/s)", v.id, d, target.KernelInsns, hits, v.ffRuns, v.ffRate)
+			return err
 		}
 		got := fmt.Sprintf("+%d at RIP %#x", d, regs.RIP)
 		switch {
@@ -574,6 +613,19 @@ func (v *vcpu) runTo(target log.Point, injected bool) error {
 	}
 }
 
+// atPoint reports whether the vCPU, d counted instructions into its
+// segment with registers regs, stands at target.
+func (v *vcpu) atPoint(d uint64, regs *kvm.Regs, target log.Point, stateMatch bool) (bool, error) {
+	if d != target.KernelInsns || regs.RIP != target.RIP {
+		return false, nil
+	}
+	if !stateMatch {
+		return regsHash(regs) == target.Regs, nil
+	}
+	h, err := v.matchHash(regs)
+	return h == target.Regs, err
+}
+
 // position is where the vCPU stands in its chunk: kernel instructions
 // since the chunk's last exit, and the registers.
 func (v *vcpu) position() (uint64, *kvm.Regs, error) {
@@ -593,6 +645,9 @@ func (v *vcpu) position() (uint64, *kvm.Regs, error) {
 // breakpoint), or one instruction when step (it stands at rip already).
 // It reports a real exit, which runTo does not expect.
 func (v *vcpu) stepTowards(rip uint64, step bool) (exited bool, err error) {
+	if !step && !v.s.opts.KernelCount {
+		return v.runToPageBreak(rip) // det_match.go
+	}
 	if step {
 		err = v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugSingleStep, nil)
 	} else {

@@ -102,10 +102,10 @@ func (v *vcpu) expandEnter(c *chunkRun) error {
 
 // expandRunTo is replayChunkEnd's run to a preemption or privilege-change
 // point: runTo, or, when this chunk is traced, single steps to it.
-func (v *vcpu) expandRunTo(c *chunkRun, target log.Point, injected bool) error {
+func (v *vcpu) expandRunTo(c *chunkRun, target log.Point, injected, stateMatch bool) error {
 	e := v.s.exp
 	if e == nil || !e.on {
-		return v.runTo(target, injected)
+		return v.runTo(target, injected, stateMatch)
 	}
 	// The last step leaves single-stepping armed: the next chunk, maybe
 	// not traced, must run plainly (as runTo leaves it).
@@ -119,8 +119,11 @@ func (v *vcpu) expandRunTo(c *chunkRun, target log.Point, injected bool) error {
 		if err != nil {
 			return err
 		}
-		if d == target.KernelInsns && regs.RIP == target.RIP && regsHash(regs) == target.Regs {
-			return nil
+		if stateMatch {
+			d = 0 // det_match.go: no count
+		}
+		if at, err := v.atPoint(d, regs, target, stateMatch); at || err != nil {
+			return err
 		}
 		got := fmt.Sprintf("+%d at RIP %#x", d, regs.RIP)
 		if d > target.KernelInsns {

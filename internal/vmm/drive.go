@@ -50,6 +50,7 @@ const (
 const (
 	GuestDebugEnable     = kvmsys.GuestDebugEnable
 	GuestDebugSingleStep = kvmsys.GuestDebugSingleStep
+	GuestDebugUseSWBP    = 0x00010000
 	GuestDebugUseHWBP    = 0x00020000
 )
 
@@ -111,6 +112,50 @@ func (v *VCPU) FPU() (*kvmsys.FPU, error) { return kvmsys.GetFPU(v.fd) }
 // InstructionBytes reads up to 15 bytes of guest code at rip (a guest
 // virtual address, through the vCPU's page tables); empty when unreadable.
 func (v *VCPU) InstructionBytes(rip uint64) []byte { return v.instructionBytes(rip, nil) }
+
+// CodeAddress returns the guest-physical address that the virtual
+// address rip maps to in the vCPU's current page tables (KVM_TRANSLATE),
+// for a software breakpoint where hardware breakpoints do not fire
+// (measured: the emulated SVM host, where QEMU's TCG runs the nested
+// guest).
+func (v *VCPU) CodeAddress(rip uint64) (uint64, error) {
+	t := &kvm.Translation{LinearAddress: rip}
+	if err := kvm.Translate(uintptr(v.fd), t); err != nil {
+		return 0, fmt.Errorf("KVM_TRANSLATE %#x: %w", rip, err)
+	}
+	if t.Valid == 0 || t.PhysicalAddress >= uint64(len(v.m.mem.mem)) {
+		return 0, fmt.Errorf("code address %#x is not mapped to guest RAM", rip)
+	}
+	return t.PhysicalAddress, nil
+}
+
+// ProtectPage makes the 4 KiB guest page holding gpa inaccessible to the
+// guest (none) or gives it back (KVM zaps its mapping on mprotect, through
+// the MMU notifier). An instruction fetch or access the guest makes there
+// while it is inaccessible ends KVM_RUN with EFAULT before the instruction
+// executes (measured: ../shared/PLATFORM.md, "Stopping exactly";
+// probes/prot_none_stops.c): a page-granular breakpoint where no
+// breakpoint fires (the emulated SVM host). The caller gives the page back
+// before anything else touches guest memory.
+func (v *VCPU) ProtectPage(gpa uint64, none bool) error {
+	const pageSize = 4096 // x86 base pages, the unit mprotect and KVM's NPT share
+	page := gpa &^ (pageSize - 1)
+	mem := v.m.mem.mem
+	if page+pageSize > uint64(len(mem)) {
+		return fmt.Errorf("guest page %#x is outside guest RAM", page)
+	}
+	prot := unix.PROT_READ | unix.PROT_WRITE
+	if none {
+		prot = unix.PROT_NONE
+	}
+	if err := unix.Mprotect(mem[page:page+pageSize], prot); err != nil {
+		return fmt.Errorf("mprotect guest page %#x: %w", page, err)
+	}
+	return nil
+}
+
+// SetRegs sets the vCPU's general registers.
+func (v *VCPU) SetRegs(r *kvm.Regs) error { return kvm.SetRegs(uintptr(v.fd), r) }
 
 // StatsFD opens the vCPU's KVM binary statistics (KVM_GET_STATS_FD).
 func (v *VCPU) StatsFD() (int, error) { return kvmsys.GetStatsFD(v.fd) }
