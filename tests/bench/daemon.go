@@ -56,15 +56,7 @@ func benchDaemon(samsara, kernel, initrd string, timeout time.Duration) {
 		fail(err)
 	}
 	defer os.RemoveAll(dir)
-	ckpt := *resumeCheckpoint
-	if ckpt == "" {
-		ckpt = filepath.Join(dir, "boot.ckpt")
-		fmt.Fprintln(os.Stderr, "booting the reference guest on 2 vCPUs to a checkpoint...")
-		o, out := runCmd(timeout, samsara, "run", "--cpus", "2", "--kernel", kernel, "--initrd", initrd, "--save-checkpoint", ckpt, "--", "true")
-		if !o.ok() {
-			fail(fmt.Errorf("boot to a checkpoint: %s\n%s", o.Err, out))
-		}
-	}
+	ckpt := benchCheckpoint(samsara, kernel, initrd, dir, timeout)
 	if ckpt, err = filepath.Abs(ckpt); err != nil {
 		fail(err)
 	}

@@ -69,20 +69,9 @@ func benchGDB(samsara, kernel, initrd string, timeout time.Duration) {
 		fail(err)
 	}
 	defer os.RemoveAll(dir)
-	ckpt := *resumeCheckpoint
-	if ckpt == "" {
-		ckpt = filepath.Join(dir, "boot.ckpt")
-		fmt.Fprintln(os.Stderr, "booting the reference guest on 2 vCPUs to a checkpoint...")
-		if o, out := runCmd(timeout, samsara, "run", "--cpus", "2", "--kernel", kernel, "--initrd", initrd, "--save-checkpoint", ckpt, "--", "true"); !o.ok() {
-			fail(fmt.Errorf("boot to a checkpoint: %s\n%s", o.Err, out))
-		}
-	}
+	ckpt := benchCheckpoint(samsara, kernel, initrd, dir, timeout)
 	rec := filepath.Join(dir, "rec.zst")
-	fmt.Fprintf(os.Stderr, "recording %s...\n", *gdbWorkload)
-	args := append([]string{"record", "--cpus", "2", "--from-checkpoint", ckpt, "-o", rec, "--"}, strings.Fields(*gdbWorkload)...)
-	if o, out := runCmd(timeout, samsara, args...); !o.ok() {
-		fail(fmt.Errorf("record: %s\n%s", o.Err, out))
-	}
+	benchRecord(samsara, ckpt, rec, *gdbWorkload, timeout)
 	starts := chunkGuestStarts(rec)
 	cmd, g := startDebugger(samsara, rec, ckpt, dir)
 	defer cmd.Process.Kill()

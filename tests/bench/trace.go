@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -31,20 +30,9 @@ func benchTrace(samsara, kernel, initrd string, timeout time.Duration) {
 		fail(err)
 	}
 	defer os.RemoveAll(dir)
-	ckpt := *resumeCheckpoint
-	if ckpt == "" {
-		ckpt = filepath.Join(dir, "boot.ckpt")
-		fmt.Fprintln(os.Stderr, "booting the reference guest on 2 vCPUs to a checkpoint...")
-		if o, out := runCmd(timeout, samsara, "run", "--cpus", "2", "--kernel", kernel, "--initrd", initrd, "--save-checkpoint", ckpt, "--", "true"); !o.ok() {
-			fail(fmt.Errorf("boot to a checkpoint: %s\n%s", o.Err, out))
-		}
-	}
+	ckpt := benchCheckpoint(samsara, kernel, initrd, dir, timeout)
 	rec := filepath.Join(dir, "rec.zst")
-	fmt.Fprintf(os.Stderr, "recording %s...\n", *traceWorkload)
-	args := append([]string{"record", "--cpus", "2", "--from-checkpoint", ckpt, "-o", rec, "--"}, strings.Fields(*traceWorkload)...)
-	if o, out := runCmd(timeout, samsara, args...); !o.ok() {
-		fail(fmt.Errorf("record: %s\n%s", o.Err, out))
-	}
+	benchRecord(samsara, ckpt, rec, *traceWorkload, timeout)
 	st, err := os.Stat(rec)
 	if err != nil {
 		fail(err)
