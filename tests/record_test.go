@@ -172,7 +172,7 @@ func TestUserSpinWait(t *testing.T) {
 		t.Skip("needs hardware virtualization: under PVM neither recorder can stop a vCPU spinning in guest user code (README, \"Platform notes\")")
 	}
 	ckpt := bootedCheckpoint(t, 2)
-	out, _ := recordAndReplayN(t, 3, 2, ckpt, nil, "spinflag", "20")
+	out, _ := recordAndReplayFlags(t, 3, 2, ckpt, []string{"--state-match"}, nil, "spinflag", "20")
 	if !strings.Contains(out, "spinflag: rounds=20 ok") {
 		t.Fatalf("spinflag output:\n%s", out)
 	}
@@ -189,11 +189,12 @@ func TestRecordColdSMP(t *testing.T) {
 		// Under PVM the recorder counts the emulated kernel and never
 		// needs these stops; the test took 189 s there (the replay of a
 		// 2-vCPU cold boot alone 145 s). make test runs it in the
-		// emulated SVM host on every machine (tests/hostvm smoke set).
+		// emulated SVM host (make test-hostvm; not yet in the smoke set
+		// while --state-match is experimental).
 		t.Skip("covers the no-counter recorder of hardware virtualization; PVM counts guest kernel instructions instead (and takes 3 minutes over it)")
 	}
 	rec := filepath.Join(t.TempDir(), "cold.zst")
-	r := samsara(t, coldBootTimeout, "record", "--cpus", "2", "--kernel", kernel, "--initrd", initrd, "-o", rec, "--", "race", "20000")
+	r := samsara(t, coldBootTimeout, "record", "--cpus", "2", "--state-match", "--kernel", kernel, "--initrd", initrd, "-o", rec, "--", "race", "20000")
 	if r.status != 0 || !strings.Contains(r.stdout, "race: atomic=40000") {
 		t.Fatalf("cold record exited %d\nstdout:\n%s\nstderr:\n%s", r.status, tail(r.stdout), tail(r.stderr))
 	}

@@ -84,6 +84,9 @@ type RecorderOptions struct {
 	// SpinChecks: serialized chunks in a kernel spin function are
 	// preempted early.
 	SpinChecks bool `json:"spin_checks"`
+	// StateMatch: serialized chunks spinning without exits were ended at
+	// state-matching stops (reason state-match; no counter).
+	StateMatch bool `json:"state_match,omitempty"`
 	// DebugSquashAll: every parallel chunk was squashed once.
 	DebugSquashAll bool `json:"debug_squash_all"`
 }

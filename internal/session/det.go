@@ -185,7 +185,7 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 			}
 		}
 		exited := false // a state-matching try ran into a real exit
-		if want == nil && !v.s.opts.KernelCount {
+		if want == nil && !v.s.opts.KernelCount && v.s.opts.StateMatch {
 			out, err := v.maybeStateMatch(c) // det_match.go
 			switch {
 			case err != nil:
@@ -358,6 +358,9 @@ func (v *vcpu) handleChunkExit() (reason log.Reason, mustEnd bool, err error) {
 // asked for. It returns the function that stops them.
 func (v *vcpu) startChunkTimers(replay bool, started time.Time) (stop func()) {
 	if !replay && !v.s.opts.KernelCount {
+		if !v.s.opts.StateMatch {
+			return func() {} // nothing to stop at: chunks end at exits only
+		}
 		// No counter: the kicks let maybeStateMatch look for a spin to
 		// stop at (det_match.go), at the pace of the counted recorder's.
 		return startWatchdog(preemptAfter, preemptAfter, func() bool { return v.s.preemptionNeeded(v, started) }, v.Kick)

@@ -44,7 +44,7 @@ var kvmPackages = []kvmPackage{
 	// disk too) and on 2 vCPUs (the guest kernel's busy-waits exit to the
 	// yield port there), and runs the daemon end to end; skips.go says
 	// why the parallel recorder does not run in the host yet.
-	{Path: "tests", Smoke: "^(TestBootColdAndResume|TestNproc|TestExitStatus|TestBadInput|TestRecordReplay|TestInspect|TestReplayDetectsDivergence|TestRecordReplayDisk|TestCPUIDHidden|TestRecordReplaySMP|TestDaemonEndToEnd|TestStallEndsWithError|TestUserSpinWait|TestRecordColdSMP)$"},
+	{Path: "tests", Smoke: "^(TestBootColdAndResume|TestNproc|TestExitStatus|TestBadInput|TestRecordReplay|TestInspect|TestReplayDetectsDivergence|TestRecordReplayDisk|TestCPUIDHidden|TestRecordReplaySMP|TestDaemonEndToEnd|TestStallEndsWithError)$"},
 	// The CLI: probe inside the host reports what it opened.
 	{Path: "cmd/samsara"},
 }
