@@ -573,14 +573,8 @@ func (v *vcpu) runTo(target log.Point, injected, stateMatch bool) error {
 		if v.s.m.IsStopped() {
 			return errMachineStopped
 		}
-		d, regs, err := v.position()
-		if err != nil {
-			return err
-		}
-		if stateMatch {
-			d = 0 // no count: KVM's own emulations are not the guest's progress
-		}
-		if at, err := v.atPoint(d, regs, target, stateMatch); at || err != nil {
+		d, regs, at, err := v.standing(target, stateMatch)
+		if at || err != nil {
 			v.trace("RUNTO-DONE vcpu %d at +%d want +%d after %d breakpoint hits, %d fast-forward runs (rate %.0f/s)", v.id, d, target.KernelInsns, hits, v.ffRuns, v.ffRate)
 			return err
 		}
@@ -614,6 +608,21 @@ func (v *vcpu) runTo(target log.Point, injected, stateMatch bool) error {
 			return &DivergenceError{VCPU: v.id, What: "exit before the preemption point", Want: want, Got: fmt.Sprintf("exit reason %d", v.ExitReason())}
 		}
 	}
+}
+
+// standing is where the vCPU stands against target: its count since the
+// chunk's last exit (0 for a state-matching stop, which has none: KVM's
+// own emulations are not the guest's progress), its registers, and
+// whether it is at target.
+func (v *vcpu) standing(target log.Point, stateMatch bool) (d uint64, regs *kvm.Regs, at bool, err error) {
+	if d, regs, err = v.position(); err != nil {
+		return 0, nil, false, err
+	}
+	if stateMatch {
+		d = 0
+	}
+	at, err = v.atPoint(d, regs, target, stateMatch)
+	return d, regs, at, err
 }
 
 // atPoint reports whether the vCPU, d counted instructions into its
@@ -661,14 +670,10 @@ func (v *vcpu) stepTowards(rip uint64, step bool) (exited bool, err error) {
 	}
 	// A vCPU that diverged may never reach the breakpoint nor exit:
 	// the timer brings it back so runTo's time limit applies.
-	if err := v.ffTimer.Arm(runToCheckEvery); err != nil {
-		return false, err
+	err, terr := v.enterTimed(runToCheckEvery)
+	if terr != nil {
+		return false, terr
 	}
-	err = v.Enter()
-	if aerr := v.ffTimer.Arm(0); aerr != nil {
-		return false, aerr
-	}
-	v.ffTimer.Consume()
 	if err != nil && !errors.Is(err, vmm.ErrInterrupted) {
 		return false, err
 	}
@@ -681,6 +686,22 @@ func (v *vcpu) stepTowards(rip uint64, step bool) (exited bool, err error) {
 		}
 	}
 	return false, v.debugTail(step)
+}
+
+// enterTimed runs the vCPU once with its fast-forward timer armed for d,
+// so that an entry that neither exits nor stops comes back (EINTR)
+// within d. It returns KVM_RUN's outcome (nil for an exit,
+// vmm.ErrInterrupted, or an error) and, apart, the timer's error.
+func (v *vcpu) enterTimed(d time.Duration) (runErr, timerErr error) {
+	if err := v.ffTimer.Arm(d); err != nil {
+		return nil, err
+	}
+	runErr = v.Enter()
+	if err := v.ffTimer.Arm(0); err != nil {
+		return runErr, err
+	}
+	v.ffTimer.Consume()
+	return runErr, nil
 }
 
 // errMachineStopped ends a chunk whose machine was stopped from outside

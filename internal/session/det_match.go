@@ -191,19 +191,13 @@ func (v *vcpu) runToPageBreak(rip uint64) (exited bool, err error) {
 		if err := v.ProtectPage(gpa, true); err != nil {
 			return false, err
 		}
-		if err := v.ffTimer.Arm(runToCheckEvery); err != nil {
-			v.ProtectPage(gpa, false)
-			return false, err
-		}
-		err := v.Enter()
-		aerr := v.ffTimer.Arm(0)
-		v.ffTimer.Consume()
+		err, terr := v.enterTimed(runToCheckEvery)
 		if perr := v.ProtectPage(gpa, false); perr != nil {
 			return false, perr
 		}
 		switch {
-		case aerr != nil:
-			return false, aerr
+		case terr != nil:
+			return false, terr
 		case err == nil:
 			return true, nil // a real exit: the caller handles it
 		case errors.Is(err, vmm.ErrInterrupted):

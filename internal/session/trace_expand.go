@@ -115,14 +115,8 @@ func (v *vcpu) expandRunTo(c *chunkRun, target log.Point, injected, stateMatch b
 		if v.s.m.IsStopped() {
 			return errMachineStopped
 		}
-		d, regs, err := v.position()
-		if err != nil {
-			return err
-		}
-		if stateMatch {
-			d = 0 // det_match.go: no count
-		}
-		if at, err := v.atPoint(d, regs, target, stateMatch); at || err != nil {
+		d, regs, at, err := v.standing(target, stateMatch)
+		if at || err != nil {
 			return err
 		}
 		got := fmt.Sprintf("+%d at RIP %#x", d, regs.RIP)
