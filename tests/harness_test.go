@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/samsara-vmm/samsara/internal/log"
 )
 
 // samsaraBin is built once by TestMain.
@@ -249,4 +251,47 @@ func recordAndReplayFlags(t *testing.T, n, cpus int, ckpt string, recordFlags, e
 		}
 	}
 	return r.stdout, rec
+}
+
+// divergedCopy writes a copy of recording rec in which the first chunk
+// with more than two exits ends one exit early, so that its replay must
+// diverge there, and returns the copy's path.
+func divergedCopy(t *testing.T, rec string) string {
+	t.Helper()
+	raw, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, records, err := log.ReadAll(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := false
+	for _, r := range records {
+		if c, ok := r.(*log.Chunk); ok && c.Exits > 2 && !changed {
+			c.Exits-- // the chunk now ends one exit early
+			changed = true
+		}
+	}
+	if !changed {
+		t.Fatal("no chunk with exits to change")
+	}
+	var buf bytes.Buffer
+	w, err := log.NewWriter(&buf, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range records {
+		if err := w.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.zst")
+	if err := os.WriteFile(bad, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return bad
 }

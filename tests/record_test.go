@@ -1,15 +1,12 @@
 package tests
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/samsara-vmm/samsara/internal/log"
 )
 
 // replays is how many times each recording is replayed (issue 3: "each
@@ -102,33 +99,7 @@ func TestReplayDetectsDivergence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, records, err := log.ReadAll(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	changed := false
-	for _, r := range records {
-		if c, ok := r.(*log.Chunk); ok && c.Exits > 2 && !changed {
-			c.Exits-- // the chunk now ends one exit early
-			changed = true
-		}
-	}
-	if !changed {
-		t.Fatal("no chunk with exits to change")
-	}
-	bad := filepath.Join(t.TempDir(), "bad.zst")
-	var buf bytes.Buffer
-	w, err := log.NewWriter(&buf, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range records {
-		if err := w.Append(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w.Close()
-	os.WriteFile(bad, buf.Bytes(), 0o644)
+	bad := divergedCopy(t, rec)
 	p := samsara(t, resumeTimeout, "replay", bad, "--from-checkpoint", ckpt)
 	if p.status == 0 || !strings.Contains(p.stderr, "DIVERGED: replay diverged at chunk") {
 		t.Fatalf("replay of a changed log: status %d\nstderr:\n%s", p.status, tail(p.stderr))

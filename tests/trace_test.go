@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/samsara-vmm/samsara/internal/log"
 	"github.com/samsara-vmm/samsara/internal/trace"
 )
 
@@ -187,39 +186,7 @@ func checkChampSim(t *testing.T, dir string, native [][]trace.Record) {
 // DIVERGED message, and leaves neither the directory nor its partial copy.
 func checkDivergedTrace(t *testing.T, rec, ckpt string) {
 	t.Helper()
-	raw, err := os.ReadFile(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, records, err := log.ReadAll(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	changed := false
-	for _, r := range records {
-		if c, ok := r.(*log.Chunk); ok && c.Exits > 2 && !changed {
-			c.Exits--
-			changed = true
-		}
-	}
-	if !changed {
-		t.Fatal("no chunk with exits to change")
-	}
-	var buf bytes.Buffer
-	w, err := log.NewWriter(&buf, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range records {
-		if err := w.Append(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w.Close()
-	bad := filepath.Join(t.TempDir(), "bad.zst")
-	if err := os.WriteFile(bad, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	bad := divergedCopy(t, rec)
 	p := samsara(t, resumeTimeout, "replay", bad, "--from-checkpoint", ckpt)
 	dir := filepath.Join(t.TempDir(), "trace")
 	q := samsara(t, resumeTimeout, "trace", bad, "--from-checkpoint", ckpt, "-o", dir, "--chunks", traceChunks)
