@@ -102,7 +102,7 @@ func (r *runner) exec(ctx context.Context, vcpus int, timeout time.Duration, arg
 // failure describes a job that did not exit 0, for a failure message.
 func (j jobResult) failure(what string) string {
 	if j.err != nil {
-		return fmt.Sprintf("%s: %v\n%s", what, j.err, lastLines(j.stderr, tailLines))
+		return fmt.Sprintf("%s: %v\n%s", what, j.err, quitDump(j.stderr))
 	}
 	return fmt.Sprintf("%s exited %d\n%s", what, j.status, lastLines(j.stderr, tailLines))
 }
@@ -111,6 +111,27 @@ func (j jobResult) failure(what string) string {
 // samsara error and its context (a stall report lists each vCPU on a
 // line; 2-8 vCPUs) fit; the whole output is in DIR/failed/CASE.
 const tailLines = 20
+
+// dumpLines bounds how much of a timed-out child's SIGQUIT dump a failure
+// message quotes: samsara runs about 10-30 goroutines (one per vCPU, the
+// watchdogs, the devices), 5-15 lines each; the end of the dump is the
+// registers of the host thread that took the signal, which say nothing.
+const dumpLines = 400
+
+// quitDump is what a failure message quotes of a timed-out child's stderr:
+// its own last messages and the goroutine dump from its start ("SIGQUIT:
+// quit"), where samsara was stuck. Without a dump, the last lines.
+func quitDump(stderr string) string {
+	i := strings.Index(stderr, "SIGQUIT: quit")
+	if i < 0 {
+		return lastLines(stderr, tailLines)
+	}
+	lines := strings.Split(stderr[i:], "\n")
+	if len(lines) > dumpLines {
+		lines = append(lines[:dumpLines], fmt.Sprintf("[%d more lines]", len(lines)-dumpLines))
+	}
+	return lastLines(stderr[:i], tailLines) + "\n" + strings.Join(lines, "\n")
+}
 
 // lastLines keeps the end of a child's stderr for a message.
 func lastLines(s string, n int) string {
