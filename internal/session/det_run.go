@@ -58,8 +58,7 @@ func (s *Session) recordSerialized(w RecordSink) (vmm.Result, error) {
 		if pick < 0 {
 			continue
 		}
-		s.vcpus[pick].turn <- nil
-		res := <-done
+		res := s.giveTurn(s.vcpus[pick], nil, done)
 		if res.err != nil {
 			runErr = fmt.Errorf("vcpu %d: %w", pick, res.err)
 			break
@@ -248,8 +247,7 @@ func (s *Session) replayChunk(i int, want *log.Chunk, done chan chunkResult) err
 	if err := s.waitTurn(i, v); err != nil {
 		return err
 	}
-	v.turn <- want
-	res := <-done
+	res := s.giveTurn(v, want, done)
 	if res.err != nil {
 		if de := asDivergence(res.err); de != nil {
 			de.Chunk = i
@@ -265,6 +263,22 @@ func (s *Session) replayChunk(i int, want *log.Chunk, done chan chunkResult) err
 			Got:  fmt.Sprintf("RIP %#x, registers %016x", got.End.RIP, got.End.Regs)}
 	}
 	return nil
+}
+
+// giveTurn hands v its next chunk (want: the recorded one; nil when
+// recording) and waits for its result. A machine stopped before v took the
+// turn (the stall watchdog, a signal, a device's error) ends it with
+// errMachineStopped: v's loop has returned then (det.go, detLoop), and a
+// bare send would wait for it forever.
+func (s *Session) giveTurn(v *vcpu, want *log.Chunk, done <-chan chunkResult) chunkResult {
+	select {
+	case v.turn <- want:
+	case <-s.m.Stopped():
+		return chunkResult{err: errMachineStopped}
+	}
+	// Taken: runChunk returns once the machine stops (a stop kicks the
+	// vCPU out of KVM_RUN), and detLoop then sends its result.
+	return <-done
 }
 
 // waitTurn advances idle time until v, whose chunk comes next in the log,
