@@ -14,6 +14,7 @@ package kvm
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"unsafe"
 
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
@@ -210,13 +211,34 @@ func InternalError(r *gokvm.RunData) (suberror uint32, data []uint64) {
 // SetImmediateExit sets kvm_run.immediate_exit so that a KVM_RUN entered
 // after a kick returns EINTR at once (closes the race between checking for
 // work and entering the guest).
+//
+// The byte is written by a locked compare-and-swap of the aligned word
+// that holds it (bytes 0-3 of kvm_run: request_interrupt_window,
+// immediate_exit, padding; the other bytes are kept): a full barrier on
+// x86. A plain store may sit in the store buffer past the vCPU thread's
+// next load of a stop flag (x86 orders a store before a later load only
+// with a locked instruction or a fence), and a kick that set the flag and
+// this byte in between would then be overwritten by the older clear: the
+// vCPU would enter the guest with the kick lost (vmm, VCPU.Enter).
 func SetImmediateExit(r *gokvm.RunData, v bool) {
-	if v {
-		r.ImmediateExit = 1
-	} else {
-		r.ImmediateExit = 0
+	w := (*uint32)(unsafe.Pointer(r))
+	const mask = 0xff << (8 * immediateExitOffset)
+	for {
+		old := atomic.LoadUint32(w)
+		next := old &^ mask
+		if v {
+			next |= 1 << (8 * immediateExitOffset)
+		}
+		if atomic.CompareAndSwapUint32(w, old, next) {
+			return
+		}
 	}
 }
+
+// immediateExitOffset is kvm_run.immediate_exit's offset (linux
+// include/uapi/linux/kvm.h: after the one byte request_interrupt_window);
+// TestImmediateExitOffset checks gokvm's RunData agrees.
+const immediateExitOffset = 1
 
 // AddressOf returns the address of b's first byte (guest memory base
 // for memslots).

@@ -407,7 +407,12 @@ func (v *vcpu) parRunGuest(c *parRun) error {
 			c.doomed = true // aborted and re-run (det_early.go)
 			return nil
 		}
-		err := v.Enter()
+		// The doom and the claim kick this vCPU; checked again after
+		// the entry clears the last kick, so a kick between the check
+		// above and the entry is not lost (vmm, VCPU.EnterUnless).
+		err := v.EnterUnless(func() bool {
+			return p.isDoomed(v.id, c.gen) || !c.tx.Exclusive() && p.exclusiveClaimed.Load()
+		})
 		switch {
 		case err == nil && v.ExitReason() == vmm.ExitDebug:
 			c.atBound = true // a privilege change (det_bounds.go)

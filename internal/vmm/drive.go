@@ -82,8 +82,30 @@ func (v *VCPU) Sregs() (*kvm.Sregs, error) { return kvm.GetSregs(uintptr(v.fd)) 
 
 // Enter runs the guest until its next exit; it returns ErrInterrupted
 // when a kick came first.
-func (v *VCPU) Enter() error {
+//
+// A stop of the machine is never lost here: the kick's immediate_exit is
+// cleared first, then the stop is checked. A stop before the check sets
+// immediate_exit again, so that KVM_RUN only completes pending I/O and
+// returns EINTR, as a kick at that moment would make it; a stop after it
+// sets immediate_exit itself (kick). Clearing after the check instead let
+// a stop that came between them run the guest on until its next exit:
+// for a vCPU spinning in guest user code, never.
+func (v *VCPU) Enter() error { return v.EnterUnless(nil) }
+
+// EnterUnless is Enter for a caller whose own reason to kick the vCPU
+// (abort: a doomed chunk, another's claim) is checked, like the stop,
+// after immediate_exit is cleared: true returns ErrInterrupted at once,
+// and a kick for it that comes later interrupts the run.
+func (v *VCPU) EnterUnless(abort func() bool) error {
 	kvmsys.SetImmediateExit(v.run, false)
+	select {
+	case <-v.m.stopped:
+		kvmsys.SetImmediateExit(v.run, true)
+	default:
+		if abort != nil && abort() {
+			kvmsys.SetImmediateExit(v.run, true)
+		}
+	}
 	return kvmsys.Run(v.fd)
 }
 

@@ -164,12 +164,15 @@ func (v *VCPU) loop() error {
 	defer v.tid.Store(0)
 	m := v.m
 	for {
+		// Cleared before the stop check, not after: a stop in between
+		// would have its kick cleared and the guest would run on
+		// (VCPU.Enter says more).
+		kvmsys.SetImmediateExit(v.run, false)
 		select {
 		case <-m.stopped:
 			return nil
 		default:
 		}
-		kvmsys.SetImmediateExit(v.run, false)
 		m.mu.Lock()
 		if m.ckptPending {
 			m.mu.Unlock()
