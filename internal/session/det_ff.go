@@ -82,19 +82,15 @@ func (v *vcpu) fastForward(rem uint64) (exited bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if err := v.ffTimer.Arm(step); err != nil {
-		return false, err
-	}
 	start := time.Now()
-	runErr := v.Enter()
+	runErr, terr := v.enterTimed(step) // det.go
 	elapsed := time.Since(start)
+	if terr != nil {
+		return false, terr
+	}
 	if elapsed > 10*step+time.Millisecond {
 		v.trace("FF vcpu %d: run took %v for a %v step (err %v exit %d)", v.id, elapsed, step, runErr, v.ExitReason())
 	}
-	if err := v.ffTimer.Arm(0); err != nil {
-		return false, err
-	}
-	v.ffTimer.Consume()
 	if runErr != nil && !errors.Is(runErr, vmm.ErrInterrupted) {
 		return false, runErr
 	}
