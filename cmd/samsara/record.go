@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"os"
 	"time"
@@ -34,6 +35,9 @@ Exits with PROGRAM's exit status.`,
 				if r.tracker != "" {
 					return fmt.Errorf("--tracker is not supported with --daemon: the daemon's recorder uses the default tracker")
 				}
+				if r.profile || r.profileJSON != "" {
+					return fmt.Errorf("--profile is not supported with --daemon: the daemon's job records in its own process")
+				}
 				return recordViaDaemon(cmd, r.daemonSock, &r.vm, r.fromCkpt, r.mode, r.out, args)
 			}
 			if err := checkRecordFlags(r.out, r.mode, r.tracker); err != nil {
@@ -51,6 +55,8 @@ Exits with PROGRAM's exit status.`,
 	cmd.Flags().StringVar(&r.fromCkpt, "from-checkpoint", "", "start from a booted checkpoint (see run --save-checkpoint)")
 	cmd.Flags().StringVar(&r.mode, "mode", "serialized", "recorder: parallel (all vCPUs at once, ordered commit of chunks) or serialized (one vCPU at a time)")
 	cmd.Flags().StringVar(&r.tracker, "tracker", "", "page tracker of the parallel recorder (default: the fastest exact one here; see samsara probe)")
+	cmd.Flags().BoolVar(&r.profile, "profile", false, "print where each vCPU's wall time went: guest, exits, harvest, commit, squashed, wait, checkpoint, stops (README, \"Profile of a recording\")")
+	cmd.Flags().StringVar(&r.profileJSON, "profile-json", "", "write that profile to FILE as JSON (seconds per phase and vCPU)")
 	return cmd
 }
 
@@ -60,6 +66,9 @@ type recordFlags struct {
 	session                                  sessionFlags
 	out, fromCkpt, mode, tracker, daemonSock string
 	statusFD                                 int
+	// profile prints where the wall time went; profileJSON writes it.
+	profile     bool
+	profileJSON string
 }
 
 // setup is the machine and session configuration and the log header.
@@ -124,7 +133,30 @@ func (r *recordFlags) record(logger *zap.Logger, args []string) error {
 	status.start(rs)
 	res, err := rs.Record(sink)
 	progress.stop()
+	if perr := r.writeProfile(rs.Profile()); perr != nil && err == nil {
+		err = perr
+	}
 	return r.finish(lf, sink, status, res, err)
+}
+
+// writeProfile prints the profile (--profile) and writes its JSON
+// (--profile-json), also for a recording that failed: where its time went
+// helps to see why.
+func (r *recordFlags) writeProfile(p session.Profile) error {
+	if r.profile {
+		p.Format(os.Stderr)
+	}
+	if r.profileJSON == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err == nil {
+		err = os.WriteFile(r.profileJSON, append(b, '\n'), 0o644)
+	}
+	if err != nil {
+		return fmt.Errorf("--profile-json: %w", err)
+	}
+	return nil
 }
 
 // finish reports how the recording ended and its exit status.

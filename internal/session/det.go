@@ -114,10 +114,12 @@ func (v *vcpu) detLoop(done chan<- chunkResult, ready chan<- struct{}) {
 	}
 	ready <- struct{}{}
 	for {
+		waitFrom := time.Now()
 		select {
 		case <-v.s.m.Stopped():
 			return
 		case want := <-v.turn:
+			v.lap(PhaseWait, waitFrom)
 			if timerErr != nil {
 				done <- chunkResult{err: timerErr}
 				continue
@@ -180,13 +182,18 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 			return c.rec, fmt.Errorf("replay of the chunk made no progress for %v", replayChunkLimit)
 		}
 		if want == nil && v.s.opts.KernelCount {
-			if preempted, err := v.maybePreempt(c); preempted || err != nil {
+			t := time.Now()
+			preempted, err := v.maybePreempt(c)
+			v.lap(PhaseStops, t)
+			if preempted || err != nil {
 				return c.rec, err
 			}
 		}
 		exited := false // a state-matching try ran into a real exit
 		if want == nil && !v.s.opts.KernelCount && v.s.opts.StateMatch {
+			t := time.Now()
 			out, err := v.maybeStateMatch(c) // det_match.go
+			v.lap(PhaseStops, t)
 			switch {
 			case err != nil:
 				return c.rec, err
@@ -205,7 +212,9 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		}
 		c.inject, c.injectedSinceExit = true, false
 		c.rec.Exits++
+		t := time.Now()
 		reason, mustEnd, err := v.handleChunkExit()
+		v.lap(PhaseExit, t)
 		switch {
 		case err != nil:
 			return c.rec, err
@@ -227,7 +236,9 @@ func (v *vcpu) enterChunk(c *chunkRun) (interrupted bool, err error) {
 	if err := v.injectAtEntry(c); err != nil {
 		return false, err
 	}
+	t := time.Now()
 	err = v.expandEnter(c) // trace_expand.go, debug_hook.go: a trace's steps, the debugger's stops
+	v.lap(PhaseGuest, t)
 	if errors.Is(err, vmm.ErrInterrupted) {
 		c.inject = false
 		if v.s.m.IsStopped() {

@@ -239,11 +239,13 @@ func (v *vcpu) parLoop(w RecordSink) error {
 	v.LockThread()
 	m := v.s.m
 	for {
+		t := time.Now()
 		ok, err := v.waitRunnable()
 		if err != nil || !ok {
 			return err
 		}
 		tx, err := v.s.par.committer.Begin(v.id)
+		v.lap(PhaseWait, t)
 		if err != nil {
 			if m.IsStopped() {
 				return nil
@@ -328,16 +330,21 @@ type parRun struct {
 	// (both re-run it); at a privilege-change breakpoint; else preempted.
 	exited, stopped, abandoned, doomed, atBound bool
 	sets                                        parSets
+	// ran and harvested are the chunk's time in the guest and at its
+	// harvest (profile.go: a squash moves them to PhaseSquashed).
+	ran, harvested time.Duration
 }
 
 // parChunk runs one chunk of v, commits it or squashes it, and on commit
 // handles its exit and appends its record, in commit order.
 func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 	c := &parRun{tx: tx}
+	t := time.Now()
 	if err := v.parBegin(c); err != nil {
 		tx.Abort()
 		return err
 	}
+	t = v.lap(PhaseCheckpoint, t)
 	defer v.s.par.stopRunning(v.id)
 	budget := time.Duration(tx.Budget()) * time.Microsecond
 	stopWatchdog := startWatchdog(budget, preemptAfter, nil, v.Kick)
@@ -348,6 +355,8 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 	}
 	err := v.parRunGuest(c)
 	stopWatchdog()
+	c.ran = time.Since(t)
+	t = v.lap(PhaseGuest, t)
 	if err != nil {
 		return err
 	}
@@ -359,6 +368,9 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 	if err := v.parHarvest(c); err != nil {
 		return err
 	}
+	c.harvested = time.Since(t)
+	t = v.lap(PhaseHarvest, t)
+	defer v.lap(PhaseCommit, t) // less its exit handling and squash (parCommitted, squash)
 	return v.parCommit(c, w)
 }
 
@@ -535,7 +547,10 @@ func (v *vcpu) parCommitted(c *parRun, seq uint64, w RecordSink) error {
 			devWrites = allPages(p.pages)
 		}
 		var err error
-		if reason, _, err = v.handleChunkExit(); err != nil {
+		t := time.Now()
+		reason, _, err = v.handleChunkExit()
+		v.move(PhaseCommit, PhaseExit, time.Since(t)) // parChunk charges all of parCommit to commit
+		if err != nil {
 			return err
 		}
 	}
@@ -574,6 +589,11 @@ func (v *vcpu) parCommitted(c *parRun, seq uint64, w RecordSink) error {
 // snapshot is restored, the injected vector requested again, and the
 // chunk's private pages dropped.
 func (v *vcpu) squash(c *parRun) error {
+	// The chunk's running and harvest were wasted; so is what follows
+	// (parChunk charges it to commit, whence it moves on return).
+	v.move(PhaseGuest, PhaseSquashed, c.ran)
+	v.move(PhaseHarvest, PhaseSquashed, c.harvested)
+	defer func(t time.Time) { v.move(PhaseCommit, PhaseSquashed, time.Since(t)) }(time.Now())
 	if err := v.FlushPendingIO(); err != nil {
 		return err
 	}

@@ -26,6 +26,8 @@ type RecordSink interface {
 // end record to w. A recording that stops making progress ends with a
 // *StallError (stall.go).
 func (s *Session) Record(w RecordSink) (vmm.Result, error) {
+	s.recordStart = time.Now()
+	defer func() { s.recordEnd = time.Now() }()
 	stop := s.watchStall()
 	var res vmm.Result
 	var err error

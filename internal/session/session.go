@@ -123,6 +123,8 @@ type Session struct {
 	// exp is the trace expansion's state (trace_expand.go), nil when
 	// the replay writes no trace.
 	exp *Expander
+	// recordStart and recordEnd bound Record, for Profile (profile.go).
+	recordStart, recordEnd time.Time
 }
 
 // vcpu is a vCPU's record/replay state beside the machine's vCPU.
@@ -154,6 +156,8 @@ type vcpu struct {
 	// debugSquashed: this vCPU's current chunk was squashed once already
 	// (Options.DebugSquashAll).
 	debugSquashed bool
+	// prof is the vCPU's time per phase (profile.go).
+	prof phaseClock
 }
 
 // New prepares m, a machine built with Deterministic set, for recording or

@@ -33,8 +33,9 @@ var svmSkips = map[string]string{
 	// replayed matched). Before yields: race 20000 ended with "guest reset
 	// (reboot, triple fault or kernel panic)" after 88 s; conflicts and
 	// blackscholes did not finish in 90 s.
-	"tests.TestParallelRecordReplay": parallelSVM,
-	"tests.TestParallelConflicts":    parallelSVM,
+	"tests.TestParallelRecordReplay":   parallelSVM,
+	"tests.TestParallelConflicts":      parallelSVM,
+	"tests.TestRecordProfile/parallel": parallelSVM,
 	// Measured in the host: after setPTE in the canonical memory and a
 	// memslot delete + re-add, the guest still read the old target. Under
 	// PVM (shadow paging) the re-add drops the shadow page tables; under
