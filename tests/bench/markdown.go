@@ -40,6 +40,7 @@ func renderMarkdown(r *benchReport) string {
 
 	if r.Parallel {
 		p("### samsara parallel recorder\n\n")
+		p("%s", nativeSentence(r.Native))
 		p("| workload | vCPUs | record --mode parallel | replay | parallel/serialized record | squashed chunks |\n|---|---|---|---|---|---|\n")
 		for _, w := range r.Workloads {
 			for _, s := range w.Samsara {
@@ -49,6 +50,8 @@ func renderMarkdown(r *benchReport) string {
 		}
 		p("\n")
 	}
+
+	p("%s", profileTable(r))
 
 	if len(r.UserHeavy) > 0 {
 		p("### User-heavy runs (`PROG 2 %s`, 2 vCPUs)\n\n", userHeavySize)
@@ -236,4 +239,35 @@ func squashCell(parallel bool, s samsaraResult) string {
 func md(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
 	return strings.ReplaceAll(s, "|", `\|`)
+}
+
+// profileTable is the split of each recording's wall time (record
+// --profile-json, issue 18), the vCPUs' mean share per phase.
+func profileTable(r *benchReport) string {
+	var b strings.Builder
+	row := func(name string, n int, mode string, prof *recordProfile) {
+		if prof == nil {
+			return
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s |", md(name), n, mode)
+		for _, ph := range phases {
+			fmt.Fprintf(&b, " %.1f%% |", prof.share(ph))
+		}
+		b.WriteString("\n")
+	}
+	for i, set := range [][]workloadResult{r.Workloads, r.UserHeavy} {
+		size := []string{workloadSize, userHeavySize}[i]
+		for _, w := range set {
+			for _, s := range w.Samsara {
+				row(w.Name+" "+size, s.VCPUs, "serialized", s.RecordProfile)
+				row(w.Name+" "+size, s.VCPUs, "parallel", s.ParallelProfile)
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	hdr := "### Where recording time goes (`record --profile`)\n\nEach vCPU's wall time by phase, the mean over the vCPUs (README, \"Profile of a recording\").\n\n"
+	hdr += "| workload | vCPUs | recorder | " + strings.Join(phases, " | ") + " |\n|---|---|---|" + strings.Repeat("---|", len(phases)) + "\n"
+	return hdr + b.String() + "\n"
 }

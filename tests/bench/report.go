@@ -84,6 +84,31 @@ type samsaraResult struct {
 	Baseline outcome
 	// BaselineSquashes and BaselineChunks are Baseline's counts.
 	BaselineSquashes, BaselineChunks int
+	// RecordProfile and ParallelProfile are the two recordings' record
+	// --profile-json (issue 18): where each vCPU's wall time went.
+	RecordProfile, ParallelProfile *recordProfile `json:",omitempty"`
+}
+
+// recordProfile is record --profile-json's content (internal/session,
+// Profile.MarshalJSON): seconds per phase and vCPU.
+type recordProfile struct {
+	Wall  float64              `json:"wall_seconds"`
+	VCPUs []map[string]float64 `json:"vcpus"`
+}
+
+// phases are the profile's phases, in the order record --profile prints.
+var phases = []string{"guest", "exits", "harvest", "commit", "squashed", "wait", "checkpoint", "stops", "other"}
+
+// share is phase's mean share of the wall time over the vCPUs, in %.
+func (p *recordProfile) share(phase string) float64 {
+	if p == nil || p.Wall <= 0 || len(p.VCPUs) == 0 {
+		return 0
+	}
+	sum := 0.0
+	for _, v := range p.VCPUs {
+		sum += v[phase]
+	}
+	return 100 * sum / float64(len(p.VCPUs)) / p.Wall
 }
 
 // qemuResult is one workload under QEMU, each run a cold start (SeaBIOS,
@@ -143,6 +168,9 @@ type benchReport struct {
 	UserHeavy []workloadResult
 	// KVM are the qemu -enable-kvm attempts, one per vCPU count.
 	KVM []kvmResult
+	// Native is the host's own parallelism (issue 18): a workload's
+	// threads natively, 1 against 2.
+	Native *nativeSpeedup `json:",omitempty"`
 	// Trackers is the output of the page trackers' cost benchmark
 	// (internal/ept BenchmarkChunk), one line per backend and size.
 	Trackers []string
@@ -186,6 +214,8 @@ func benchReportCmd(cfg reportConfig) {
 	q := qemuRunner{kernel: cfg.kernel, initrd: cfg.initrd, cmdline: r.Cmdline, dir: dir, timeout: cfg.timeout}
 	s := samsaraRunner{bin: cfg.samsara, kernel: cfg.kernel, initrd: cfg.initrd, dir: dir, timeout: cfg.timeout, parallel: r.Parallel}
 
+	progress("native: 1 and 2 threads of " + nativeWorkload + " " + userHeavySize + " on the host")
+	r.Native = measureNative(filepath.Join(filepath.Dir(cfg.kernel), "workloads", nativeWorkload), cfg.timeout)
 	progress("QEMU boot only (true)")
 	r.QEMUBoot = q.workload("true", false)
 	ckpts := map[int]string{}

@@ -241,3 +241,34 @@ func TestNiceStep(t *testing.T) {
 		}
 	}
 }
+
+// The host's native speed-up stands before the parallel figures, and each
+// recording's profile is a row of the profile table with the vCPUs' mean
+// share per phase.
+func TestRenderNativeAndProfiles(t *testing.T) {
+	r := fixedReport()
+	r.Parallel = true
+	r.Native = &nativeSpeedup{Command: "blackscholes THREADS small", One: 2 * time.Second, Two: 1250 * time.Millisecond}
+	r.Workloads[0].Samsara[1].RecordProfile = &recordProfile{Wall: 2, VCPUs: []map[string]float64{{"guest": 1, "wait": 1}, {"guest": 1.5, "wait": 0.5}}}
+	r.Workloads[0].Samsara[1].ParallelProfile = &recordProfile{Wall: 1, VCPUs: []map[string]float64{{"guest": 0.5, "squashed": 0.25}, {"guest": 0.7, "squashed": 0.05}}}
+	out := renderMarkdown(r)
+	for _, want := range []string{
+		"a **1.60x** speed-up",
+		"| alpha tiny | 2 | serialized | 62.5% | 0.0% | 0.0% | 0.0% | 0.0% | 37.5% | 0.0% | 0.0% | 0.0% |",
+		"| alpha tiny | 2 | parallel | 60.0% | 0.0% | 0.0% | 0.0% | 15.0% | 0.0% | 0.0% | 0.0% | 0.0% |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	if strings.Index(out, "speed-up") > strings.Index(out, "| workload | vCPUs | record --mode parallel |") {
+		t.Error("the native speed-up comes after the parallel recorder's table")
+	}
+	if n := strings.Count(out, "| alpha tiny |"); n != 2 {
+		t.Errorf("%d profile rows for alpha, want 2 (beta and gamma have none)", n)
+	}
+	r.Native = &nativeSpeedup{Err: "exit status 1"}
+	if out := renderMarkdown(r); !strings.Contains(out, "speed-up was not measured: exit status 1") {
+		t.Error("a failed native measurement is not reported")
+	}
+}

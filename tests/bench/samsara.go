@@ -72,7 +72,9 @@ func (s samsaraRunner) measure(ck, w string, n int, size string) samsaraResult {
 	r.Run, _ = runCmd(s.timeout, s.bin, append([]string{"run", "--cpus", cpus, "--from-checkpoint", ck, "--"}, argv...)...)
 
 	rec := filepath.Join(s.dir, fmt.Sprintf("%s-%d.zst", w, n))
-	r.Record, _ = runCmd(s.timeout, s.bin, append([]string{"record", "--mode", "serialized", "--cpus", cpus, "--from-checkpoint", ck, "-o", rec, "--"}, argv...)...)
+	r.Record, _ = runCmd(s.timeout, s.bin, append([]string{"record", "--mode", "serialized", "--cpus", cpus, "--from-checkpoint", ck,
+		"--profile-json", rec + ".profile", "-o", rec, "--"}, argv...)...)
+	r.RecordProfile = readProfile(rec + ".profile")
 	if st, err := os.Stat(rec); err == nil {
 		r.LogBytes = st.Size()
 	}
@@ -84,7 +86,9 @@ func (s samsaraRunner) measure(ck, w string, n int, size string) samsaraResult {
 	}
 	if s.parallel {
 		prec := filepath.Join(s.dir, fmt.Sprintf("%s-%d-parallel.zst", w, n))
-		r.Parallel, _ = runCmd(s.timeout, s.bin, append([]string{"record", "--mode", "parallel", "--cpus", cpus, "--from-checkpoint", ck, "-o", prec, "--"}, argv...)...)
+		r.Parallel, _ = runCmd(s.timeout, s.bin, append([]string{"record", "--mode", "parallel", "--cpus", cpus, "--from-checkpoint", ck,
+			"--profile-json", prec + ".profile", "-o", prec, "--"}, argv...)...)
+		r.ParallelProfile = readProfile(prec + ".profile")
 		if r.Parallel.ok() {
 			r.ParallelReplay = s.replay(prec, ck)
 			if sum, err := inspect(s.bin, prec); err == nil {
@@ -93,6 +97,20 @@ func (s samsaraRunner) measure(ck, w string, n int, size string) samsaraResult {
 		}
 	}
 	return r
+}
+
+// readProfile reads a record --profile-json file; nil when the record
+// wrote none.
+func readProfile(path string) *recordProfile {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var p recordProfile
+	if json.Unmarshal(b, &p) != nil {
+		return nil
+	}
+	return &p
 }
 
 // replay replays rec and requires samsara to say that it matched.
