@@ -51,6 +51,7 @@ func renderMarkdown(r *benchReport) string {
 		p("\n")
 	}
 
+	p("%s", syncHeavyTable(r))
 	p("%s", profileTable(r))
 
 	if len(r.UserHeavy) > 0 {
@@ -270,4 +271,24 @@ func profileTable(r *benchReport) string {
 	hdr := "### Where recording time goes (`record --profile`)\n\nEach vCPU's wall time by phase, the mean over the vCPUs (README, \"Profile of a recording\").\n\n"
 	hdr += "| workload | vCPUs | recorder | " + strings.Join(phases, " | ") + " |\n|---|---|---|" + strings.Repeat("---|", len(phases)) + "\n"
 	return hdr + b.String() + "\n"
+}
+
+// syncHeavyTable is issue 18's sync-heavy runs: each recorder against
+// run (its target: at most 3x).
+func syncHeavyTable(r *benchReport) string {
+	if len(r.SyncHeavy) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "### Sync-heavy runs (`PROG THREADS %s`, 2 vCPUs)\n\n", workloadSize)
+	b.WriteString("Futex wake-ups, pipe round trips and process creation, almost no computation (guest-images/workloads/README.md, \"The sync-heavy set\"). Issue 18's target: each recorder within 3x of run.\n\n")
+	b.WriteString("| workload | run | serialized record | record/run | its replay | parallel record | parallel/run | its replay | squashed chunks |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, w := range r.SyncHeavy {
+		for _, s := range w.Samsara {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d of %d |\n", md(w.Name), cell(s.Run), cell(s.Record), ratioCell(s.Record, s.Run),
+				verdict(s.Replay, "matched"), cell(s.Parallel), ratioCell(s.Parallel, s.Run), verdict(s.ParallelReplay, "matched"), s.Squashes, s.Chunks)
+		}
+	}
+	b.WriteString("\n")
+	return b.String()
 }

@@ -267,6 +267,11 @@ func TestRenderNativeAndProfiles(t *testing.T) {
 	if n := strings.Count(out, "| alpha tiny |"); n != 2 {
 		t.Errorf("%d profile rows for alpha, want 2 (beta and gamma have none)", n)
 	}
+	ok := func(s float64) outcome { return outcome{Wall: time.Duration(s * float64(time.Second)), Ran: true} }
+	r.SyncHeavy = []workloadResult{{Name: "cvping 8", Samsara: []samsaraResult{{VCPUs: 2, Run: ok(10), Record: ok(5), Replay: ok(6), Parallel: ok(40), ParallelReplay: ok(20), Squashes: 3, Chunks: 90}}}}
+	if out := renderMarkdown(r); !strings.Contains(out, "| cvping 8 | 10.00 s | 5.00 s | 0.50x | 6.00 s, matched | 40.00 s | 4.00x | 20.00 s, matched | 3 of 90 |") {
+		t.Errorf("no sync-heavy row in:\n%s", out[strings.Index(out, "Sync-heavy"):])
+	}
 	r.Native = &nativeSpeedup{Err: "exit status 1"}
 	if out := renderMarkdown(r); !strings.Contains(out, "speed-up was not measured: exit status 1") {
 		t.Error("a failed native measurement is not reported")

@@ -66,7 +66,12 @@ func (s samsaraRunner) userHeavy(ck, w string, n int) samsaraResult {
 
 // measure runs, records (both recorders) and replays "w n size".
 func (s samsaraRunner) measure(ck, w string, n int, size string) samsaraResult {
-	argv := []string{w, fmt.Sprint(n), size}
+	return s.measureArgv(ck, n, []string{w, fmt.Sprint(n), size})
+}
+
+// measureArgv runs, records (both recorders) and replays argv on n vCPUs.
+func (s samsaraRunner) measureArgv(ck string, n int, argv []string) samsaraResult {
+	w := argv[0]
 	cpus := fmt.Sprint(n)
 	r := samsaraResult{VCPUs: n}
 	r.Run, _ = runCmd(s.timeout, s.bin, append([]string{"run", "--cpus", cpus, "--from-checkpoint", ck, "--"}, argv...)...)
