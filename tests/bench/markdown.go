@@ -54,24 +54,7 @@ func renderMarkdown(r *benchReport) string {
 	p("%s", syncHeavyTable(r))
 	p("%s", profileTable(r))
 
-	if len(r.UserHeavy) > 0 {
-		p("### User-heavy runs (`PROG 2 %s`, 2 vCPUs)\n\n", userHeavySize)
-		p("The tiny runs above spend most of their time in the emulated guest kernel; these spend most of it in guest user code, which runs natively. ")
-		p("*parallel, before* is the parallel recorder with its privilege-change chunk ends and early conflict checks off (`record --privilege-ends=false --early-conflicts=false`).\n\n")
-		p("*peak RSS* is each process's peak resident memory (run / serialized record / parallel record): the guest RAM the guest touched, mapped from one memfd, plus the VMM; ")
-		p("the parallel recorder's views add what chunks touch, dropped at every chunk end. The guest has %d MiB of RAM.\n\n", guestRAMMiB)
-		p("| workload | run | serialized record | record/run | parallel record | parallel/serialized | squashed chunks | parallel, before | squashed chunks before | replay of the parallel log | peak RSS, MiB |\n")
-		p("|---|---|---|---|---|---|---|---|---|---|---|\n")
-		for _, w := range r.UserHeavy {
-			for _, s := range w.Samsara {
-				p("| %s | %s | %s | %s | %s | %s | %d of %d | %s | %d of %d | %s | %s |\n", w.Name, cell(s.Run), cell(s.Record), ratioCell(s.Record, s.Run),
-					cell(s.Parallel), ratioCell(s.Parallel, s.Record), s.Squashes, s.Chunks,
-					cell(s.Baseline), s.BaselineSquashes, s.BaselineChunks, verdict(s.ParallelReplay, "matched"),
-					rssCell(s.Run, s.Record, s.Parallel))
-			}
-		}
-		p("\n")
-	}
+	p("%s", userHeavyTable(r))
 
 	bq := r.QEMUBoot
 	p("### QEMU boot only (init runs `true`)\n\n")
@@ -94,19 +77,7 @@ func renderMarkdown(r *benchReport) string {
 		p("\n")
 	}
 
-	p("### What the numbers cover\n\n")
-	p("- **samsara** times are wall times of one `samsara run`, `record` or `replay` process started from a checkpoint saved at the end of the boot (`run --save-checkpoint`, one per vCPU count): they include loading the checkpoint and the guest's power-off, not the boot. *replay* says `matched` only when `samsara replay` exited 0 and printed \"%s\".\n", replayMatched)
-	p("- **QEMU** times are wall times of one `qemu-system-x86_64` process from start to exit: SeaBIOS, the kernel boot, the workload and the reset (`-no-reboot`). *run* is `-accel tcg` without recording. The boot-only table above gives the boot's share; QEMU's *record/run* shows the whole-run ratio and, in parentheses, the ratio with each mode's boot-only time subtracted (workload only; `n/a` when the difference is within noise). QEMU *replay* says `same output` when the replayed guest printed the same workload line and exit status 0.\n")
-	p("- *log bytes* is the recording file (samsara: the `.zst` log; QEMU: the `rrfile`). *log MB/s* is log bytes per second of recording wall time. *log bytes per guest s* divides by the guest time the recording covers: samsara's virtual clock at power-off (`samsara inspect --json`, from the checkpoint; it advances per exit and preemption, not with guest user instructions, so it overstates the rate of compute-heavy programs) and QEMU's last kernel log timestamp (the `-icount` virtual clock at reset, boot included).\n")
-	if r.Parallel {
-		p("- *squash rate* is the parallel recorder's squashed chunks over all its chunks (`samsara inspect --json`).\n")
-	} else {
-		p("- *squash rate*: the only recorder `samsara record` offers in this build is `--mode serialized` (one vCPU at a time), which never squashes: n/a. The column fills in when `record --help` lists a parallel mode.\n")
-	}
-	p("- QEMU's log size varies from run to run: with `-icount shift=auto` the virtual clock follows the host's speed, so host load changes how much guest time (timer events) a run records; three boot-only recordings in a row measured 8.4, 11.3 and 10.5 MB.\n")
-	p("- QEMU 7.2 refuses record/replay with `-smp 2`: its 2-vCPU row shows the refusal from this run; the 2-vCPU *run* is plain TCG.\n")
-	p("- `qemu -enable-kvm` is attempted once per vCPU count with the first workload: under PVM it stops, before init runs any program, on an instruction KVM's emulator rejects (QEMU then pauses the VM; the time is until its error). samsara skips that instruction in userspace.\n")
-	p("- Under PVM samsara runs guest user code natively but emulates every guest kernel instruction; TCG translates both. Small (tiny) workloads are kernel-heavy, so samsara's absolute times are not a measure of its recorder.\n")
+	p("%s", numbersNotes(r))
 	if len(r.Trackers) > 0 {
 		p("\n### Page trackers of the parallel recorder: cost per chunk against pages touched\n\n")
 		p("`go test -run XXX -bench BenchmarkChunk -benchtime 20x ./internal/ept/`: a one-vCPU guest touches N consecutive pages at CPL3 (a quarter written) in a chunk. *run-µs/page* is the guest's first-touch cost, *end-µs* the page-set harvest, *commit|discard-µs* the write-back or the drop, *read-pages*/*write-pages* the sets found (fault-around inflates the read set of `private-pagemap-faultaround`).\n\n```\n")
@@ -290,5 +261,51 @@ func syncHeavyTable(r *benchReport) string {
 		}
 	}
 	b.WriteString("\n")
+	return b.String()
+}
+
+// userHeavyTable is the user-heavy runs (userHeavyWorkloads, 2 vCPUs).
+func userHeavyTable(r *benchReport) string {
+	if len(r.UserHeavy) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	p("### User-heavy runs (`PROG 2 %s`, 2 vCPUs)\n\n", userHeavySize)
+	p("The tiny runs above spend most of their time in the emulated guest kernel; these spend most of it in guest user code, which runs natively. ")
+	p("*parallel, before* is the parallel recorder with its privilege-change chunk ends and early conflict checks off (`record --privilege-ends=false --early-conflicts=false`).\n\n")
+	p("*peak RSS* is each process's peak resident memory (run / serialized record / parallel record): the guest RAM the guest touched, mapped from one memfd, plus the VMM; ")
+	p("the parallel recorder's views add what chunks touch, dropped at every chunk end. The guest has %d MiB of RAM.\n\n", guestRAMMiB)
+	p("| workload | run | serialized record | record/run | parallel record | parallel/serialized | squashed chunks | parallel, before | squashed chunks before | replay of the parallel log | peak RSS, MiB |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, w := range r.UserHeavy {
+		for _, s := range w.Samsara {
+			p("| %s | %s | %s | %s | %s | %s | %d of %d | %s | %d of %d | %s | %s |\n", w.Name, cell(s.Run), cell(s.Record), ratioCell(s.Record, s.Run),
+				cell(s.Parallel), ratioCell(s.Parallel, s.Record), s.Squashes, s.Chunks,
+				cell(s.Baseline), s.BaselineSquashes, s.BaselineChunks, verdict(s.ParallelReplay, "matched"),
+				rssCell(s.Run, s.Record, s.Parallel))
+		}
+	}
+	p("\n")
+	return b.String()
+}
+
+// numbersNotes is the report's "What the numbers cover".
+func numbersNotes(r *benchReport) string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	p("### What the numbers cover\n\n")
+	p("- **samsara** times are wall times of one `samsara run`, `record` or `replay` process started from a checkpoint saved at the end of the boot (`run --save-checkpoint`, one per vCPU count): they include loading the checkpoint and the guest's power-off, not the boot. *replay* says `matched` only when `samsara replay` exited 0 and printed \"%s\".\n", replayMatched)
+	p("- **QEMU** times are wall times of one `qemu-system-x86_64` process from start to exit: SeaBIOS, the kernel boot, the workload and the reset (`-no-reboot`). *run* is `-accel tcg` without recording. The boot-only table above gives the boot's share; QEMU's *record/run* shows the whole-run ratio and, in parentheses, the ratio with each mode's boot-only time subtracted (workload only; `n/a` when the difference is within noise). QEMU *replay* says `same output` when the replayed guest printed the same workload line and exit status 0.\n")
+	p("- *log bytes* is the recording file (samsara: the `.zst` log; QEMU: the `rrfile`). *log MB/s* is log bytes per second of recording wall time. *log bytes per guest s* divides by the guest time the recording covers: samsara's virtual clock at power-off (`samsara inspect --json`, from the checkpoint; it advances per exit and preemption, not with guest user instructions, so it overstates the rate of compute-heavy programs) and QEMU's last kernel log timestamp (the `-icount` virtual clock at reset, boot included).\n")
+	if r.Parallel {
+		p("- *squash rate* is the parallel recorder's squashed chunks over all its chunks (`samsara inspect --json`).\n")
+	} else {
+		p("- *squash rate*: the only recorder `samsara record` offers in this build is `--mode serialized` (one vCPU at a time), which never squashes: n/a. The column fills in when `record --help` lists a parallel mode.\n")
+	}
+	p("- QEMU's log size varies from run to run: with `-icount shift=auto` the virtual clock follows the host's speed, so host load changes how much guest time (timer events) a run records; three boot-only recordings in a row measured 8.4, 11.3 and 10.5 MB.\n")
+	p("- QEMU 7.2 refuses record/replay with `-smp 2`: its 2-vCPU row shows the refusal from this run; the 2-vCPU *run* is plain TCG.\n")
+	p("- `qemu -enable-kvm` is attempted once per vCPU count with the first workload: under PVM it stops, before init runs any program, on an instruction KVM's emulator rejects (QEMU then pauses the VM; the time is until its error). samsara skips that instruction in userspace.\n")
+	p("- Under PVM samsara runs guest user code natively but emulates every guest kernel instruction; TCG translates both. Small (tiny) workloads are kernel-heavy, so samsara's absolute times are not a measure of its recorder.\n")
 	return b.String()
 }
