@@ -355,8 +355,8 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 	}
 	err := v.parRunGuest(c)
 	stopWatchdog()
-	c.ran = time.Since(t)
-	t = v.lap(PhaseGuest, t)
+	next := v.lap(PhaseGuest, t)
+	c.ran, t = next.Sub(t), next
 	if err != nil {
 		return err
 	}
@@ -368,8 +368,8 @@ func (v *vcpu) parChunk(tx *commit.Txn, w RecordSink) error {
 	if err := v.parHarvest(c); err != nil {
 		return err
 	}
-	c.harvested = time.Since(t)
-	t = v.lap(PhaseHarvest, t)
+	next = v.lap(PhaseHarvest, t)
+	c.harvested, t = next.Sub(t), next
 	defer v.lap(PhaseCommit, t) // less its exit handling and squash (parCommitted, squash)
 	return v.parCommit(c, w)
 }

@@ -51,6 +51,16 @@ var phaseNames = [numPhases]string{"guest", "exits", "harvest", "commit", "squas
 
 func (p Phase) String() string { return phaseNames[p] }
 
+// otherColumn is the column of the time no phase claims.
+const otherColumn = "other"
+
+// ProfileColumns are the profile's columns in the order Format prints
+// them, the phases and then "other": also the keys of each vCPU's object
+// in the JSON (the benchmark's profile table takes its columns from here).
+func ProfileColumns() []string {
+	return append(phaseNames[:numPhases:numPhases], otherColumn)
+}
+
 // phaseClock is one vCPU's time per phase, in nanoseconds. Atomic: the
 // vCPU's goroutine adds, Profile reads, possibly while that goroutine is
 // still on its way out after the machine stopped.
@@ -118,7 +128,7 @@ func (p Profile) Format(w io.Writer) {
 	for _, n := range phaseNames {
 		fmt.Fprintf(w, " %10s", n)
 	}
-	fmt.Fprintf(w, " %10s\n", "other")
+	fmt.Fprintf(w, " %10s\n", otherColumn)
 	for i, vp := range p.VCPUs {
 		fmt.Fprintf(w, "%-7s", fmt.Sprintf("vcpu %d", i))
 		for _, d := range vp {
@@ -144,7 +154,7 @@ func (p Profile) MarshalJSON() ([]byte, error) {
 	}
 	o := out{Wall: p.Wall.Seconds(), VCPUs: []map[string]float64{}}
 	for _, vp := range p.VCPUs {
-		m := map[string]float64{"other": vp.Other(p.Wall).Seconds()}
+		m := map[string]float64{otherColumn: vp.Other(p.Wall).Seconds()}
 		for i, d := range vp {
 			m[phaseNames[i]] = d.Seconds()
 		}

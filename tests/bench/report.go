@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/samsara-vmm/samsara/internal/session"
 )
 
 // The report subcommand: one run measures samsara and QEMU on every
@@ -104,8 +106,8 @@ type recordProfile struct {
 	VCPUs []map[string]float64 `json:"vcpus"`
 }
 
-// phases are the profile's phases, in the order record --profile prints.
-var phases = []string{"guest", "exits", "harvest", "commit", "squashed", "wait", "checkpoint", "stops", "other"}
+// phases are the profile's columns, in the order record --profile prints.
+var phases = session.ProfileColumns()
 
 // share is phase's mean share of the wall time over the vCPUs, in %.
 func (p *recordProfile) share(phase string) float64 {
