@@ -40,6 +40,13 @@ type bootConfig struct {
 	// longer silence is a wedged host: seen once in ~6 smoke runs, with
 	// QEMU at 190% CPU and a test's own 3-minute bound never firing.
 	Silence time.Duration
+	// Stuck bounds the time without a line that Progress accepts (0: no
+	// bound): a host whose console goes on printing (kernel warnings, a
+	// test's log in a loop) while no test starts or ends is wedged too.
+	// CI's run of 2026-12-06 lost its whole 40-minute bound that way
+	// after the smoke set's first package.
+	Stuck    time.Duration
+	Progress func(line string) bool
 	// Console receives every console line, as printed.
 	Console io.Writer
 }
@@ -115,6 +122,13 @@ func boot(cfg bootConfig) (bootResult, error) {
 	}
 	idle := time.NewTimer(silence)
 	defer idle.Stop()
+	stuck := cfg.Stuck
+	if stuck == 0 || cfg.Progress == nil {
+		stuck = cfg.Timeout
+	}
+	progress := time.NewTimer(stuck)
+	defer progress.Stop()
+	var lastProgress string
 	var hostErr, lastLine string
 	// kill ends QEMU's process group and reaps it.
 	kill := func() {
@@ -140,6 +154,10 @@ func boot(cfg bootConfig) (bootResult, error) {
 			fmt.Fprintln(cfg.Console, line)
 			idle.Reset(silence)
 			lastLine = line
+			if cfg.Progress != nil && cfg.Progress(line) {
+				progress.Reset(stuck)
+				lastProgress = line
+			}
 			switch {
 			// SeaBIOS's terminal escapes may precede the first line.
 			case strings.HasSuffix(line, markReady):
@@ -163,6 +181,9 @@ func boot(cfg bootConfig) (bootResult, error) {
 		case <-idle.C:
 			kill()
 			return res, &wedgedError{silence: silence, last: lastLine}
+		case <-progress.C:
+			kill()
+			return res, &wedgedError{stuck: stuck, last: lastProgress}
 		case <-timeout.C:
 			kill()
 			what := "the command inside to finish"
@@ -179,9 +200,14 @@ func boot(cfg bootConfig) (bootResult, error) {
 // runs on one busy day (a host CPU stuck in smp_call_function_many_cond's
 // IPI wait, the other presumably inside its nested guest and not taking
 // the IPI: QEMU TCG's SVM, not samsara, since samsara runs in that
-// guest's user space); none in the other runs.
+// guest's user space); none in the other runs. The RCU reports are matched by their common words: "rcu_preempt
+// detected stalls", "rcu_preempt self-detected stall" and "detected
+// expedited stalls" are the kernel's variants (kernel/rcu/tree_stall.h).
 func isHostStall(line string) bool {
-	return strings.Contains(line, "rcu: INFO: rcu_preempt detected stalls") || strings.Contains(line, "watchdog: BUG: soft lockup")
+	if strings.Contains(line, "rcu: INFO: ") && strings.Contains(line, "stall") {
+		return true
+	}
+	return strings.Contains(line, "watchdog: BUG: soft lockup") || strings.Contains(line, "Watchdog detected hard LOCKUP")
 }
 
 // hostDiedError is a host VM that ended (a host kernel panic: a soft
@@ -198,10 +224,14 @@ func (e *hostDiedError) Error() string {
 // wedgedError is a host VM that printed nothing for too long.
 type wedgedError struct {
 	silence time.Duration
+	stuck   time.Duration
 	last    string
 }
 
 func (e *wedgedError) Error() string {
+	if e.stuck != 0 {
+		return fmt.Sprintf("host VM printed no test progress for %v (wedged); QEMU killed; the last progress: %q", e.stuck, e.last)
+	}
 	if e.silence == 0 {
 		return fmt.Sprintf("host VM kernel reports a stuck CPU (wedged); QEMU killed; the report: %q", e.last)
 	}

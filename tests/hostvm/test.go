@@ -70,6 +70,7 @@ func cmdTest(args []string) (int, error) {
 	// resumeTimeout) and prints when it ends; cold boots print within
 	// seconds in the host.
 	silence := fs.Duration("silence", 5*time.Minute, "a host VM that prints nothing this long is wedged")
+	stuck := fs.Duration("stuck", 0, "a host VM that starts or ends no test this long is wedged (default: 12m for smoke, 40m for full)")
 	wedgeRetries := fs.Int("wedge-retries", 2, "boot the host again this many times after it wedged or its kernel panicked")
 	fs.Parse(args)
 	if *set != string(setSmoke) && *set != string(setFull) {
@@ -105,13 +106,27 @@ func cmdTest(args []string) (int, error) {
 	script.WriteString("exit $status\n")
 	p.Script = script.String()
 
-	w.silence = *silence
+	if *stuck == 0 {
+		// 12 minutes: the whole smoke set took 124-141 s of host time,
+		// its slowest test well under a minute; a test that runs out its
+		// own bounds reports within 3 minutes per command. The full set
+		// has 2-vCPU recordings that take TCG many minutes each.
+		*stuck = 12 * time.Minute
+		if testSet(*set) == setFull {
+			*stuck = 40 * time.Minute
+		}
+	}
+	w.silence, w.stuck, w.progress = *silence, *stuck, isTestProgress
+	// -timeout bounds the whole command: a retry gets what is left, so a
+	// wedge cannot cost CI more than the one bound.
+	deadline := time.Now().Add(o.timeout)
 	var (
 		res     bootResult
 		bootErr error
 		s       *summary
 	)
 	for attempt := 0; ; attempt++ {
+		w.o.timeout = time.Until(deadline)
 		fmt.Printf("hostvm: running the %s set of KVM tests inside the emulated AMD-SVM host (QEMU TCG -cpu max, %s)\n", *set, w.kernel.Package)
 		pr, pw := io.Pipe()
 		tally := make(chan *summary)
@@ -126,7 +141,7 @@ func cmdTest(args []string) (int, error) {
 		// host panic).
 		var wedged *wedgedError
 		var died *hostDiedError
-		if (errors.As(bootErr, &wedged) || errors.As(bootErr, &died)) && attempt < *wedgeRetries {
+		if (errors.As(bootErr, &wedged) || errors.As(bootErr, &died)) && attempt < *wedgeRetries && time.Until(deadline) > minAttempt {
 			fmt.Printf("hostvm: %v\nhostvm: booting the host VM again (%d of %d) and running the set from the start\n", bootErr, attempt+1, *wedgeRetries)
 			continue
 		}
@@ -140,6 +155,18 @@ func cmdTest(args []string) (int, error) {
 		res.Status = 1
 	}
 	return res.Status, nil
+}
+
+// minAttempt is the least time left for which a wedged host is booted
+// again: boot (7 s) and the smoke set (124-141 s of host time here) with
+// room for a busy machine.
+const minAttempt = 8 * time.Minute
+
+// isTestProgress reports a console line that says a test started or
+// ended, or a package's tests did: the host is not wedged.
+func isTestProgress(line string) bool {
+	return strings.HasPrefix(line, "=== RUN") || resultLine.MatchString(line) ||
+		strings.HasPrefix(line, markBegin) || strings.HasPrefix(line, markEnd) || strings.HasSuffix(line, markReady)
 }
 
 // Markers around each package's tests in the console.

@@ -66,11 +66,34 @@ func TestIsHostStall(t *testing.T) {
 	for line, want := range map[string]bool{
 		"[  549.818378] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:":           true,
 		"[   32.869453] watchdog: BUG: soft lockup - CPU#1 stuck for 26s! [x:119]":       true,
+		"[  700.102030] rcu: INFO: rcu_preempt self-detected stall on CPU":               true,
+		"[  700.102030] rcu: INFO: rcu_preempt detected expedited stalls on CPUs/tasks":  true,
+		"[  700.102030] rcu: \t1-...!: (1 GPs behind) idle=a4c/0/0x1":                    false,
 		"[    8.686481] kvm [100]: vcpu0, guest rIP: 0xffffffff81002a2a Unhandled WRMSR": false,
 		"--- PASS: TestDevBusMap (0.03s)":                                                false,
 	} {
 		if got := isHostStall(line); got != want {
 			t.Errorf("isHostStall(%q) = %v, want %v", line, got, want)
+		}
+	}
+}
+
+// TestIsTestProgress: a test starting or ending, or a package's markers,
+// reset the host's progress bound; logs, kernel messages and the tests'
+// own output do not.
+func TestIsTestProgress(t *testing.T) {
+	for line, want := range map[string]bool{
+		"=== RUN   TestConformance/cpl3/dirtylog":                         true,
+		"--- PASS: TestDevBusMap (0.03s)":                                 true,
+		"    --- FAIL: TestCorpus/parallel (292.17s)":                     true,
+		markBegin + " internal/ept":                                       true,
+		markEnd + " internal/ept":                                         true,
+		"    conformance_test.go:91: chunk 1: read [0x2 0x3] write [0x2]": false,
+		"[  549.818378] INFO: task kworker/0:1 blocked for more than 120": false,
+		"PASS": false,
+	} {
+		if got := isTestProgress(line); got != want {
+			t.Errorf("isTestProgress(%q) = %v, want %v", line, got, want)
 		}
 	}
 }
