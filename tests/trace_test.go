@@ -88,7 +88,40 @@ func TestTrace(t *testing.T) {
 	checkTraceContents(t, ra[0])
 	checkVCPUFilter(t, runTrace(t, rec, ckpt, "--vcpu", "1", "--format", "text"), len(insns(ra[1])))
 	checkChampSim(t, runTrace(t, rec, ckpt, "--format", "champsim"), ra)
+	checkWindow(t, rec, ckpt, ra)
 	checkDivergedTrace(t, rec, ckpt)
+}
+
+// checkWindow traces between two positions of vCPU 0's full trace (a
+// third and two thirds into it; --from/--to): every vCPU's trace holds
+// exactly the full trace's instructions at positions between them.
+func checkWindow(t *testing.T, rec, ckpt string, full [][]trace.Record) {
+	t.Helper()
+	all := insns(full[0])
+	if len(all) < 3 {
+		t.Fatalf("vcpu 0 has %d instructions: too few to cut a window", len(all))
+	}
+	a, b := all[len(all)/3], all[2*len(all)/3]
+	pos := func(in trace.Insn) string { return fmt.Sprintf("%d.%d", in.Chunk, in.Index) }
+	before := func(x, y trace.Insn) bool { return x.Chunk < y.Chunk || x.Chunk == y.Chunk && x.Index < y.Index }
+	got, _ := readNativeTrace(t, runTrace(t, rec, ckpt, "--from", pos(a), "--to", pos(b)), 2)
+	for v := range 2 {
+		var want []string
+		for _, in := range insns(full[v]) {
+			if !before(in, a) && !before(b, in) {
+				want = append(want, fmt.Sprintf("%s %#x", pos(in), in.RIP))
+			}
+		}
+		var have []string
+		for _, in := range insns(got[v]) {
+			have = append(have, fmt.Sprintf("%s %#x", pos(in), in.RIP))
+		}
+		if strings.Join(have, "\n") != strings.Join(want, "\n") {
+			t.Errorf("vcpu %d, --from %s --to %s: %d instructions, want the full trace's %d between them (first %v, want first %v)",
+				v, pos(a), pos(b), len(have), len(want), have[:min(len(have), 1)], want[:min(len(want), 1)])
+		}
+	}
+	t.Logf("--from %s --to %s: vcpu 0 holds %d instructions", pos(a), pos(b), len(insns(got[0])))
 }
 
 // checkTraceContents checks the first vCPU's records: stepped kernel

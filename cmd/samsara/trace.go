@@ -20,7 +20,7 @@ import (
 func newTraceCmd(logger func() *zap.Logger) *cobra.Command {
 	var t traceFlags
 	cmd := &cobra.Command{
-		Use:   "trace rec.zst -o DIR [--format native|text|champsim] [--vcpu N] [--chunks A-B] [replay's machine flags]",
+		Use:   "trace rec.zst -o DIR [--format native|text|champsim] [--vcpu N] [--chunks A-B] [--from C.I] [--to C.I] [replay's machine flags]",
 		Short: "Replay a recording, verify it, and expand it into an execution trace of every single-steppable instruction",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -38,6 +38,8 @@ func newTraceCmd(logger func() *zap.Logger) *cobra.Command {
 	fl.StringVar(&t.format, "format", trace.FormatNative, "native, text or champsim")
 	fl.IntVar(&t.vcpu, "vcpu", -1, "trace only this vCPU (-1: every vCPU)")
 	fl.StringVar(&t.chunks, "chunks", "", "trace only chunks A-B (0-based, inclusive; A- for A to the end)")
+	fl.StringVar(&t.from, "from", "", "trace from position C.I on: instruction I (0-based) of chunk C, or C for the chunk's start")
+	fl.StringVar(&t.to, "to", "", "trace up to position C.I, inclusive: instruction I of chunk C, or C for the chunk's end")
 	fl.BoolVar(&t.values, "values", false, "record the bytes each memory access reads or writes (8 more bytes per access)")
 	fl.BoolVar(&t.kernelOnly, "kernel-only", true, "trace guest kernel code only (the only choice where user code cannot be single-stepped, as under PVM)")
 	r.session.registerReplay(cmd)
@@ -52,6 +54,7 @@ type traceFlags struct {
 	format     string
 	vcpu       int
 	chunks     string
+	from, to   string
 	kernelOnly bool
 	values     bool
 }
@@ -77,14 +80,67 @@ func parseChunks(s string) (from, to int, err error) {
 	return from, to, nil
 }
 
+// parsePosition parses a --from/--to position: C.I (chunk C,
+// instruction I in it) or C (hasIndex false).
+func parsePosition(flag, s string) (chunk int, index uint64, hasIndex bool, err error) {
+	a, b, hasIndex := strings.Cut(s, ".")
+	bad := fmt.Errorf("--%s %q: want C.I (instruction I of chunk C, both from 0) or C, as trace positions are written", flag, s)
+	if chunk, err = strconv.Atoi(a); err != nil || chunk < 0 {
+		return 0, 0, false, bad
+	}
+	if hasIndex {
+		if index, err = strconv.ParseUint(b, 10, 64); err != nil {
+			return 0, 0, false, bad
+		}
+	}
+	return chunk, index, hasIndex, nil
+}
+
+// window is the expander's traced window from --chunks, --from and --to:
+// --from and --to narrow the chunk range.
+func (t *traceFlags) window(e *session.Expander) error {
+	from, to, err := parseChunks(t.chunks)
+	if err != nil {
+		return err
+	}
+	e.FromChunk, e.ToChunk = from, to
+	if t.from != "" {
+		c, i, _, err := parsePosition("from", t.from)
+		if err != nil {
+			return err
+		}
+		if c > e.FromChunk {
+			e.FromChunk, e.FromIndex = c, i
+		} else if c == e.FromChunk {
+			e.FromIndex = i
+		}
+	}
+	if t.to != "" {
+		c, i, hasIndex, err := parsePosition("to", t.to)
+		if err != nil {
+			return err
+		}
+		if e.ToChunk < 0 || c <= e.ToChunk {
+			e.ToChunk, e.Until = c, 0
+			if hasIndex {
+				e.Until = i + 1
+			}
+		}
+	}
+	if e.ToChunk >= 0 && (e.ToChunk < e.FromChunk || e.ToChunk == e.FromChunk && e.Until != 0 && e.Until <= e.FromIndex) {
+		return fmt.Errorf("the traced window is empty: from %d.%d to chunk %d (--chunks %q, --from %q, --to %q)", e.FromChunk, e.FromIndex, e.ToChunk, t.chunks, t.from, t.to)
+	}
+	return nil
+}
+
 // run replays the recording in path while expanding it into t.out.
 func (t *traceFlags) run(logger *zap.Logger, path string) error {
 	if !t.kernelOnly {
 		// expandStep never steps CPL3: user code is traced nowhere yet.
 		return fmt.Errorf("--kernel-only=false: user code is not traced yet (under PVM it cannot be single-stepped at all: shared/PLATFORM.md)")
 	}
-	from, to, err := parseChunks(t.chunks)
-	if err != nil {
+	exp := &session.Expander{VCPU: t.vcpu, Values: t.values}
+	if err := t.window(exp); err != nil {
 		return err
 	}
 	cfg, records, closeConsole, err := t.replay.config(logger, path)
@@ -112,7 +168,7 @@ func (t *traceFlags) run(logger *zap.Logger, path string) error {
 	}
 	defer m.Close()
 	defer rs.Close()
-	exp := &session.Expander{Set: set, VCPU: t.vcpu, FromChunk: from, ToChunk: to, Values: t.values}
+	exp.Set = set
 	start := time.Now()
 	_, err = rs.Expand(records, exp)
 	elapsed := time.Since(start)

@@ -9,6 +9,8 @@ package session
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/bobuhiro11/gokvm/kvm"
 )
 
 // Page-table entry bits and masks (SDM vol. 3, table 4-15 to 4-20).
@@ -78,4 +80,16 @@ func readVirtual(mem []byte, cr3, va uint64, n int) ([]byte, error) {
 		va += chunk
 	}
 	return out, nil
+}
+
+// interruptHandler is the address of vector vec's handler: the offset of
+// its 64-bit IDT gate, 16 bytes each, the offset in bytes 0-1, 6-7 and
+// 8-11 (Intel SDM vol. 3, 6.14.1, figure 6-8).
+func interruptHandler(mem []byte, sr *kvm.Sregs, vec uint8) (uint64, error) {
+	gate, err := readVirtual(mem, sr.CR3, sr.IDT.Base+uint64(vec)*16, 16)
+	if err != nil {
+		return 0, err
+	}
+	le := binary.LittleEndian
+	return uint64(le.Uint16(gate)) | uint64(le.Uint16(gate[6:]))<<16 | uint64(le.Uint32(gate[8:]))<<32, nil
 }

@@ -575,11 +575,14 @@ const dr7L0 = 1 << 0
 func (v *vcpu) runTo(target log.Point, injected, stateMatch bool) error {
 	defer v.SetGuestDebug(0, nil)
 	v.runToStarted = time.Now()
-	want := fmt.Sprintf("+%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP)
+	want := pointWant(target)
 	// hits counts breakpoint stops at the point's RIP that were not the
 	// point: fast-forward is used only once the point has proven to lie in
 	// a hot loop (det_ff.go).
 	hits := 0
+	// last is the entry that brought the vCPU where it stands (a
+	// divergence names it).
+	var last runToEntry
 	for {
 		if v.s.m.IsStopped() {
 			return errMachineStopped
@@ -589,7 +592,7 @@ func (v *vcpu) runTo(target log.Point, injected, stateMatch bool) error {
 			v.trace("RUNTO-DONE vcpu %d at +%d want +%d after %d breakpoint hits, %d fast-forward runs (rate %.0f/s)", v.id, d, target.KernelInsns, hits, v.ffRuns, v.ffRate)
 			return err
 		}
-		got := fmt.Sprintf("+%d at RIP %#x", d, regs.RIP)
+		got := fmt.Sprintf("+%d at RIP %#x, after %v", d, regs.RIP, last)
 		switch {
 		case d > target.KernelInsns:
 			return &DivergenceError{VCPU: v.id, What: "preemption point passed", Want: want, Got: got}
@@ -610,6 +613,7 @@ func (v *vcpu) runTo(target log.Point, injected, stateMatch bool) error {
 		if step {
 			hits++
 		}
+		last = runToEntry{set: true, step: step, injected: injected, d: d, regs: *regs}
 		injected = false
 		exited, err := v.stepTowards(target.RIP, step)
 		if err != nil {
@@ -619,6 +623,36 @@ func (v *vcpu) runTo(target log.Point, injected, stateMatch bool) error {
 			return &DivergenceError{VCPU: v.id, What: "exit before the preemption point", Want: want, Got: fmt.Sprintf("exit reason %d", v.ExitReason())}
 		}
 	}
+}
+
+// pointWant is a recorded end point as a divergence names it (replay and
+// trace alike).
+func pointWant(target log.Point) string {
+	return fmt.Sprintf("+%d kernel instructions at RIP %#x (registers %016x)", target.KernelInsns, target.RIP, target.Regs)
+}
+
+// runToEntry is one of runTo's entries, for a divergence: a single step
+// or a run to the breakpoint, from where, with an interrupt injected for
+// it or not (set: there was one).
+type runToEntry struct {
+	set            bool
+	step, injected bool
+	d              uint64
+	regs           kvm.Regs
+}
+
+func (e runToEntry) String() string {
+	if !e.set {
+		return "no entry"
+	}
+	kind := "a run to the breakpoint"
+	if e.step {
+		kind = "a single step"
+	}
+	if e.injected {
+		kind += " delivering an injected interrupt"
+	}
+	return fmt.Sprintf("%s from +%d at RIP %#x (registers %016x)", kind, e.d, e.regs.RIP, regsHash(&e.regs))
 }
 
 // standing is where the vCPU stands against target: its count since the

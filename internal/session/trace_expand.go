@@ -29,6 +29,12 @@ type Expander struct {
 	// FromChunk and ToChunk limit it to chunks FromChunk..ToChunk
 	// (ToChunk < 0: to the end).
 	FromChunk, ToChunk int
+	// FromIndex and Until narrow the first and the last of those chunks
+	// to the instructions and events at positions FromIndex.. and
+	// ..Until-1 of the chunk (Until 0: to its end; trace --from/--to
+	// C.I); the whole chunk is still stepped, so positions are those of a
+	// full trace.
+	FromIndex, Until uint64
 	// Values records the bytes each access reads or writes.
 	Values bool
 
@@ -75,6 +81,20 @@ func (v *vcpu) expandChunk(c *chunkRun) error {
 	return e.Set.Chunk(v.id, uint32(e.chunk), regs.RIP)
 }
 
+// inWindow reports whether position index of the current chunk is
+// written: the chunk is traced and the index lies in the window.
+func (e *Expander) inWindow(index uint64) bool {
+	switch {
+	case !e.on:
+		return false
+	case e.chunk == e.FromChunk && index < e.FromIndex:
+		return false
+	case e.chunk == e.ToChunk && e.Until != 0 && index >= e.Until:
+		return false
+	}
+	return true
+}
+
 // expandInject is injectAtEntry's hook: an interrupt injected.
 func (v *vcpu) expandInject(vec uint8, injected bool) error {
 	e := v.s.exp
@@ -82,6 +102,9 @@ func (v *vcpu) expandInject(vec uint8, injected bool) error {
 		return nil
 	}
 	e.vec = vec
+	if !e.inWindow(e.index) {
+		return nil
+	}
 	return e.Set.Inject(v.id, uint32(e.chunk), e.index, vec)
 }
 
@@ -110,7 +133,7 @@ func (v *vcpu) expandRunTo(c *chunkRun, target log.Point, injected, stateMatch b
 	// The last step leaves single-stepping armed: the next chunk, maybe
 	// not traced, must run plainly (as runTo leaves it).
 	defer v.SetGuestDebug(0, nil)
-	want := fmt.Sprintf("+%d kernel instructions at RIP %#x", target.KernelInsns, target.RIP)
+	want := pointWant(target)
 	for {
 		if v.s.m.IsStopped() {
 			return errMachineStopped

@@ -89,7 +89,7 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 	if err := v.expandWrite(in, pre, sr, injected); err != nil {
 		return false, err
 	}
-	if toUser && !injected {
+	if toUser && !injected && e.inWindow(e.index) {
 		// Under PVM the step does not stop in user mode (PLATFORM.md):
 		// it ran user code until the next entry into the kernel (an
 		// exception, interrupt or system call), and came back there.
@@ -129,6 +129,9 @@ func (v *vcpu) expandWrite(in *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs, injecte
 		v.expandValues(in, trace.AccessWrite)
 	}
 	e.index++
+	if !e.inWindow(in.Index) {
+		return nil
+	}
 	return e.Set.Insn(v.id, in)
 }
 
@@ -140,10 +143,13 @@ func (v *vcpu) expandPlain(c *chunkRun, rip uint64, cpl uint8) (bool, error) {
 	switch {
 	case cpl != 0 && !e.inUser:
 		e.inUser = true
+		if !e.inWindow(e.index) {
+			break
+		}
 		if err := e.Set.User(v.id, uint32(e.chunk), e.index, rip); err != nil {
 			return false, err
 		}
-	case cpl == 0:
+	case cpl == 0 && e.inWindow(e.index):
 		if err := e.Set.Halt(v.id, uint32(e.chunk), e.index, rip); err != nil {
 			return false, err
 		}
@@ -270,15 +276,11 @@ const maxDeliveredRun = 16
 func (v *vcpu) expandDelivered(sr *kvm.Sregs, rip uint64) error {
 	e := v.s.exp
 	mem := v.s.m.Memory()
-	// A 64-bit IDT gate is 16 bytes, its offset in bytes 0-1, 6-7 and
-	// 8-11 (Intel SDM vol. 3, 6.14.1, figure 6-8).
-	gate, err := readVirtual(mem, sr.CR3, sr.IDT.Base+uint64(e.vec)*16, 16)
+	at, err := interruptHandler(mem, sr, e.vec)
 	if err != nil {
 		e.Unseen++
 		return nil
 	}
-	le := binary.LittleEndian
-	at := uint64(le.Uint16(gate)) | uint64(le.Uint16(gate[6:]))<<16 | uint64(le.Uint32(gate[8:]))<<32
 	var run []*trace.Insn
 	for at != rip {
 		if at > rip || rip-at > maxDeliveredRun {
@@ -301,6 +303,9 @@ func (v *vcpu) expandDelivered(sr *kvm.Sregs, rip uint64) error {
 	for _, in := range run {
 		in.Index = e.index
 		e.index++
+		if !e.inWindow(in.Index) {
+			continue
+		}
 		if err := e.Set.Insn(v.id, in); err != nil {
 			return err
 		}
