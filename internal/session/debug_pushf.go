@@ -2,6 +2,8 @@ package session
 
 import (
 	"encoding/binary"
+
+	"github.com/bobuhiro11/gokvm/kvm"
 )
 
 // rflagsTF is RFLAGS.TF, the trap flag (Intel SDM vol. 1, 3.4.3).
@@ -89,6 +91,30 @@ func isPushf(b []byte) bool {
 		}
 	}
 	return false
+}
+
+// fixStepLeaks undoes what one single step from pre leaked into guest
+// memory: a PUSHF's TF (fixPushedTF), and the TF in the frame of an
+// exception the stepped instruction raised (a page fault in a copy from
+// user memory, say): the processor saves RFLAGS with KVM's TF there, and
+// the handler's IRET gives it back to the guest, whose next instruction
+// then raises a #DB of its own (as fixSyscallTF's SYSRET did). An
+// exception shows as a stack that grew by a frame (five words or more)
+// or moved to another stack (an IST stack); the frame is then searched
+// as for an injected interrupt (fixFrameTF).
+func (v *vcpu) fixStepLeaks(pre *kvm.Regs) error {
+	if err := v.fixPushedTF(pre.RIP); err != nil {
+		return err
+	}
+	regs, err := v.Regs()
+	if err != nil {
+		return err
+	}
+	const frame = 5 * 8
+	if regs.RSP+frame <= pre.RSP || regs.RSP > pre.RSP+4096 {
+		return v.fixFrameTF(pre.RFLAGS)
+	}
+	return nil
 }
 
 // frameSearch is how many stack words fixFrameTF looks at: an interrupt

@@ -615,7 +615,7 @@ func (v *vcpu) runTo(target log.Point, injected, stateMatch bool) error {
 		}
 		last = runToEntry{set: true, step: step, injected: injected, d: d, regs: *regs}
 		injected = false
-		exited, err := v.stepTowards(target.RIP, step)
+		exited, err := v.stepTowards(target.RIP, step, regs)
 		if err != nil {
 			return err
 		}
@@ -699,9 +699,16 @@ func (v *vcpu) position() (uint64, *kvm.Regs, error) {
 }
 
 // stepTowards runs the vCPU to the next execution of rip (a hardware
-// breakpoint), or one instruction when step (it stands at rip already).
-// It reports a real exit, which runTo does not expect.
-func (v *vcpu) stepTowards(rip uint64, step bool) (exited bool, err error) {
+// breakpoint), or one instruction when step; pre are the registers it
+// stands with. A step is usually at rip, but the debugger steps runTo's
+// vCPU anywhere (debug_tail.go, debugStepAt), so the step's fix-up looks
+// at the instruction at pre.RIP: given rip, every debugger step towards a
+// point at a PUSHF cleared bit 8 of the value on top of the stack,
+// whatever the stepped instruction was (found 2026-12-06: TestGDB
+// diverged in about 1 run in 10, at points at PUSHF in do_idle and
+// _raw_spin_lock_irqsave). It reports a real exit, which runTo does not
+// expect.
+func (v *vcpu) stepTowards(rip uint64, step bool, pre *kvm.Regs) (exited bool, err error) {
 	if !step && !v.s.opts.KernelCount {
 		return v.runToPageBreak(rip) // det_match.go
 	}
@@ -726,7 +733,7 @@ func (v *vcpu) stepTowards(rip uint64, step bool) (exited bool, err error) {
 		return true, nil
 	}
 	if step {
-		if err := v.fixPushedTF(rip); err != nil {
+		if err := v.fixStepLeaks(pre); err != nil {
 			return false, err
 		}
 	}

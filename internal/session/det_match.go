@@ -143,9 +143,13 @@ const matchPassLimit = 200 * time.Millisecond
 // stands at rip when its last exit is a debug exit.
 func (v *vcpu) matchPass(rip uint64) (matchOutcome, error) {
 	deadline := time.Now().Add(matchPassLimit)
+	pre, err := v.Regs()
+	if err != nil {
+		return matchNone, err
+	}
 	for _, step := range []bool{true, false} {
 		for {
-			exited, err := v.stepTowards(rip, step)
+			exited, err := v.stepTowards(rip, step, pre) // the step starts at rip
 			if err != nil || exited {
 				v.trace("STATE-TRY vcpu %d exit %d err %v", v.id, v.ExitReason(), err)
 				return matchExited, err
@@ -233,7 +237,7 @@ func (v *vcpu) walkPage(rip uint64) (at, exited bool, err error) {
 		if i > 0 && regs.RIP&^0xfff != rip&^0xfff {
 			return false, false, nil
 		}
-		exited, err := v.stepTowards(regs.RIP, true)
+		exited, err := v.stepTowards(regs.RIP, true, regs)
 		if err != nil || exited {
 			return false, exited, err
 		}

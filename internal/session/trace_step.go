@@ -77,7 +77,7 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 		// Not a chunk exit: the next entry injects nothing, as after a
 		// kick (debug_hook.go, enter).
 		c.inject = false
-		if err := v.fixPushedTF(pre.RIP); err != nil {
+		if err := v.fixStepLeaks(pre); err != nil {
 			return false, err
 		}
 		if injected {
