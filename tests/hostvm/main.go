@@ -144,9 +144,8 @@ type workspace struct {
 	kernel hostKernel
 	// silence is the console-silence bound of boot (0: none).
 	silence time.Duration
-	// stuck and progress are boot's bound on test progress (0: none).
-	stuck    time.Duration
-	progress func(string) bool
+	// stuck is boot's bound on test progress (0: none).
+	stuck time.Duration
 }
 
 func newWorkspace(o options) (*workspace, error) {
@@ -277,6 +276,6 @@ func (w *workspace) boot(p payload, console io.Writer) (bootResult, error) {
 	return boot(bootConfig{
 		Kernel: w.kernel, Initramfs: img,
 		MemMiB: w.o.memMiB, CPUs: w.o.cpus, Timeout: w.o.timeout,
-		Silence: w.silence, Stuck: w.stuck, Progress: w.progress, Console: console,
+		Silence: w.silence, Stuck: w.stuck, Console: console,
 	})
 }

@@ -40,13 +40,12 @@ type bootConfig struct {
 	// longer silence is a wedged host: seen once in ~6 smoke runs, with
 	// QEMU at 190% CPU and a test's own 3-minute bound never firing.
 	Silence time.Duration
-	// Stuck bounds the time without a line that Progress accepts (0: no
-	// bound): a host whose console goes on printing (kernel warnings, a
-	// test's log in a loop) while no test starts or ends is wedged too.
-	// CI's run of 2026-12-06 lost its whole 40-minute bound that way
-	// after the smoke set's first package.
-	Stuck    time.Duration
-	Progress func(line string) bool
+	// Stuck bounds the time without a test starting or ending
+	// (isTestProgress; 0: no bound): a host whose console goes on
+	// printing (kernel warnings, a test's log in a loop) while no test
+	// starts or ends is wedged too. CI's run of 2026-12-06 lost its whole
+	// 40-minute bound that way after the smoke set's first package.
+	Stuck time.Duration
 	// Console receives every console line, as printed.
 	Console io.Writer
 }
@@ -123,7 +122,7 @@ func boot(cfg bootConfig) (bootResult, error) {
 	idle := time.NewTimer(silence)
 	defer idle.Stop()
 	stuck := cfg.Stuck
-	if stuck == 0 || cfg.Progress == nil {
+	if stuck == 0 {
 		stuck = cfg.Timeout
 	}
 	progress := time.NewTimer(stuck)
@@ -154,7 +153,7 @@ func boot(cfg bootConfig) (bootResult, error) {
 			fmt.Fprintln(cfg.Console, line)
 			idle.Reset(silence)
 			lastLine = line
-			if cfg.Progress != nil && cfg.Progress(line) {
+			if isTestProgress(line) {
 				progress.Reset(stuck)
 				lastProgress = line
 			}
@@ -200,9 +199,10 @@ func boot(cfg bootConfig) (bootResult, error) {
 // runs on one busy day (a host CPU stuck in smp_call_function_many_cond's
 // IPI wait, the other presumably inside its nested guest and not taking
 // the IPI: QEMU TCG's SVM, not samsara, since samsara runs in that
-// guest's user space); none in the other runs. The RCU reports are matched by their common words: "rcu_preempt
-// detected stalls", "rcu_preempt self-detected stall" and "detected
-// expedited stalls" are the kernel's variants (kernel/rcu/tree_stall.h).
+// guest's user space); none in the other runs. The RCU reports are
+// matched by their common words: "rcu_preempt detected stalls",
+// "rcu_preempt self-detected stall" and "detected expedited stalls" are
+// the kernel's variants (kernel/rcu/tree_stall.h).
 func isHostStall(line string) bool {
 	if strings.Contains(line, "rcu: INFO: ") && strings.Contains(line, "stall") {
 		return true
@@ -221,7 +221,9 @@ func (e *hostDiedError) Error() string {
 	return fmt.Sprintf("host VM ended (%v) before the command inside reported its status; its last line: %q", e.err, e.last)
 }
 
-// wedgedError is a host VM that printed nothing for too long.
+// wedgedError is a host VM that printed nothing for too long (silence),
+// started or ended no test for too long (stuck), or whose kernel reported
+// a stuck CPU (neither).
 type wedgedError struct {
 	silence time.Duration
 	stuck   time.Duration

@@ -116,7 +116,7 @@ func cmdTest(args []string) (int, error) {
 			*stuck = 40 * time.Minute
 		}
 	}
-	w.silence, w.stuck, w.progress = *silence, *stuck, isTestProgress
+	w.silence, w.stuck = *silence, *stuck
 	// -timeout bounds the whole command: a retry gets what is left, so a
 	// wedge cannot cost CI more than the one bound.
 	deadline := time.Now().Add(o.timeout)
