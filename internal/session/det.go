@@ -28,6 +28,7 @@ package session
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/bobuhiro11/gokvm/kvm"
@@ -152,6 +153,9 @@ type chunkRun struct {
 	// injectedNow: an interrupt was injected for the next entry (the
 	// debugger's single steps fix up its frame: debug_pushf.go).
 	injectedNow bool
+	// injections lists the vectors injected, with the exit count they
+	// followed, for a divergence report (replayEndNote).
+	injections []string
 }
 
 // runChunk runs one chunk. In replay, want is the recorded chunk to
@@ -267,6 +271,9 @@ func (v *vcpu) injectAtEntry(c *chunkRun) error {
 	}
 	c.injectedSinceExit = c.injectedSinceExit || injected
 	c.injectedNow = injected
+	if injected {
+		c.injections = append(c.injections, fmt.Sprintf("%#x after %d exits", vec, c.rec.Exits))
+	}
 	v.traceInject(c.want != nil, c.rec.Exits, injected)
 	return nil
 }
@@ -275,6 +282,7 @@ func (v *vcpu) injectAtEntry(c *chunkRun) error {
 // at a preemption or privilege-change point it runs on to the recorded
 // end point first.
 func (v *vcpu) replayChunkEnd(c *chunkRun) (log.Chunk, error) {
+	v.endNote = v.replayEndNote(c)
 	switch c.want.Reason {
 	case log.ReasonBudget, log.ReasonPrivilege, log.ReasonStateMatch:
 		// The recorder preempted only after the guest had taken any
@@ -296,6 +304,28 @@ func (v *vcpu) replayChunkEnd(c *chunkRun) (log.Chunk, error) {
 		return v.finishStateMatch(c.rec)
 	}
 	return v.finishChunk(c.rec, c.want.Reason)
+}
+
+// replayEndNote says what a replayed chunk did before its recorded exits
+// were made: the interrupts it injected, its last exit, and the registers
+// there. The log holds only a hash of the recorded registers; this is the
+// replay's side of a "registers at the chunk end" divergence.
+func (v *vcpu) replayEndNote(c *chunkRun) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "chunk reason %v, %d exits", c.want.Reason, c.rec.Exits)
+	if c.rec.Exits > 0 {
+		fmt.Fprintf(&b, ", the last: %s", v.ExitSummary())
+	}
+	if len(c.injections) == 0 {
+		b.WriteString("; no interrupt injected")
+	} else {
+		fmt.Fprintf(&b, "; injected %s", strings.Join(c.injections, ", "))
+	}
+	if r, err := v.Regs(); err == nil {
+		fmt.Fprintf(&b, "; at the last exit rip %#x rsp %#x rflags %#x rax %#x rbx %#x rcx %#x rdx %#x rsi %#x rdi %#x rbp %#x r12 %#x",
+			r.RIP, r.RSP, r.RFLAGS, r.RAX, r.RBX, r.RCX, r.RDX, r.RSI, r.RDI, r.RBP, r.R12)
+	}
+	return b.String()
 }
 
 // maybePreempt is where the serialized recorder preempts: after a kick

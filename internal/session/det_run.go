@@ -262,7 +262,7 @@ func (s *Session) replayChunk(i int, want *log.Chunk, done chan chunkResult) err
 	if got.End.RIP != want.End.RIP || got.End.Regs != want.End.Regs {
 		return &DivergenceError{Chunk: i, VCPU: v.id, What: "registers at the chunk end",
 			Want: fmt.Sprintf("RIP %#x, registers %016x", want.End.RIP, want.End.Regs),
-			Got:  fmt.Sprintf("RIP %#x, registers %016x", got.End.RIP, got.End.Regs)}
+			Got:  fmt.Sprintf("RIP %#x, registers %016x (%s)", got.End.RIP, got.End.Regs, v.endNote)}
 	}
 	return nil
 }

@@ -158,6 +158,9 @@ type vcpu struct {
 	debugSquashed bool
 	// prof is the vCPU's time per phase (profile.go).
 	prof phaseClock
+	// endNote describes where the vCPU's last replayed chunk ended, for a
+	// divergence report (det.go, replayEndNote).
+	endNote string
 }
 
 // New prepares m, a machine built with Deterministic set, for recording or

@@ -472,3 +472,28 @@ func (m *Machine) Result() Result {
 	defer m.mu.Unlock()
 	return Result{ExitStatus: m.status, Elapsed: time.Since(m.started)}
 }
+
+// ExitSummary describes the last exit for a divergence report: its
+// reason, and for port and MMIO exits the access (port or guest-physical
+// address, direction, data).
+func (v *VCPU) ExitSummary() string {
+	switch v.run.ExitReason {
+	case kvmsys.ExitIO:
+		out, size, port, count, data := kvmsys.IOExit(v.run, v.page)
+		dir := "in"
+		if out {
+			dir = "out"
+		}
+		return fmt.Sprintf("port %s %#x size %d count %d data %x", dir, port, size, count, data)
+	case kvmsys.ExitMMIO:
+		addr, data, write := kvmsys.MMIOExit(v.run)
+		dir := "read"
+		if write {
+			dir = "write"
+		}
+		return fmt.Sprintf("MMIO %s %#x data %x", dir, addr, data)
+	case kvmsys.ExitHLT:
+		return "HLT"
+	}
+	return fmt.Sprintf("exit reason %d", v.run.ExitReason)
+}

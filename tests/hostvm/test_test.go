@@ -19,7 +19,10 @@ SAMSARA-HOSTVM-BEGIN tests
 === RUN   TestC
 === RUN   TestC/1cpu
     c_test.go:3: replay 1 diverged
+        stderr:
+        samsara: DIVERGED at chunk 7
 === RUN   TestC/2cpu
+    c_test.go:4: fine
 --- FAIL: TestC (3.00s)
     --- FAIL: TestC/1cpu (1.00s)
     --- PASS: TestC/2cpu (2.00s)
@@ -38,6 +41,9 @@ SAMSARA-HOSTVM-END tests
 	}
 	if len(s.failures) != 1 || s.failures[0] != "tests: TestC" {
 		t.Errorf("failures %q", s.failures)
+	}
+	if want := "tests: TestC/1cpu: replay 1 diverged\n      stderr:\n      samsara: DIVERGED at chunk 7"; len(s.reasons) != 1 || s.reasons[0] != want {
+		t.Errorf("reasons %q, want [%q]", s.reasons, want)
 	}
 	if len(s.skipped) != 1 || s.skipped[0] != "internal/pmc: TestB: needs PVM (module kvm_pvm): not here" {
 		t.Errorf("skipped %q", s.skipped)
