@@ -153,9 +153,16 @@ type chunkRun struct {
 	// injectedNow: an interrupt was injected for the next entry (the
 	// debugger's single steps fix up its frame: debug_pushf.go).
 	injectedNow bool
-	// injections lists the vectors injected, with the exit count they
+	// injections lists the vectors injected and the exit count each
 	// followed, for a divergence report (replayEndNote).
-	injections []string
+	injections []injectionAt
+}
+
+// injectionAt is an interrupt injected in a chunk: its vector, after how
+// many of the chunk's exits.
+type injectionAt struct {
+	vec   uint8
+	exits uint32
 }
 
 // runChunk runs one chunk. In replay, want is the recorded chunk to
@@ -272,7 +279,7 @@ func (v *vcpu) injectAtEntry(c *chunkRun) error {
 	c.injectedSinceExit = c.injectedSinceExit || injected
 	c.injectedNow = injected
 	if injected {
-		c.injections = append(c.injections, fmt.Sprintf("%#x after %d exits", vec, c.rec.Exits))
+		c.injections = append(c.injections, injectionAt{vec, c.rec.Exits})
 	}
 	v.traceInject(c.want != nil, c.rec.Exits, injected)
 	return nil
@@ -282,9 +289,10 @@ func (v *vcpu) injectAtEntry(c *chunkRun) error {
 // at a preemption or privilege-change point it runs on to the recorded
 // end point first.
 func (v *vcpu) replayChunkEnd(c *chunkRun) (log.Chunk, error) {
-	v.endNote = v.replayEndNote(c)
+	atExit := true
 	switch c.want.Reason {
 	case log.ReasonBudget, log.ReasonPrivilege, log.ReasonStateMatch:
+		atExit = false
 		// The recorder preempted only after the guest had taken any
 		// interrupt injected at this entry, so inject it the same way
 		// and let runTo's first entry deliver it.
@@ -300,29 +308,44 @@ func (v *vcpu) replayChunkEnd(c *chunkRun) (log.Chunk, error) {
 			return c.rec, err
 		}
 	}
+	var rec log.Chunk
+	var err error
 	if c.want.Reason == log.ReasonStateMatch {
-		return v.finishStateMatch(c.rec)
+		rec, err = v.finishStateMatch(c.rec)
+	} else {
+		rec, err = v.finishChunk(c.rec, c.want.Reason)
 	}
-	return v.finishChunk(c.rec, c.want.Reason)
+	// Described only when the end differs (det_run.go checks it and
+	// prints the note): not on every replayed chunk.
+	if err == nil && (rec.End.RIP != c.want.End.RIP || rec.End.Regs != c.want.End.Regs) {
+		v.endNote = v.replayEndNote(c, atExit)
+	}
+	return rec, err
 }
 
-// replayEndNote says what a replayed chunk did before its recorded exits
-// were made: the interrupts it injected, its last exit, and the registers
-// there. The log holds only a hash of the recorded registers; this is the
-// replay's side of a "registers at the chunk end" divergence.
-func (v *vcpu) replayEndNote(c *chunkRun) string {
+// replayEndNote says what a replayed chunk did: its exits (the last one's
+// access when the chunk ended at it), the interrupts it injected, and its
+// registers at the end. The log holds only a hash of the recorded
+// registers; this is the replay's side of a "registers at the chunk end"
+// divergence.
+func (v *vcpu) replayEndNote(c *chunkRun, atExit bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "chunk reason %v, %d exits", c.want.Reason, c.rec.Exits)
-	if c.rec.Exits > 0 {
+	if atExit && c.rec.Exits > 0 {
 		fmt.Fprintf(&b, ", the last: %s", v.ExitSummary())
 	}
 	if len(c.injections) == 0 {
 		b.WriteString("; no interrupt injected")
-	} else {
-		fmt.Fprintf(&b, "; injected %s", strings.Join(c.injections, ", "))
+	}
+	for i, in := range c.injections {
+		sep := ","
+		if i == 0 {
+			sep = "; injected"
+		}
+		fmt.Fprintf(&b, "%s %#x after %d exits", sep, in.vec, in.exits)
 	}
 	if r, err := v.Regs(); err == nil {
-		fmt.Fprintf(&b, "; at the last exit rip %#x rsp %#x rflags %#x rax %#x rbx %#x rcx %#x rdx %#x rsi %#x rdi %#x rbp %#x r12 %#x",
+		fmt.Fprintf(&b, "; at the end rip %#x rsp %#x rflags %#x rax %#x rbx %#x rcx %#x rdx %#x rsi %#x rdi %#x rbp %#x r12 %#x",
 			r.RIP, r.RSP, r.RFLAGS, r.RAX, r.RBX, r.RCX, r.RDX, r.RSI, r.RDI, r.RBP, r.R12)
 	}
 	return b.String()
