@@ -83,10 +83,10 @@ func cmdTest(args []string) (int, error) {
 		// guest, and the run is lost (RCU stall reports, then silence: 2
 		// of 3 smoke runs one busy day; in CI after stop 22 the host went
 		// silent for 5 minutes after four 2-vCPU tests had failed). With
-		// one CPU there is no cross-CPU wait; the
-		// smoke set's 2- and 4-vCPU guests share it (measured: 63 passed
-		// in 5m38s, against ~4 min on two). The full set and the
-		// benchmarks keep two: they measure the parallel recorder.
+		// one CPU there is no cross-CPU wait; the smoke set's 2- and
+		// 4-vCPU guests share it (measured: 63 passed in 5m38s, against
+		// ~4 min on two). The full set and the benchmarks keep two: they
+		// measure the parallel recorder.
 		o.cpus = 1
 	}
 	w, p, err := prepare(o)
