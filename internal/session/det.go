@@ -156,6 +156,48 @@ type chunkRun struct {
 	// injections lists the vectors injected and the exit count each
 	// followed, for a divergence report (replayEndNote).
 	injections []injectionAt
+	// tries counts the serialized recorder's preemption tries by what
+	// they found, for the error of a chunk that could not be preempted.
+	tries preemptTries
+}
+
+// preemptTries is what the preemption tries of one chunk found: how often
+// the vCPU stood in user mode (and at which RIPs, the first few), and how
+// often in kernel mode at a point that was not preemptable.
+type preemptTries struct {
+	user, kernel int
+	rips         []uint64 // distinct user-mode RIPs, up to maxTryRIPs
+	lastUser     uint64
+}
+
+// maxTryRIPs bounds the user-mode RIPs an error names: a spin loop has a
+// few; more than that says the vCPU was computing.
+const maxTryRIPs = 8
+
+func (t *preemptTries) noteUser(rip uint64) {
+	t.user++
+	t.lastUser = rip
+	for _, r := range t.rips {
+		if r == rip {
+			return
+		}
+	}
+	if len(t.rips) < maxTryRIPs {
+		t.rips = append(t.rips, rip)
+	}
+}
+
+func (t *preemptTries) String() string {
+	rips := make([]string, len(t.rips))
+	for i, r := range t.rips {
+		rips[i] = fmt.Sprintf("%#x", r)
+	}
+	more := ""
+	if len(t.rips) == maxTryRIPs {
+		more = " and more"
+	}
+	return fmt.Sprintf("%d tries found it in user mode (RIPs %s%s; the last %#x), %d in kernel mode at no preemptable point",
+		t.user, strings.Join(rips, " "), more, t.lastUser, t.kernel)
 }
 
 // injectionAt is an interrupt injected in a chunk: its vector, after how
@@ -169,6 +211,9 @@ type injectionAt struct {
 // reproduce; in record, want is nil.
 func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 	c := &chunkRun{want: want, rec: log.Chunk{VCPU: uint32(v.id)}, inject: true}
+	if want != nil && v.s.debugWrites != nil {
+		defer v.keepDebugEnd(c)
+	}
 	if err := v.BeginChunk(); err != nil {
 		return c.rec, err
 	}
@@ -374,7 +419,7 @@ func (v *vcpu) maybePreempt(c *chunkRun) (bool, error) {
 	if !try {
 		return false, nil
 	}
-	return v.tryPreempt(&c.rec, c.started)
+	return v.tryPreempt(c)
 }
 
 // handleChunkExit is what every chunk does at a real exit, in both
@@ -502,22 +547,47 @@ const timeWaitAfter = time.Second
 // tryPreempt ends the chunk at the current point if the vCPU is in guest
 // kernel mode (exactly countable); in user mode it lets the vCPU go on,
 // up to userSpinLimit.
-func (v *vcpu) tryPreempt(rec *log.Chunk, started time.Time) (bool, error) {
-	if !v.s.preemptionNeeded(v, started) {
+func (v *vcpu) tryPreempt(c *chunkRun) (bool, error) {
+	if !v.s.preemptionNeeded(v, c.started) {
 		return false, nil
 	}
 	ok, user, err := v.preemptablePoint()
 	if err != nil {
 		return false, err
 	}
-	if user && time.Since(started) > userSpinLimit {
-		return false, fmt.Errorf("vcpu %d ran guest user code for %v without an exit; it cannot be preempted at an exact point on a host without a PMU (see README, platform notes)", v.id, userSpinLimit)
+	if !ok {
+		if user {
+			if r, err := v.Regs(); err == nil {
+				c.tries.noteUser(r.RIP)
+			}
+		} else {
+			c.tries.kernel++
+		}
+	}
+	if user && time.Since(c.started) > userSpinLimit {
+		return false, fmt.Errorf("vcpu %d ran guest user code for %v without an exit; it cannot be preempted at an exact point on a host without a PMU (see README, platform notes): %v; %s",
+			v.id, userSpinLimit, &c.tries, v.s.othersState(v))
 	}
 	if !ok {
 		return false, nil
 	}
-	*rec, err = v.finishChunk(*rec, log.ReasonBudget)
+	c.rec, err = v.finishChunk(c.rec, log.ReasonBudget)
 	return true, err
+}
+
+// othersState names where the vCPUs other than cur stand (their run state;
+// their registers cannot be read while they wait for a turn in another
+// goroutine, so only the state the machine keeps).
+func (s *Session) othersState(cur *vcpu) string {
+	s.m.Lock()
+	defer s.m.Unlock()
+	var b []string
+	for _, v := range s.vcpus {
+		if v != cur {
+			b = append(b, fmt.Sprintf("vcpu %d %s, runnable %v", v.id, v.StateLocked(), v.RunnableLocked()))
+		}
+	}
+	return strings.Join(b, "; ")
 }
 
 // preemptablePoint reports whether the vCPU stands where a chunk may end

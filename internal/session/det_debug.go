@@ -3,10 +3,12 @@ package session
 // Diagnostics of the parallel recorder (Options.DebugWrites).
 //
 // record --debug-writes FILE: the parallel recorder writes, after each
-// commit, the hash of every page the chunk wrote; a replay given the same
-// flag compares its memory after each chunk with those hashes and reports
-// the first pages that differ: the first chunk whose committed memory
-// replay does not reproduce. (It found the FPU state that KVM_SET_FPU did
+// commit, the hash of every page the chunk wrote, the vector injected at
+// its start and its end registers; a replay given the same flag compares
+// its memory after each chunk with those hashes and reports the first
+// pages that differ (the first chunk whose committed memory replay does
+// not reproduce), and names the registers or the interrupt that differ
+// at a chunk's end. (It found the FPU state that KVM_SET_FPU did
 // not restore on a squash: internal/kvm, Xsave.)
 
 import (
@@ -27,6 +29,7 @@ const maxWriteMismatches = 10
 type writeHashes struct {
 	out      *os.File
 	expect   map[uint64]map[uint64]uint64
+	ends     map[uint64]chunkEnd
 	reported int
 }
 
@@ -59,8 +62,9 @@ func (s *Session) debugRecordWrites(seq uint64, pages []uint64) {
 	}
 }
 
-// debugCheckWrites compares replay memory after chunk seq.
-func (s *Session) debugCheckWrites(seq uint64) {
+// debugCheckWrites compares replay memory after chunk seq, and the end
+// of that chunk (run by v).
+func (s *Session) debugCheckWrites(seq uint64, v *vcpu) {
 	d := s.debugWrites
 	if d == nil || d.reported > maxWriteMismatches {
 		return
@@ -72,7 +76,12 @@ func (s *Session) debugCheckWrites(seq uint64) {
 			s.log.Warn("debug writes", zap.Error(err))
 			return
 		}
+		d.ends = map[uint64]chunkEnd{}
 		for _, line := range strings.Split(string(b), "\n") {
+			if seq, e, ok := parseChunkEnd(line); ok {
+				d.ends[seq] = e
+				continue
+			}
 			var c, p, h uint64
 			if n, _ := fmt.Sscanf(line, "%d %d %x", &c, &p, &h); n == 3 {
 				if d.expect[c] == nil {
@@ -80,6 +89,12 @@ func (s *Session) debugCheckWrites(seq uint64) {
 				}
 				d.expect[c][p] = h
 			}
+		}
+	}
+	if want, ok := d.ends[seq]; ok {
+		if diff := diffChunkEnd(want, v.debugEnd); diff != "" {
+			s.log.Warn("chunk end mismatch", zap.Uint64("chunk", seq), zap.Int("vcpu", v.id), zap.String("diff", diff))
+			d.reported++
 		}
 	}
 	mem := s.m.Memory()
@@ -96,4 +111,94 @@ func (d *writeHashes) close() {
 	if d != nil && d.out != nil {
 		d.out.Close()
 	}
+}
+
+// chunkEnd is what --debug-writes keeps of a chunk's end besides its
+// pages: the vector injected at its first entry (-1: none) and the
+// general registers, so that a replay whose chunk ends with other
+// registers names which ones and whether its interrupt differed.
+type chunkEnd struct {
+	vec  int
+	regs [18]uint64
+	ok   bool // regs were read
+}
+
+// regNames name chunkEnd.regs in order.
+var regNames = [18]string{"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags"}
+
+func readChunkEnd(v *vcpu, vec int) chunkEnd {
+	e := chunkEnd{vec: vec}
+	if r, err := v.Regs(); err == nil {
+		e.regs = [18]uint64{r.RAX, r.RBX, r.RCX, r.RDX, r.RSI, r.RDI, r.RSP, r.RBP, r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15, r.RIP, r.RFLAGS & rflagsGuestBits}
+		e.ok = true
+	}
+	return e
+}
+
+// keepDebugEnd keeps a replayed chunk's end for debugCheckWrites (on the
+// vCPU's goroutine, where its registers are read).
+func (v *vcpu) keepDebugEnd(c *chunkRun) {
+	vec := -1
+	for _, in := range c.injections {
+		if in.exits == 0 {
+			vec = int(in.vec)
+			break
+		}
+	}
+	v.debugEnd = readChunkEnd(v, vec)
+}
+
+// debugRecordEnd logs a committed chunk's injection and end registers
+// ("e SEQ VEC R0 ... R17", VEC -1 when none).
+func (s *Session) debugRecordEnd(seq uint64, v *vcpu, injected bool, vec uint8) {
+	d := s.debugWrites
+	if d == nil || d.out == nil {
+		return
+	}
+	iv := -1
+	if injected {
+		iv = int(vec)
+	}
+	e := readChunkEnd(v, iv)
+	if !e.ok {
+		return
+	}
+	fmt.Fprintf(d.out, "e %d %d", seq, e.vec)
+	for _, r := range e.regs {
+		fmt.Fprintf(d.out, " %x", r)
+	}
+	fmt.Fprintln(d.out)
+}
+
+// parseChunkEnd reads an "e" line; ok is false for any other line.
+func parseChunkEnd(line string) (seq uint64, e chunkEnd, ok bool) {
+	f := strings.Fields(line)
+	if len(f) != 3+len(e.regs) || f[0] != "e" {
+		return 0, e, false
+	}
+	if _, err := fmt.Sscanf(f[1]+" "+f[2], "%d %d", &seq, &e.vec); err != nil {
+		return 0, e, false
+	}
+	for i := range e.regs {
+		if _, err := fmt.Sscanf(f[3+i], "%x", &e.regs[i]); err != nil {
+			return 0, e, false
+		}
+	}
+	e.ok = true
+	return seq, e, true
+}
+
+// diffChunkEnd names what differs between a recorded and a replayed
+// chunk end ("" when nothing does).
+func diffChunkEnd(want, got chunkEnd) string {
+	var b []string
+	if want.vec != got.vec {
+		b = append(b, fmt.Sprintf("injected vector %d, replayed %d (-1: none)", want.vec, got.vec))
+	}
+	for i := range want.regs {
+		if got.ok && want.regs[i] != got.regs[i] {
+			b = append(b, fmt.Sprintf("%s %#x, replayed %#x", regNames[i], want.regs[i], got.regs[i]))
+		}
+	}
+	return strings.Join(b, "; ")
 }

@@ -155,7 +155,7 @@ func (s *Session) replay(records []log.Record) (vmm.Result, error) {
 				break
 			}
 			runErr = s.replayChunk(chunk, r, done)
-			s.debugCheckWrites(uint64(chunk))
+			s.debugCheckWrites(uint64(chunk), s.vcpus[r.VCPU])
 			chunk++
 			s.chunksDone.Add(1)
 		case *log.Digest:

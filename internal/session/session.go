@@ -161,6 +161,9 @@ type vcpu struct {
 	// endNote describes where the vCPU's last replayed chunk ended, for a
 	// divergence report (det.go, replayEndNote).
 	endNote string
+	// debugEnd is the vCPU's last replayed chunk's end, kept for the
+	// replay's --debug-writes comparison (det_debug.go).
+	debugEnd chunkEnd
 }
 
 // New prepares m, a machine built with Deterministic set, for recording or
