@@ -109,7 +109,8 @@ FUZZ_SNAPSHOT = $(GO) test -run XXX -fuzz FuzzRead -fuzztime 5s ./internal/snaps
 # they took 37 min here with the emulated host running beside them
 # (TestCorpus 20 min of it), about 25 min alone.
 test: all
-	@rc=0; if $(KVM_OK); then \
+	@rc=0; notes=$(CURDIR)/$(BUILD)/test-notes.txt; rm -f $$notes; export SAMSARA_TEST_NOTES=$$notes; \
+	if $(KVM_OK); then \
 		echo "== make test: KVM tests run on this machine's /dev/kvm; then the SVM smoke set inside the emulated host =="; \
 		SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) test -count=1 -timeout 50m ./... || rc=1; \
 		$(FUZZ_SNAPSHOT) || rc=1; \
@@ -119,6 +120,7 @@ test: all
 		$(FUZZ_SNAPSHOT) || rc=1; \
 	fi; \
 	$(HOSTVM) test -set smoke || rc=1; \
+	if [ -s $$notes ]; then echo "== make test: findings the tests noted without failing (known intermittent failures that passed on their retry) =="; cat $$notes; fi; \
 	exit $$rc
 
 test-hostvm: all

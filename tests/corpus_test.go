@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/samsara-vmm/samsara/tests/testenv"
 )
 
 // The behaviour corpus (issue 19 item 3): small static programs under
@@ -349,7 +351,8 @@ func TestCorpus(t *testing.T) {
 					}
 					if why, ok := broken[p]; ok {
 						if known && k.flaky {
-							t.Skipf("known intermittent failure on %s under %s (issue %d): %s; this time: %s", platform, m.name, k.issue, k.reason, why)
+							testenv.Note(t, "this time: %s", why)
+							t.Skipf("known intermittent failure on %s under %s (issue %d): %s", platform, m.name, k.issue, k.reason)
 						}
 						t.Fatalf("under %s: %s", m.name, why)
 					}
@@ -362,7 +365,8 @@ func TestCorpus(t *testing.T) {
 					}
 					if g.end != "status 0" || g.out != native[p].out {
 						if known && k.flaky {
-							t.Skipf("known intermittent failure on %s under %s (issue %d): %s; this time: %s, printed\n%s", platform, m.name, k.issue, k.reason, g.end, g.out)
+							testenv.Note(t, "this time: %s, printed\n%s", g.end, g.out)
+							t.Skipf("known intermittent failure on %s under %s (issue %d): %s", platform, m.name, k.issue, k.reason)
 						}
 						t.Fatalf("under %s in the guest: %s, printed\n%s\nnatively it printed\n%s", m.name, g.end, g.out, native[p].out)
 					}
@@ -421,7 +425,7 @@ func corpusBatch(t *testing.T, mode string, record bool, flags []string, img, ck
 						mode, seg, p.status, firstLines(p.stderr, "write mismatch", 5), firstLines(p.stderr, "chunk end mismatch", 3), tail(p.stderr))
 					if !replayRetried {
 						replayRetried = true
-						t.Logf("%s (recording and replaying the segment once more)", msg)
+						testenv.Note(t, "%s (recording and replaying the segment once more)", msg)
 						continue
 					}
 					t.Errorf("%s (the second recording of the segment did not replay either)", msg)
@@ -442,12 +446,13 @@ func corpusBatch(t *testing.T, mode string, record bool, flags []string, img, ck
 		if killed != "" {
 			why = fmt.Sprintf("samsara %s was killed with SIGQUIT while it ran: %s (%s)", args[0], killed, vcpuSummary(r.stderr))
 		}
-		t.Logf("%s: %s: %s", mode, cur, why)
 		delete(guest, cur)
 		first, again := retried[cur]
 		if !again {
 			retried[cur] = why
+			testenv.Note(t, "%s: %s: %s (retrying it once)", mode, cur, why)
 		} else {
+			t.Logf("%s: %s: %s (its retry)", mode, cur, why)
 			broken[cur] = fmt.Sprintf("%s (and in its first try: %s)", why, first)
 		}
 		for i, p := range batch {
