@@ -139,6 +139,7 @@ func printProbe(w io.Writer, r *vmm.HostReport) {
 	default:
 		fmt.Fprintln(w, "insn_emulation statistic: no")
 	}
+	fmt.Fprintf(w, "progress backend: %s\n", r.BackendNote)
 }
 
 func printTrackers(w io.Writer, p probeReport) {

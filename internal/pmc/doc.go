@@ -8,8 +8,14 @@
 // binary statistic (KVM_GET_STATS_FD). Their pair is the progress value.
 // On VMX/SVM hosts a single counter with exclude_host=1 is used instead.
 //
-// This file set so far provides the host probes `samsara probe` reports;
-// exact stopping at a progress point is built on top of them.
+// This file set provides the host probes `samsara probe` reports, the
+// choice of progress backend (backend.go: PVM's kernel count, a PMU's
+// guest branch count, or none) and the PMU backend's landing on a
+// recorded point (land.go, rr's method: overflow a skid margin early,
+// then breakpoint passes told apart by registers). The recorders use the
+// PVM backend and, on hardware virtualization, none; Land is tested on
+// instruction traces recorded by `samsara trace`, since no machine here
+// has a PMU.
 //
 // # API
 //

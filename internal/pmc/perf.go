@@ -67,3 +67,21 @@ func openProgressCounter() (int, error) {
 	}
 	return fd, nil
 }
+
+// OpenGuestBranchCounter opens the PMU backend's counter on thread tid
+// (0 = self): raw event config (PMUEvent.Config) in guest user and kernel
+// mode, the host excluded (exclude_host: only while the thread runs a
+// guest under VMX/SVM), starting disabled. Only probe opens it so far.
+func OpenGuestBranchCounter(config uint64, tid int) (int, error) {
+	attr := unix.PerfEventAttr{
+		Type:   unix.PERF_TYPE_RAW,
+		Size:   uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
+		Config: config,
+		Bits:   unix.PerfBitDisabled | unix.PerfBitExcludeHost | unix.PerfBitPinned,
+	}
+	fd, err := unix.PerfEventOpen(&attr, tid, -1, -1, unix.PERF_FLAG_FD_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("perf_event_open(raw %#x, exclude_host, pinned): %w", config, err)
+	}
+	return fd, nil
+}

@@ -50,6 +50,10 @@ type HostReport struct {
 	Counters map[string]string
 	// InsnEmulation is whether the vCPU statistic exists.
 	InsnEmulation bool
+	// Backend is how this host counts guest progress (pmc.Backend), and
+	// BackendNote what that means for recording.
+	Backend     string `json:"progress_backend"`
+	BackendNote string `json:"progress_backend_note"`
 	// Problems are fatal: samsara cannot run on this host.
 	Problems []string
 }
@@ -136,6 +140,17 @@ func ProbeHostAt(p ProbePaths) *HostReport {
 		}
 		r.Counters[name] = CounterStatus(err, paranoid)
 	}
+	ev, known := pmc.PMUEventFor(facts.Vendor, facts.Family, facts.Model)
+	pmuErr := fmt.Errorf("no exact conditional-branch event is known for %s family %#x model %#x", facts.Vendor, facts.Family, facts.Model)
+	if known {
+		var cfd int
+		if cfd, pmuErr = pmc.OpenGuestBranchCounter(ev.Config, 0); pmuErr == nil {
+			unix.Close(cfd)
+		}
+		r.Counters[fmt.Sprintf("guest conditional branches, raw %#x", ev.Config)] = CounterStatus(pmuErr, paranoid)
+	}
+	b := pmc.ChooseBackend(r.Platform == "pvm" && r.InsnEmulation, pmuErr)
+	r.Backend, r.BackendNote = b.String(), b.Describe(ev)
 	return r
 }
 
@@ -181,6 +196,11 @@ type PlatformFacts struct {
 	CPUFlagsRead bool `json:"cpu_flags_read"`
 	// PVMModule: /sys/module/kvm_pvm exists.
 	PVMModule bool `json:"kvm_pvm_module"`
+	// Vendor, Family and Model are /proc/cpuinfo's vendor_id, "cpu
+	// family" and "model" (which guest branch event a PMU counts).
+	Vendor string `json:"cpu_vendor,omitempty"`
+	Family int    `json:"cpu_family,omitempty"`
+	Model  int    `json:"cpu_model,omitempty"`
 }
 
 // measureCPU reads the CPUID flags and the kvm_pvm module's presence.
@@ -192,7 +212,18 @@ func measureCPU(p ProbePaths) PlatformFacts {
 	b, _ := os.ReadFile(p.CPUInfo)
 	for _, l := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(l, ":")
-		if !ok || strings.TrimSpace(k) != "flags" {
+		if !ok {
+			continue
+		}
+		switch k = strings.TrimSpace(k); {
+		case k == "vendor_id" && f.Vendor == "":
+			f.Vendor = strings.TrimSpace(v)
+		case k == "cpu family" && f.Family == 0:
+			f.Family, _ = strconv.Atoi(strings.TrimSpace(v))
+		case k == "model" && f.Model == 0:
+			f.Model, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+		if k != "flags" {
 			continue
 		}
 		f.CPUFlagsRead = true

@@ -214,3 +214,19 @@ func TestProbeHostRealKVM(t *testing.T) {
 }
 
 func (f PlatformFacts) withKVM() PlatformFacts { f.KVM = true; return f }
+
+// TestMeasureCPUVendor: the vendor, family and model that pick the guest
+// branch event come from the first processor of /proc/cpuinfo.
+func TestMeasureCPUVendor(t *testing.T) {
+	dir := t.TempDir()
+	info := filepath.Join(dir, "cpuinfo")
+	text := "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7713\nflags\t\t: fpu svm\n\n" +
+		"processor\t: 1\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 85\nflags\t\t: fpu vmx\n"
+	if err := os.WriteFile(info, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := measureCPU(ProbePaths{CPUInfo: info, SysModule: dir})
+	if f.Vendor != "AuthenticAMD" || f.Family != 25 || f.Model != 1 || !f.SVM || f.VMX {
+		t.Errorf("measureCPU = %+v; want AuthenticAMD family 25 model 1, svm only (the first processor)", f)
+	}
+}
