@@ -28,6 +28,10 @@ var svmSkips = map[string]string{
 	// the replay (issue 16).
 	"tests.TestTrace":                  serializedSMP + "; trace expansion (issue 16) is not yet measured in the emulated host",
 	"tests.TestTraceMemoryConsistency": serializedSMP + "; trace expansion (issue 16) is not yet measured in the emulated host",
+	// Measured with user steps turned on: the trace of threads2 100
+	// diverged at the final memory digest (stale TF in the frames a
+	// stepped SYSCALL or fault leaves: internal/session/trace_step.go).
+	"tests.TestTraceUserSum": "SVM without a PMU (issue 16): user code is not traced yet; with user single-steps on, a stepped SYSCALL ran the whole system call and left KVM's TF in pt_regs (trace diverged at the final memory digest, 3 flags words 0x302 for 0x202)",
 	// The parallel recorder: with yields, about six chunks a second in
 	// the host, and race 200000 did not finish in 5 minutes (the prefix
 	// replayed matched). Before yields: race 20000 ended with "guest reset
