@@ -21,9 +21,15 @@ import (
 // 256 MiB guest (dedup, 2 vCPUs): a checkpoint took 9 ms to write and
 // held 15 MB (non-zero pages only); a replay runs about one second of
 // wall time per second of guest time, so going back costs at most about
-// this long plus a machine start. Denser would cost disk (no thinning
-// yet: a long session keeps every one).
+// this long plus a machine start. Denser would cost disk.
 const defaultCkptEvery = 2 * time.Second
+
+// maxDebugCkpts bounds the checkpoints a session keeps: at the 15 MB
+// measured above, 240 MB of disk. Past it the set is thinned as rr
+// thins its own (thin): dense near the newest, sparser further back, so
+// that going back a little stays cheap and going far back costs in
+// proportion to the distance.
+const maxDebugCkpts = 16
 
 // debugCkpt is a checkpoint taken before chunk.
 type debugCkpt struct {
@@ -41,6 +47,8 @@ type ckptSet struct {
 	last time.Time
 	// every is the spacing (defaultCkptEvery unless set).
 	every time.Duration
+	// max bounds how many are kept (maxDebugCkpts unless set).
+	max int
 }
 
 // maybeTake checkpoints m before chunk i if it is time to.
@@ -73,10 +81,64 @@ func (c *ckptSet) maybeTake(m *vmm.Machine, i int) error {
 	if err := m.SaveCheckpoint(path); err != nil {
 		return fmt.Errorf("debugger checkpoint before chunk %d: %w", i, err)
 	}
-	c.list = append(c.list, debugCkpt{chunk: i, path: path})
-	sort.Slice(c.list, func(a, b int) bool { return c.list[a].chunk < c.list[b].chunk })
+	c.add(debugCkpt{chunk: i, path: path})
 	c.last = time.Now()
 	return nil
+}
+
+// add puts k in the list and thins it to its limit, removing the files
+// it drops. Preconditions: c.mu must be held.
+func (c *ckptSet) add(k debugCkpt) {
+	c.list = append(c.list, k)
+	sort.Slice(c.list, func(a, b int) bool { return c.list[a].chunk < c.list[b].chunk })
+	for len(c.list) > c.limit() {
+		v := thinVictim(c.list)
+		os.Remove(c.list[v].path)
+		c.list = append(c.list[:v], c.list[v+1:]...)
+	}
+}
+
+// limit is the most checkpoints kept (maxDebugCkpts unless set).
+func (c *ckptSet) limit() int {
+	if c.max > 0 {
+		return c.max
+	}
+	return maxDebugCkpts
+}
+
+// thinVictim picks the checkpoint to drop from list (sorted by chunk, at
+// least two long): never the newest; of the others, the one whose removal
+// leaves the smallest gap (in chunks, the recording's start counting as a
+// checkpoint at chunk 0) for its distance from the newest, so that the
+// gaps grow with the distance back.
+func thinVictim(list []debugCkpt) int {
+	newest := list[len(list)-1].chunk
+	best, bestScore := 0, -1.0
+	for k := 0; k < len(list)-1; k++ {
+		prev := 0
+		if k > 0 {
+			prev = list[k-1].chunk
+		}
+		gap := float64(list[k+1].chunk - prev)
+		score := gap / float64(newest-list[k].chunk+1)
+		if bestScore < 0 || score < bestScore {
+			best, bestScore = k, score
+		}
+	}
+	return best
+}
+
+// bytes is the disk the checkpoints hold.
+func (c *ckptSet) bytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var n int64
+	for _, k := range c.list {
+		if st, err := os.Stat(k.path); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
 }
 
 // before is the latest checkpoint at or before p (nil: none).
@@ -85,8 +147,8 @@ func (c *ckptSet) before(p Position) *debugCkpt {
 	defer c.mu.Unlock()
 	var best *debugCkpt
 	for i := range c.list {
-		if k := &c.list[i]; !p.before(Position{Chunk: k.chunk, Exits: -1}) {
-			best = k
+		if k := c.list[i]; !p.before(Position{Chunk: k.chunk, Exits: -1}) {
+			best = &k // a copy: thinning moves the list's elements
 		}
 	}
 	return best
@@ -98,8 +160,8 @@ func (c *ckptSet) beforeStrict(p Position) *debugCkpt {
 	defer c.mu.Unlock()
 	var best *debugCkpt
 	for i := range c.list {
-		if k := &c.list[i]; (Position{Chunk: k.chunk, Exits: -1}).before(p) {
-			best = k
+		if k := c.list[i]; (Position{Chunk: k.chunk, Exits: -1}).before(p) {
+			best = &k // a copy: thinning moves the list's elements
 		}
 	}
 	return best

@@ -147,7 +147,7 @@ func (d *Debugger) Monitor(cmd string) (string, error) {
 		if b.Len() == 0 {
 			b.WriteString("no checkpoints\n")
 		}
-		fmt.Fprintf(&b, "machine checkpoints (going back replays from the nearest): before chunks %v\n", d.ckpts.chunks())
+		fmt.Fprintf(&b, "machine checkpoints (going back replays from the nearest): before chunks %v, %d bytes on disk (at most %d kept, thinned as they age)\n", d.ckpts.chunks(), d.ckpts.bytes(), d.ckpts.limit())
 		return b.String(), nil
 	}
 	return "", fmt.Errorf("unknown monitor command %q (when, hash, seek POSITION, checkpoint, info checkpoints)", cmd)
