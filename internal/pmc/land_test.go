@@ -2,11 +2,12 @@ package pmc
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
+	_ "embed"
 	"encoding/hex"
 	"errors"
 	"math/rand"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,16 +30,17 @@ var condOps = map[x86asm.Op]bool{
 	x86asm.JRCXZ: true, x86asm.LOOP: true, x86asm.LOOPE: true, x86asm.LOOPNE: true,
 }
 
-// loadTrace reads testdata/trace.txt.gz: segments (chunks) of retired
+// recordedTrace is testdata/trace.txt.gz, embedded: the test binary also
+// runs inside the emulated host, without the source tree.
+//
+//go:embed testdata/trace.txt.gz
+var recordedTrace []byte
+
+// loadTrace reads recordedTrace: segments (chunks) of retired
 // instructions that `samsara trace` single-stepped from a recording.
 func loadTrace(t *testing.T) [][]traceInsn {
 	t.Helper()
-	f, err := os.Open("testdata/trace.txt.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
+	zr, err := gzip.NewReader(bytes.NewReader(recordedTrace))
 	if err != nil {
 		t.Fatal(err)
 	}

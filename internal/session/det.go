@@ -575,17 +575,26 @@ func (v *vcpu) tryPreempt(c *chunkRun) (bool, error) {
 	return true, err
 }
 
-// othersState names where the vCPUs other than cur stand (their run state;
-// their registers cannot be read while they wait for a turn in another
-// goroutine, so only the state the machine keeps).
+// othersState names where the vCPUs other than cur stand: run state,
+// RIP, CPL and last exit, as a stall error does. In the serialized
+// recorder they wait for a turn, out of KVM_RUN, so their registers can
+// be read from here.
 func (s *Session) othersState(cur *vcpu) string {
-	s.m.Lock()
-	defer s.m.Unlock()
 	var b []string
 	for _, v := range s.vcpus {
-		if v != cur {
-			b = append(b, fmt.Sprintf("vcpu %d %s, runnable %v", v.id, v.StateLocked(), v.RunnableLocked()))
+		if v == cur {
+			continue
 		}
+		s.m.Lock()
+		state, runnable := v.StateLocked(), v.RunnableLocked()
+		s.m.Unlock()
+		where := ""
+		if r, err := v.Regs(); err == nil {
+			if sr, err := v.Sregs(); err == nil {
+				where = fmt.Sprintf(" at RIP %#x CPL %d", r.RIP, sr.CS.Selector&3)
+			}
+		}
+		b = append(b, fmt.Sprintf("vcpu %d %s%s, last exit %d, runnable %v", v.id, state, where, v.ExitReason(), runnable))
 	}
 	return strings.Join(b, "; ")
 }
