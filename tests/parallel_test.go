@@ -3,6 +3,8 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -110,4 +112,54 @@ func (s inspectSummary) recorderLine() string {
 		fmt.Fprintf(&b, " vcpu %d %d commits %d squashes %d exclusive;", i, v.Commits, v.Squashes, v.ExclusiveRuns)
 	}
 	return b.String() + "\n"
+}
+
+// TestDebugWritesReported: a parallel recording made with the hidden
+// --debug-writes FILE replays with no mismatch against FILE, and a
+// replay against a FILE with one page hash and one chunk end changed
+// names both, without -v (TestCorpus prints these lines when its parallel
+// replay diverges; before, they went to a no-op logger and were lost).
+func TestDebugWritesReported(t *testing.T) {
+	ckpt := bootedCheckpoint(t, parallelCPUs)
+	dir := t.TempDir()
+	rec, dw := filepath.Join(dir, "rec.zst"), filepath.Join(dir, "rec.writes")
+	r := samsara(t, resumeTimeout, append(append([]string{"record", "--cpus", fmt.Sprint(parallelCPUs), "--from-checkpoint", ckpt, "-o", rec, "--debug-writes", dw}, parallelFlags...), "--", "race", "20000")...)
+	if r.status != 0 {
+		t.Fatalf("record: status %d\n%s", r.status, tail(r.stderr))
+	}
+	p := samsara(t, resumeTimeout, "replay", rec, "--from-checkpoint", ckpt, "--debug-writes", dw)
+	if p.status != 0 || strings.Contains(p.stderr, "mismatch") {
+		t.Fatalf("replay against its own --debug-writes file: status %d\n%s", p.status, tail(p.stderr))
+	}
+	raw, err := os.ReadFile(dw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(raw), "\n")
+	page, end := false, false
+	for i, l := range lines {
+		f := strings.Fields(l)
+		switch {
+		case !page && len(f) == 3 && f[0] != "e":
+			lines[i], page = f[0]+" "+f[1]+" 1", true
+		case !end && len(f) > 3 && f[0] == "e":
+			regs, exit, _ := strings.Cut(l, " | ")
+			g := strings.Fields(regs)
+			g[3] = "123456789" // rax
+			lines[i], end = strings.Join(g, " ")+" | "+exit, true
+		}
+	}
+	if !page || !end {
+		t.Fatalf("the --debug-writes file has no page line (%v) or no chunk end line (%v):\n%s", page, end, tail(string(raw)))
+	}
+	bad := filepath.Join(dir, "bad.writes")
+	if err := os.WriteFile(bad, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	q := samsara(t, resumeTimeout, "replay", rec, "--from-checkpoint", ckpt, "--debug-writes", bad)
+	for _, want := range []string{"write mismatch", "chunk end mismatch", "rax 0x123456789, replayed"} {
+		if !strings.Contains(q.stderr, want) {
+			t.Errorf("replay against a changed --debug-writes file does not say %q:\n%s", want, tail(q.stderr))
+		}
+	}
 }

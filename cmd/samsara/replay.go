@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/samsara-vmm/samsara/internal/daemon"
 	"github.com/samsara-vmm/samsara/internal/log"
@@ -107,6 +108,11 @@ func (r *replayFlags) replay(logger *zap.Logger, path string) error {
 	cfg.Console = progress.console(cfg.Console)
 	opts := r.session.o
 	opts.Logger = cfg.Logger
+	if opts.DebugWrites != "" {
+		// The mismatches are what --debug-writes is for: they are
+		// warnings, printed without -v too.
+		opts.Logger = atLeast(opts.Logger, zapcore.WarnLevel)
+	}
 	opts.KernelCount = replayCounts(cfg)
 	m, rs, err := openSession(cfg, opts, status)
 	if err != nil {

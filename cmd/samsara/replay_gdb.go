@@ -32,14 +32,7 @@ func (r *replayFlags) debug(logger *zap.Logger, path string) error {
 	closeConsole()
 	// The debugger's refusals and the replay's outcome must reach the
 	// user even without -v.
-	if !logger.Core().Enabled(zapcore.InfoLevel) {
-		cfg := zap.NewDevelopmentConfig()
-		cfg.Level = zap.NewAtomicLevelAt(zapcore.InfoLevel)
-		cfg.DisableStacktrace, cfg.DisableCaller = true, true
-		if l, err := cfg.Build(); err == nil {
-			logger = l
-		}
-	}
+	logger = atLeast(logger, zapcore.InfoLevel)
 	opts := r.session.o
 	opts.Logger = logger
 	// On PVM every guest kernel instruction is emulated and the emulator
@@ -82,4 +75,20 @@ func (r *replayFlags) debug(logger *zap.Logger, path string) error {
 		tcp.SetNoDelay(true)
 	}
 	return gdbstub.NewServer(dbg, logger).Serve(conn)
+}
+
+// atLeast returns logger, or, when it does not log at level (no -v: a
+// no-op logger), a console logger from level up, for messages the user
+// must see anyway.
+func atLeast(logger *zap.Logger, level zapcore.Level) *zap.Logger {
+	if logger.Core().Enabled(level) {
+		return logger
+	}
+	cfg := zap.NewDevelopmentConfig()
+	cfg.Level = zap.NewAtomicLevelAt(level)
+	cfg.DisableStacktrace, cfg.DisableCaller = true, true
+	if l, err := cfg.Build(); err == nil {
+		return l
+	}
+	return logger
 }

@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/samsara-vmm/samsara/internal/log"
 )
 
 // maxWriteMismatches bounds the mismatches a replay reports: the first
@@ -121,13 +123,21 @@ type chunkEnd struct {
 	vec  int
 	regs [18]uint64
 	ok   bool // regs were read
+	// exit is the exit the chunk ended at, with the data a read
+	// returned (vmm.VCPU.ExitSummary; "" for a chunk that ended at a
+	// preemption or privilege-change point): a read whose value differs
+	// shows only in the next chunk's registers.
+	exit string
 }
 
 // regNames name chunkEnd.regs in order.
 var regNames = [18]string{"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags"}
 
-func readChunkEnd(v *vcpu, vec int) chunkEnd {
+func readChunkEnd(v *vcpu, vec int, atExit bool) chunkEnd {
 	e := chunkEnd{vec: vec}
+	if atExit {
+		e.exit = v.ExitSummary()
+	}
 	if r, err := v.Regs(); err == nil {
 		e.regs = [18]uint64{r.RAX, r.RBX, r.RCX, r.RDX, r.RSI, r.RDI, r.RSP, r.RBP, r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15, r.RIP, r.RFLAGS & rflagsGuestBits}
 		e.ok = true
@@ -145,12 +155,17 @@ func (v *vcpu) keepDebugEnd(c *chunkRun) {
 			break
 		}
 	}
-	v.debugEnd = readChunkEnd(v, vec)
+	switch c.want.Reason {
+	case log.ReasonBudget, log.ReasonPrivilege, log.ReasonStateMatch:
+		v.debugEnd = readChunkEnd(v, vec, false)
+	default:
+		v.debugEnd = readChunkEnd(v, vec, true)
+	}
 }
 
-// debugRecordEnd logs a committed chunk's injection and end registers
-// ("e SEQ VEC R0 ... R17", VEC -1 when none).
-func (s *Session) debugRecordEnd(seq uint64, v *vcpu, injected bool, vec uint8) {
+// debugRecordEnd logs a committed chunk's injection, end registers and
+// the exit it ended at ("e SEQ VEC R0 ... R17 | EXIT", VEC -1 when none).
+func (s *Session) debugRecordEnd(seq uint64, v *vcpu, injected bool, vec uint8, atExit bool) {
 	d := s.debugWrites
 	if d == nil || d.out == nil {
 		return
@@ -159,7 +174,7 @@ func (s *Session) debugRecordEnd(seq uint64, v *vcpu, injected bool, vec uint8) 
 	if injected {
 		iv = int(vec)
 	}
-	e := readChunkEnd(v, iv)
+	e := readChunkEnd(v, iv, atExit)
 	if !e.ok {
 		return
 	}
@@ -167,11 +182,12 @@ func (s *Session) debugRecordEnd(seq uint64, v *vcpu, injected bool, vec uint8) 
 	for _, r := range e.regs {
 		fmt.Fprintf(d.out, " %x", r)
 	}
-	fmt.Fprintln(d.out)
+	fmt.Fprintf(d.out, " | %s\n", e.exit)
 }
 
 // parseChunkEnd reads an "e" line; ok is false for any other line.
 func parseChunkEnd(line string) (seq uint64, e chunkEnd, ok bool) {
+	line, e.exit, _ = strings.Cut(line, " | ")
 	f := strings.Fields(line)
 	if len(f) != 3+len(e.regs) || f[0] != "e" {
 		return 0, e, false
@@ -194,6 +210,9 @@ func diffChunkEnd(want, got chunkEnd) string {
 	var b []string
 	if want.vec != got.vec {
 		b = append(b, fmt.Sprintf("injected vector %d, replayed %d (-1: none)", want.vec, got.vec))
+	}
+	if want.exit != got.exit {
+		b = append(b, fmt.Sprintf("exit %q, replayed %q", want.exit, got.exit))
 	}
 	for i := range want.regs {
 		if got.ok && want.regs[i] != got.regs[i] {

@@ -574,7 +574,7 @@ func (v *vcpu) parCommitted(c *parRun, seq uint64, w RecordSink) error {
 	}
 	s.chunksDone.Add(1)
 	s.debugRecordWrites(seq-1, c.sets.writes.Pages())
-	s.debugRecordEnd(seq-1, v, c.injected, c.vec)
+	s.debugRecordEnd(seq-1, v, c.injected, c.vec, c.exited)
 	if s.tracing() {
 		wr := c.sets.writes.Pages()
 		s.log.Debug(fmt.Sprintf("COMMIT %d vcpu %d writes %d: %v", seq-1, v.id, len(wr), wr[:min(len(wr), 32)]))

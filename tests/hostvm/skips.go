@@ -39,6 +39,7 @@ var svmSkips = map[string]string{
 	// blackscholes did not finish in 90 s.
 	"tests.TestParallelRecordReplay":   parallelSVM,
 	"tests.TestParallelConflicts":      parallelSVM,
+	"tests.TestDebugWritesReported":    parallelSVM,
 	"tests.TestRecordProfile/parallel": parallelSVM,
 	// Measured in the host: after setPTE in the canonical memory and a
 	// memslot delete + re-add, the guest still read the old target. Under
