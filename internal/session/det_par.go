@@ -84,6 +84,22 @@ type parallel struct {
 	// started); guarded by commitMu.
 	lastCommit time.Time
 
+	// apicMu orders a chunk's interrupt decision against the exit
+	// handling of commits, which raise interrupts in other vCPUs' local
+	// APICs (timers, IPIs, devices). parBegin holds it from the decision
+	// to the chunk's registration as running; parCommitted holds it from
+	// its exit handling to its early dooming. So a chunk decides either
+	// after a commit's interrupts are raised (and sees them) or before
+	// (and is doomed by them). Without it, a chunk whose transaction began
+	// after another's commit, and which read its APIC during that commit's
+	// exit handling, just before a timer fired there, was neither: it
+	// committed the interrupt it had chosen (0x21), and replay, which
+	// runs the commit first, injected the timer's (0xec) instead
+	// (measured: a fresh make test's parallel corpus batch diverged so
+	// twice in a row, "injected vector 33, replayed 236" and the reverse).
+	// Lock order: commitMu, then apicMu, then the machine lock.
+	apicMu sync.Mutex
+
 	// exclusiveClaimed is set while a vCPU waits to run a chunk alone:
 	// other chunks are then abandoned at their next kick (see
 	// commit.Config.ExclusiveWait).
@@ -391,6 +407,9 @@ func (v *vcpu) parBegin(c *parRun) error {
 	v.last = c.start
 	// The injection decision depends on this vCPU's local APIC; if it
 	// could inject (or did), the chunk reads the APIC's pseudo-page.
+	p := v.s.par
+	p.apicMu.Lock()
+	defer p.apicMu.Unlock()
 	if c.vec, c.injected, err = v.Inject(); err != nil {
 		return err
 	}
@@ -400,10 +419,10 @@ func (v *vcpu) parBegin(c *parRun) error {
 			return err
 		}
 	}
-	if err := v.s.par.views[v.id].Begin(); err != nil {
+	if err := p.views[v.id].Begin(); err != nil {
 		return err
 	}
-	c.gen = v.s.par.startRunning(v.id, c.readsAPIC)
+	c.gen = p.startRunning(v.id, c.readsAPIC)
 	c.started = time.Now()
 	return nil
 }
@@ -533,6 +552,8 @@ func (v *vcpu) parCommit(c *parRun, w RecordSink) error {
 func (v *vcpu) parCommitted(c *parRun, seq uint64, w RecordSink) error {
 	s, p := v.s, v.s.par
 	rec := log.Chunk{VCPU: uint32(v.id), Squashes: uint32(c.tx.Retries())}
+	p.apicMu.Lock() // until the chunks the raised interrupts doom are doomed
+	defer p.apicMu.Unlock()
 	before := s.m.RequestedVectors()
 	var devWrites commit.PageSet
 	reason := log.ReasonBudget
