@@ -334,10 +334,8 @@ func (v *vcpu) injectAtEntry(c *chunkRun) error {
 // at a preemption or privilege-change point it runs on to the recorded
 // end point first.
 func (v *vcpu) replayChunkEnd(c *chunkRun) (log.Chunk, error) {
-	atExit := true
-	switch c.want.Reason {
-	case log.ReasonBudget, log.ReasonPrivilege, log.ReasonStateMatch:
-		atExit = false
+	atExit := endsAtExit(c.want.Reason)
+	if !atExit {
 		// The recorder preempted only after the guest had taken any
 		// interrupt injected at this entry, so inject it the same way
 		// and let runTo's first entry deliver it.
@@ -675,12 +673,29 @@ const rflagsGuestBits = 0xED5
 // strong divergence check.
 func regsHash(r *kvm.Regs) uint64 {
 	h := uint64(14695981039346656037)
-	for _, x := range []uint64{r.RAX, r.RBX, r.RCX, r.RDX, r.RSI, r.RDI, r.RSP, r.RBP, r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15, r.RIP, r.RFLAGS & rflagsGuestBits} {
+	for _, x := range hashedRegs(r) {
 		for i := 0; i < 8; i++ {
 			h = (h ^ (x >> (8 * i) & 0xff)) * 1099511628211
 		}
 	}
 	return h
+}
+
+// hashedRegs are the registers regsHash covers, in its order (regNames
+// names them): the general registers, RIP and RFLAGS' guest bits.
+func hashedRegs(r *kvm.Regs) [18]uint64 {
+	return [18]uint64{r.RAX, r.RBX, r.RCX, r.RDX, r.RSI, r.RDI, r.RSP, r.RBP, r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15, r.RIP, r.RFLAGS & rflagsGuestBits}
+}
+
+// endsAtExit reports whether a chunk with this reason ended at an exit,
+// not at a point replay runs to (preemption, privilege change, state
+// match).
+func endsAtExit(r log.Reason) bool {
+	switch r {
+	case log.ReasonBudget, log.ReasonPrivilege, log.ReasonStateMatch:
+		return false
+	}
+	return true
 }
 
 // DR7's L0 enable bit (Intel SDM vol. 3, 17.2.4, "Debug Control Register

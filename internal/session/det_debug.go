@@ -18,8 +18,6 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
-
-	"github.com/samsara-vmm/samsara/internal/log"
 )
 
 // maxWriteMismatches bounds the mismatches a replay reports: the first
@@ -130,7 +128,7 @@ type chunkEnd struct {
 	exit string
 }
 
-// regNames name chunkEnd.regs in order.
+// regNames name chunkEnd.regs in order (hashedRegs').
 var regNames = [18]string{"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags"}
 
 func readChunkEnd(v *vcpu, vec int, atExit bool) chunkEnd {
@@ -139,8 +137,7 @@ func readChunkEnd(v *vcpu, vec int, atExit bool) chunkEnd {
 		e.exit = v.ExitSummary()
 	}
 	if r, err := v.Regs(); err == nil {
-		e.regs = [18]uint64{r.RAX, r.RBX, r.RCX, r.RDX, r.RSI, r.RDI, r.RSP, r.RBP, r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15, r.RIP, r.RFLAGS & rflagsGuestBits}
-		e.ok = true
+		e.regs, e.ok = hashedRegs(r), true
 	}
 	return e
 }
@@ -155,12 +152,7 @@ func (v *vcpu) keepDebugEnd(c *chunkRun) {
 			break
 		}
 	}
-	switch c.want.Reason {
-	case log.ReasonBudget, log.ReasonPrivilege, log.ReasonStateMatch:
-		v.debugEnd = readChunkEnd(v, vec, false)
-	default:
-		v.debugEnd = readChunkEnd(v, vec, true)
-	}
+	v.debugEnd = readChunkEnd(v, vec, endsAtExit(c.want.Reason))
 }
 
 // debugRecordEnd logs a committed chunk's injection, end registers and
