@@ -18,15 +18,17 @@ const (
 // self), counting user mode only and starting disabled. typ is
 // unix.PERF_TYPE_HARDWARE or unix.PERF_TYPE_RAW.
 func OpenCounter(typ uint32, config uint64, tid int) (int, error) {
-	attr := unix.PerfEventAttr{
-		Type:   typ,
-		Size:   uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
-		Config: config,
-		Bits:   unix.PerfBitDisabled | unix.PerfBitExcludeKernel | unix.PerfBitExcludeHv,
-	}
+	return openEvent(unix.PerfEventAttr{Type: typ, Config: config,
+		Bits: unix.PerfBitDisabled | unix.PerfBitExcludeKernel | unix.PerfBitExcludeHv}, tid, "user only")
+}
+
+// openEvent is perf_event_open of attr on thread tid (0 = self), any CPU,
+// close-on-exec; what names the event's mode in an error.
+func openEvent(attr unix.PerfEventAttr, tid int, what string) (int, error) {
+	attr.Size = uint32(unsafe.Sizeof(unix.PerfEventAttr{}))
 	fd, err := unix.PerfEventOpen(&attr, tid, -1, -1, unix.PERF_FLAG_FD_CLOEXEC)
 	if err != nil {
-		return -1, fmt.Errorf("perf_event_open(type %d, config %#x): %w", typ, config, err)
+		return -1, fmt.Errorf("perf_event_open(type %d, config %#x, %s): %w", attr.Type, attr.Config, what, err)
 	}
 	return fd, nil
 }
@@ -54,18 +56,8 @@ const idlePeriod = 1 << 62
 // pinned event that cannot be scheduled reads as EOF instead), disabled
 // until Counter.Run enables it, and sampling so an overflow can be armed.
 func openProgressCounter() (int, error) {
-	attr := unix.PerfEventAttr{
-		Type:   unix.PERF_TYPE_RAW,
-		Size:   uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
-		Config: RawRetiredCondBranches,
-		Sample: idlePeriod,
-		Bits:   unix.PerfBitDisabled | unix.PerfBitPinned | unix.PerfBitExcludeKernel | unix.PerfBitExcludeHv,
-	}
-	fd, err := unix.PerfEventOpen(&attr, 0, -1, -1, unix.PERF_FLAG_FD_CLOEXEC)
-	if err != nil {
-		return -1, fmt.Errorf("perf_event_open(raw %#x, user only, pinned): %w", RawRetiredCondBranches, err)
-	}
-	return fd, nil
+	return openEvent(unix.PerfEventAttr{Type: unix.PERF_TYPE_RAW, Config: RawRetiredCondBranches, Sample: idlePeriod,
+		Bits: unix.PerfBitDisabled | unix.PerfBitPinned | unix.PerfBitExcludeKernel | unix.PerfBitExcludeHv}, 0, "user only, pinned")
 }
 
 // OpenGuestBranchCounter opens the PMU backend's counter on thread tid
@@ -73,15 +65,6 @@ func openProgressCounter() (int, error) {
 // mode, the host excluded (exclude_host: only while the thread runs a
 // guest under VMX/SVM), starting disabled. Only probe opens it so far.
 func OpenGuestBranchCounter(config uint64, tid int) (int, error) {
-	attr := unix.PerfEventAttr{
-		Type:   unix.PERF_TYPE_RAW,
-		Size:   uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
-		Config: config,
-		Bits:   unix.PerfBitDisabled | unix.PerfBitExcludeHost | unix.PerfBitPinned,
-	}
-	fd, err := unix.PerfEventOpen(&attr, tid, -1, -1, unix.PERF_FLAG_FD_CLOEXEC)
-	if err != nil {
-		return -1, fmt.Errorf("perf_event_open(raw %#x, exclude_host, pinned): %w", config, err)
-	}
-	return fd, nil
+	return openEvent(unix.PerfEventAttr{Type: unix.PERF_TYPE_RAW, Config: config,
+		Bits: unix.PerfBitDisabled | unix.PerfBitExcludeHost | unix.PerfBitPinned}, tid, "exclude_host, pinned")
 }
