@@ -55,7 +55,7 @@ $(BUILD)/.deps: guest-images/deps.txt
 kernel: $(BUILD)/vmlinux
 $(BUILD)/vmlinux: deps guest-images/build-kernel.sh guest-images/kernel/config.fragment $(wildcard guest-images/patches/*.patch)
 	@mkdir -p $(BUILD)
-	dir=$$(guest-images/build-kernel.sh) && cp $$dir/vmlinux $$dir/System.map $(BUILD)/
+	dir=$$(guest-images/build-kernel.sh) && cp $$dir/vmlinux $$dir/System.map $$dir/task-offsets $(BUILD)/
 
 workloads: deps
 	$(MAKE) -C guest-images/workloads O=$(CURDIR)/$(BUILD)/workloads

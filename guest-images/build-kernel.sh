@@ -3,7 +3,8 @@
 # a PVH entry point) from Debian's linux-source-6.1, cached by content.
 #
 # Usage: guest-images/build-kernel.sh
-#   stdout: the directory holding vmlinux, System.map and config (one line)
+#   stdout: the directory holding vmlinux, System.map, task-offsets and
+#           config (one line)
 #   stderr: progress and errors
 #
 # Environment:
@@ -78,7 +79,7 @@ KEY=$(
 )
 OUT="$CACHE/kernel-$KEY"
 
-if [ -f "$OUT/vmlinux" ]; then
+if [ -f "$OUT/vmlinux" ] && [ -f "$OUT/task-offsets" ]; then
 	log "cached: $OUT"
 	echo "$OUT" >&3
 	exit 0
@@ -154,6 +155,15 @@ PVH_ENTRY=$(LC_ALL=C readelf -n "$SRC/vmlinux" | awk '
 STAGE="$TMP/out"
 mkdir "$STAGE"
 cp "$SRC/vmlinux" "$SRC/System.map" "$STAGE/"
+
+# task-offsets: where pid, tgid and comm sit in struct task_struct of this
+# build, for `samsara trace` (who ran), from the kernel's own asm-offsets
+# (patches/0006): one "name value" line each.
+OFFS="$SRC/include/generated/asm-offsets.h"
+awk '$1 == "#define" && $2 ~ /^SAMSARA_TASK_/ { sub(/^SAMSARA_TASK_/, "", $2); print $2, $3 }' "$OFFS" >"$STAGE/task-offsets"
+for want in pid tgid comm COMM_LEN; do
+	grep -q "^$want [0-9]" "$STAGE/task-offsets" || die "$OFFS has no SAMSARA_TASK_$want (is patches/0006 applied?)"
+done
 cp "$SRC/.config" "$STAGE/config"
 {
 	echo "key=$KEY"

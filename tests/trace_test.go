@@ -86,6 +86,7 @@ func TestTrace(t *testing.T) {
 		t.Logf("vcpu %d: %d kernel instructions in chunks %s", v, n, traceChunks)
 	}
 	checkTraceContents(t, ra[0])
+	checkWhoRan(t, a, ra)
 	checkVCPUFilter(t, runTrace(t, rec, ckpt, "--vcpu", "1", "--format", "text"), len(insns(ra[1])))
 	checkChampSim(t, runTrace(t, rec, ckpt, "--format", "champsim"), ra)
 	checkWindow(t, rec, ckpt, ra)
@@ -150,6 +151,91 @@ func checkTraceContents(t *testing.T, rs []trace.Record) {
 	if mem == 0 {
 		t.Error("no memory access with a physical address in the trace")
 	}
+}
+
+// checkWhoRan checks the trace's processes (who ran): every chunk marker
+// is followed by the task its vCPU runs, every task was read (a pid of 0
+// or more and a name), some task is a process (pid > 0, not an idle
+// task), a task named within a chunk follows an instruction of
+// __switch_to (where the kernel writes current_task), and whoran.txt's
+// instructions add up to the trace's per vCPU.
+func checkWhoRan(t *testing.T, dir string, recs [][]trace.Record) {
+	t.Helper()
+	swFrom, swTo := kernelSymbolRange(t, "__switch_to")
+	seen := map[string]bool{}
+	process, switches := false, 0
+	for v, rs := range recs {
+		var prev trace.Record
+		for i, r := range rs {
+			if prev.Kind == trace.KindChunk && r.Kind != trace.KindTask {
+				t.Fatalf("vcpu %d record %d: chunk %d's marker is followed by kind %d, want its task", v, i, prev.Insn.Chunk, r.Kind)
+			}
+			if r.Kind == trace.KindTask {
+				k := r.Task
+				if k.PID < 0 || k.Comm == "" || k.Addr < 0xffff800000000000 {
+					t.Fatalf("vcpu %d record %d: task %+v was not read", v, i, k)
+				}
+				seen[fmt.Sprintf("vcpu%d %s", v, k)] = true
+				process = process || k.PID > 0
+				if prev.Kind == trace.KindInsn {
+					switches++
+					if in := prev.Insn; in.RIP < swFrom || in.RIP >= swTo {
+						t.Errorf("vcpu %d record %d: task %s named after the instruction at %#x, outside __switch_to (%#x-%#x)", v, i, k, in.RIP, swFrom, swTo)
+					}
+				}
+			}
+			prev = r
+		}
+	}
+	if !process {
+		t.Errorf("no process (pid > 0) in the trace: %v", seen)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, trace.WhoRanFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := make([]uint64, len(recs))
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n")[3:] {
+		f := strings.Fields(l)
+		var vc int
+		var n uint64
+		if len(f) < 8 {
+			t.Fatalf("%s: line %q", trace.WhoRanFile, l)
+		}
+		fmt.Sscan(f[0], &vc)
+		fmt.Sscan(f[len(f)-2], &n)
+		if vc >= 0 && vc < len(sum) {
+			sum[vc] += n
+		}
+	}
+	for v := range recs {
+		if want := uint64(len(insns(recs[v]))); sum[v] != want {
+			t.Errorf("vcpu %d: %s counts %d instructions, the trace holds %d", v, trace.WhoRanFile, sum[v], want)
+		}
+	}
+	t.Logf("who ran: %d task switches seen within chunks; tasks %v", switches, seen)
+}
+
+// kernelSymbolRange is a function's address range in the guest kernel's
+// System.map: from its address to the next higher symbol's.
+func kernelSymbolRange(t *testing.T, name string) (from, to uint64) {
+	t.Helper()
+	from = kernelSymbol(t, name)
+	b, err := os.ReadFile(filepath.Join(buildDir, "System.map"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	to = ^uint64(0)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		var a uint64
+		if len(f) == 3 && f[2] != name {
+			if _, err := fmt.Sscanf(f[0], "%x", &a); err == nil && a > from && a < to {
+				to = a
+			}
+		}
+	}
+	return from, to
 }
 
 // checkVCPUFilter checks a text trace of vCPU 1 alone: vCPU 0's file
@@ -309,7 +395,15 @@ func TestTraceUserSum(t *testing.T) {
 		if !bytes.Equal(raw[v], raw2[v]) {
 			t.Errorf("vcpu %d: two expansions differ (%d and %d bytes)", v, len(raw[v]), len(raw2[v]))
 		}
-		for _, in := range insns(recs[v]) {
+		var task trace.Task
+		for _, r := range recs[v] {
+			if r.Kind == trace.KindTask {
+				task = r.Task
+			}
+			if r.Kind != trace.KindInsn {
+				continue
+			}
+			in := r.Insn
 			total++
 			if in.CPL != 3 {
 				continue
@@ -317,6 +411,10 @@ func TestTraceUserSum(t *testing.T) {
 			user++
 			if in.RIP == sys && bytes.Equal(in.Bytes, []byte{0x0f, 0x05}) {
 				syscalls++
+				// Who ran: the write calls are sumarr's.
+				if task.Comm != "sumarr" {
+					t.Errorf("vcpu %d: the SYSCALL at %d.%d ran in task %s, want sumarr's", v, in.Chunk, in.Index, task)
+				}
 			}
 			for _, a := range in.Mem {
 				if a.Flags&trace.AccessRead != 0 && a.Flags&trace.AccessWrite == 0 && a.VA >= base && a.VA < base+8*n {

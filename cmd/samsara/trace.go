@@ -15,12 +15,13 @@ import (
 
 	"github.com/samsara-vmm/samsara/internal/session"
 	"github.com/samsara-vmm/samsara/internal/trace"
+	"github.com/samsara-vmm/samsara/internal/vmm"
 )
 
 func newTraceCmd(logger func() *zap.Logger) *cobra.Command {
 	var t traceFlags
 	cmd := &cobra.Command{
-		Use:   "trace rec.zst -o DIR [--format native|text|champsim] [--vcpu N] [--chunks A-B] [--from C.I] [--to C.I] [replay's machine flags]",
+		Use:   "trace rec.zst -o DIR [--format native|text|champsim] [--vcpu N] [--chunks A-B] [--from C.I] [--to C.I] [--kernel-only|--user-only] [replay's machine flags]",
 		Short: "Replay a recording, verify it, and expand it into an execution trace of every single-steppable instruction",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -41,7 +42,10 @@ func newTraceCmd(logger func() *zap.Logger) *cobra.Command {
 	fl.StringVar(&t.from, "from", "", "trace from position C.I on: instruction I (0-based) of chunk C, or C for the chunk's start")
 	fl.StringVar(&t.to, "to", "", "trace up to position C.I, inclusive: instruction I of chunk C, or C for the chunk's end")
 	fl.BoolVar(&t.values, "values", false, "record the bytes each memory access reads or writes (8 more bytes per access)")
-	fl.BoolVar(&t.kernelOnly, "kernel-only", true, "trace guest kernel code only (the only choice where user code cannot be single-stepped, as under PVM)")
+	fl.StringVar(&t.systemMap, "system-map", "", "the guest kernel's System.map, to name each chunk's process (default: System.map beside --kernel, else the reference build's; none found: processes are not named)")
+	fl.StringVar(&t.taskOffsets, "task-offsets", "", "the guest kernel's task_struct offsets, written beside vmlinux by guest-images/build-kernel.sh (default: as --system-map)")
+	fl.BoolVar(&t.userOnly, "user-only", false, "write guest user instructions only (kernel code is still stepped, so positions match a full trace); needs hardware virtualization")
+	fl.BoolVar(&t.kernelOnly, "kernel-only", false, "trace guest kernel code only; user code runs unstepped (always so under PVM, where user code cannot be single-stepped)")
 	r.session.registerReplay(cmd)
 	cmd.MarkFlagRequired("output")
 	return cmd
@@ -56,7 +60,47 @@ type traceFlags struct {
 	chunks     string
 	from, to   string
 	kernelOnly bool
+	userOnly   bool
 	values     bool
+	// systemMap and taskOffsets name the guest kernel's files for who ran.
+	systemMap, taskOffsets string
+}
+
+// kernelInfo loads what who-ran needs. Files given by flag must load;
+// the defaults (beside the recording's kernel, else the reference
+// build's) are optional: without them processes are not named, and the
+// trace says so.
+func (t *traceFlags) kernelInfo(kernel string) (*trace.Kernel, string, error) {
+	find := func(flagValue, name, flagName string) (string, bool, error) {
+		if flagValue != "" {
+			p, err := defaultArtifact(flagValue, name, flagName)
+			return p, true, err
+		}
+		if kernel != "" {
+			p := filepath.Join(filepath.Dir(kernel), name)
+			if _, err := os.Stat(p); err == nil {
+				return p, true, nil
+			}
+		}
+		p, err := defaultArtifact("", name, flagName)
+		return p, err == nil, nil
+	}
+	smap, ok1, err := find(t.systemMap, "System.map", "--system-map")
+	if err != nil {
+		return nil, "", err
+	}
+	offs, ok2, err := find(t.taskOffsets, "task-offsets", "--task-offsets")
+	if err != nil {
+		return nil, "", err
+	}
+	if !ok1 || !ok2 {
+		return nil, "processes not named: no System.map and task-offsets found (give --system-map and --task-offsets)", nil
+	}
+	k, err := trace.LoadKernel(smap, offs)
+	if err != nil {
+		return nil, "", err
+	}
+	return k, "processes named from " + smap + " and " + offs, nil
 }
 
 // parseChunks parses --chunks A-B.
@@ -135,11 +179,18 @@ func (t *traceFlags) window(e *session.Expander) error {
 
 // run replays the recording in path while expanding it into t.out.
 func (t *traceFlags) run(logger *zap.Logger, path string) error {
-	if !t.kernelOnly {
-		// expandStep never steps CPL3: user code is traced nowhere yet.
-		return fmt.Errorf("--kernel-only=false: user code is not traced yet (under PVM it cannot be single-stepped at all: shared/PLATFORM.md)")
+	// User code is single-stepped on hardware virtualization only: under
+	// PVM a step of user code does not stop after the instruction
+	// (shared/PLATFORM.md, "Stopping exactly").
+	platform := vmm.ProbePlatform()
+	userSteps := !t.kernelOnly && (platform == "vmx" || platform == "svm")
+	switch {
+	case t.userOnly && t.kernelOnly:
+		return fmt.Errorf("--user-only and --kernel-only exclude each other")
+	case t.userOnly && !userSteps:
+		return fmt.Errorf("--user-only: user code cannot be single-stepped on this platform (%s; it can under VMX or SVM): shared/PLATFORM.md", platform)
 	}
-	exp := &session.Expander{VCPU: t.vcpu, Values: t.values}
+	exp := &session.Expander{VCPU: t.vcpu, Values: t.values, UserSteps: userSteps, UserOnly: t.userOnly}
 	if err := t.window(exp); err != nil {
 		return err
 	}
@@ -154,6 +205,12 @@ func (t *traceFlags) run(logger *zap.Logger, path string) error {
 	if t.vcpu >= cfg.CPUs {
 		return fmt.Errorf("--vcpu %d: the recording has %d vCPUs", t.vcpu, cfg.CPUs)
 	}
+	k, whoRan, err := t.kernelInfo(cfg.Kernel)
+	if err != nil {
+		return err
+	}
+	exp.Kernel = k
+	fmt.Fprintf(os.Stderr, "samsara: trace: %s\n", whoRan)
 	set, err := trace.Create(t.out, t.format, cfg.CPUs)
 	if err != nil {
 		return err
@@ -179,7 +236,7 @@ func (t *traceFlags) run(logger *zap.Logger, path string) error {
 	if err := set.Finish(); err != nil {
 		return err
 	}
-	return t.summary(set, exp, cfg.CPUs, elapsed)
+	return t.summary(set, exp, cfg.CPUs, elapsed, userNote(userSteps, t.kernelOnly, platform))
 }
 
 // traceOutcome is replay's verdict for a trace: a divergence or any error
@@ -200,8 +257,19 @@ func traceOutcome(err error) error {
 	return nil
 }
 
+// userNote says how the trace covers user code.
+func userNote(userSteps, kernelOnly bool, platform string) string {
+	switch {
+	case userSteps:
+		return "user code single-stepped"
+	case kernelOnly:
+		return "user code not traced (--kernel-only)"
+	}
+	return "user code not traced on this platform (" + platform + ")"
+}
+
 // summary prints what the trace holds and how fast it was made.
-func (t *traceFlags) summary(set *trace.Set, exp *session.Expander, cpus int, elapsed time.Duration) error {
+func (t *traceFlags) summary(set *trace.Set, exp *session.Expander, cpus int, elapsed time.Duration, user string) error {
 	var total uint64
 	var bytes int64
 	var per []string
@@ -219,7 +287,35 @@ func (t *traceFlags) summary(set *trace.Set, exp *session.Expander, cpus int, el
 	if total > 0 {
 		bpi = float64(bytes) / float64(total)
 	}
-	fmt.Fprintf(os.Stderr, "samsara: trace matched the recording: %d kernel instructions (%s), %d interrupt-delivering steps not written; %s, %d bytes (%.2f bytes/instruction); %.2fs, %.0f instructions/s; user code not traced on this platform\n",
-		total, strings.Join(per, ", "), exp.Unseen, t.out, bytes, bpi, elapsed.Seconds(), float64(total)/elapsed.Seconds())
+	var users uint64
+	for v := range cpus {
+		users += set.UserInstructions(v)
+	}
+	fmt.Fprintf(os.Stderr, "samsara: trace matched the recording: %d instructions, %d of them user (%s), %d interrupt-delivering steps not written; %s, %d bytes (%.2f bytes/instruction); %.2fs, %.0f instructions/s; %s\n",
+		total, users, strings.Join(per, ", "), exp.Unseen, t.out, bytes, bpi, elapsed.Seconds(), float64(total)/elapsed.Seconds(), user)
+	printWhoRan(set.WhoRan(), exp, t.out)
 	return nil
+}
+
+// whoRanTop is how many processes the summary prints per vCPU (the
+// trace's whoran.txt has them all).
+const whoRanTop = 5
+
+// printWhoRan prints the processes that ran the most traced
+// instructions on each vCPU.
+func printWhoRan(rows []trace.Ran, exp *session.Expander, dir string) {
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "samsara: who ran (traced instructions, chunks started, user stretches; all in %s):\n", filepath.Join(dir, trace.WhoRanFile))
+	shown := map[int]int{}
+	for _, r := range rows {
+		if shown[r.VCPU]++; shown[r.VCPU] > whoRanTop {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "  vcpu%d %-24s %10d insns %6d chunks %6d user\n", r.VCPU, r.Task, r.Instructions, r.Chunks, r.UserStretches)
+	}
+	if exp.TaskErrors > 0 {
+		fmt.Fprintf(os.Stderr, "samsara: %d task reads failed (written as pid -1); the first: %s\n", exp.TaskErrors, exp.FirstTaskError)
+	}
 }

@@ -37,6 +37,13 @@ type Expander struct {
 	FromIndex, Until uint64
 	// Values records the bytes each access reads or writes.
 	Values bool
+	// UserSteps single-steps user code too. Only where a single step of
+	// user code stops after the instruction: hardware virtualization
+	// (VMX/SVM), not PVM (trace_user.go).
+	UserSteps bool
+	// UserOnly writes user instructions only (kernel code is still
+	// stepped, so positions are those of a full trace).
+	UserOnly bool
 
 	// chunk is the index of the chunk running (-1 before the first).
 	chunk int
@@ -51,6 +58,18 @@ type Expander struct {
 	// Unseen counts steps that delivered an injected interrupt, whose
 	// instruction is not written (see expandStep).
 	Unseen uint64
+	// Kernel, when set, names each chunk's task in the trace (who ran,
+	// trace_task.go).
+	Kernel *trace.Kernel
+	// TaskErrors counts tasks that could not be read (written as pid -1,
+	// comm "?"); FirstTaskError says why the first could not.
+	TaskErrors     uint64
+	FirstTaskError string
+
+	// task is the task named last in this chunk, slotPA the
+	// guest-physical address of the vCPU's current_task slot (0: unknown).
+	task   trace.Task
+	slotPA uint64
 }
 
 // Expand replays the recording as Replay does and writes the trace e
@@ -78,7 +97,10 @@ func (v *vcpu) expandChunk(c *chunkRun) error {
 	if err != nil {
 		return err
 	}
-	return e.Set.Chunk(v.id, uint32(e.chunk), regs.RIP)
+	if err := e.Set.Chunk(v.id, uint32(e.chunk), regs.RIP); err != nil {
+		return err
+	}
+	return v.expandTask(true)
 }
 
 // inWindow reports whether position index of the current chunk is
@@ -93,6 +115,12 @@ func (e *Expander) inWindow(index uint64) bool {
 		return false
 	}
 	return true
+}
+
+// writes reports whether instruction in is written: its position lies
+// in the window, and it is not kernel code in a --user-only trace.
+func (e *Expander) writes(in *trace.Insn) bool {
+	return e.inWindow(in.Index) && !(e.UserOnly && in.CPL == 0)
 }
 
 // expandInject is injectAtEntry's hook: an interrupt injected.

@@ -45,19 +45,12 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 	}
 	// In 64-bit mode the CPL is CS's RPL (SDM vol. 3, 5.5).
 	cpl := uint8(sr.CS.Selector & 3)
-	// User code is never stepped, also where a single step of it works
-	// (hardware virtualization). Measured in the emulated SVM host with
-	// user steps on (threads2 100 on 2 vCPUs, 2026-12-06): the trace
-	// diverged at the final memory digest, 3 bytes apart, each a flags
-	// word 0x302 where the recording had 0x202 (KVM's TF) in dead
-	// kernel-stack memory: a stepped SYSCALL does not stop at the kernel
-	// entry (FMASK clears TF there), so the whole system call ran within
-	// the step and its pt_regs->r11 and ->flags kept the TF; a stepped
-	// instruction that faults runs its whole handler likewise (the gate
-	// clears TF) and leaves its frame. Tracing user code there needs the
-	// mode switches (SYSCALL, SYSRET, IRET to user) emulated at the step
-	// and fault frames scrubbed (issue 16).
-	if cpl != 0 || v.atHalt(pre.RIP) {
+	// User code is stepped only where a single step of it stops after the
+	// instruction (hardware virtualization: Expander.UserSteps), and then
+	// with SYSCALL executed by samsara and exception frames scrubbed
+	// (trace_user.go); under PVM it runs plainly, untraced.
+	user := cpl != 0
+	if user && (!e.UserSteps || tail) || !user && v.atHalt(pre.RIP) {
 		if tail {
 			return false, fmt.Errorf("trace: the way to the chunk's end point at RIP %#x runs code that cannot be single-stepped (CPL %d)", pre.RIP, cpl)
 		}
@@ -65,7 +58,14 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 	}
 	e.inUser = false
 	in := v.expandDecode(pre, sr, cpl)
-	userRIP, toUser := v.expandToUser(in, pre, sr)
+	if user && isUserSyscall(in) && !c.injectedNow {
+		return false, v.expandSyscall(in, pre, sr)
+	}
+	var userRIP uint64
+	var toUser bool
+	if !user {
+		userRIP, toUser = v.expandToUser(in, pre, sr)
+	}
 	if err := v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugSingleStep, nil); err != nil {
 		return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
 	}
@@ -85,11 +85,25 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 	debugExit := v.ExitReason() == vmm.ExitDebug
 	injected := c.injectedNow
 	c.injectedNow = false
+	faulted := false
+	if user {
+		// Also after a real exit: a handler that waits for a device
+		// exits with the frame live, and its IRET must not return TF.
+		if faulted, err = v.scrubUserFrames(pre, sr, in); err != nil {
+			return false, err
+		}
+	}
 	if debugExit {
 		// Not a chunk exit: the next entry injects nothing, as after a
 		// kick (debug_hook.go, enter).
 		c.inject = false
-		if err := v.fixStepLeaks(pre); err != nil {
+		fix := v.fixStepLeaks
+		if user {
+			// A user stack that grows is no exception frame: only a
+			// pushed TF (PUSHF) is looked for there.
+			fix = func(pre *kvm.Regs) error { return v.fixPushedTF(pre.RIP) }
+		}
+		if err := fix(pre); err != nil {
 			return false, err
 		}
 		if injected {
@@ -98,14 +112,32 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 			}
 		}
 	}
+	if faulted && !injected && e.inWindow(e.index) {
+		if err := e.Set.Fault(v.id, uint32(e.chunk), e.index, pre.RIP); err != nil {
+			return false, err
+		}
+	}
 	if err := v.expandWrite(in, pre, sr, injected); err != nil {
 		return false, err
 	}
-	if toUser && !injected && e.inWindow(e.index) {
+	if faulted {
+		// The handler may have switched tasks and come back.
+		if err := v.expandTask(false); err != nil {
+			return false, err
+		}
+	}
+	if toUser && !injected && !e.UserSteps && e.inWindow(e.index) {
 		// Under PVM the step does not stop in user mode (PLATFORM.md):
 		// it ran user code until the next entry into the kernel (an
 		// exception, interrupt or system call), and came back there.
 		if err := e.Set.User(v.id, uint32(e.chunk), e.index, userRIP); err != nil {
+			return false, err
+		}
+	}
+	if toUser && !injected {
+		// The user code (and under PVM the kernel entry it ran into) may
+		// have switched tasks.
+		if err := v.expandTask(false); err != nil {
 			return false, err
 		}
 	}
@@ -141,10 +173,15 @@ func (v *vcpu) expandWrite(in *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs, injecte
 		v.expandValues(in, trace.AccessWrite)
 	}
 	e.index++
-	if !e.inWindow(in.Index) {
-		return nil
+	if e.writes(in) {
+		if err := e.Set.Insn(v.id, in); err != nil {
+			return err
+		}
 	}
-	return e.Set.Insn(v.id, in)
+	if e.switchesTask(in) {
+		return v.expandTask(false)
+	}
+	return nil
 }
 
 // expandPlain runs the vCPU without a step to its next exit, saying in
@@ -170,7 +207,11 @@ func (v *vcpu) expandPlain(c *chunkRun, rip uint64, cpl uint8) (bool, error) {
 		return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
 	}
 	c.injectedNow = false
-	return true, v.Enter()
+	if err := v.Enter(); err != nil {
+		return true, err
+	}
+	// What ran unstepped may have switched tasks.
+	return true, v.expandTask(false)
 }
 
 // expandDecode reads and decodes the instruction at pre.RIP, with its
@@ -315,7 +356,7 @@ func (v *vcpu) expandDelivered(sr *kvm.Sregs, rip uint64) error {
 	for _, in := range run {
 		in.Index = e.index
 		e.index++
-		if !e.inWindow(in.Index) {
+		if !e.writes(in) {
 			continue
 		}
 		if err := e.Set.Insn(v.id, in); err != nil {

@@ -13,7 +13,7 @@
 // replay matched the recording; a failed or diverged expansion removes it,
 // so a directory called DIR is always a complete, verified trace.
 //
-// # Native format (version 1)
+// # Native format (version 2)
 //
 // A file is a 16-byte header, then one zstd stream of records:
 //
@@ -30,6 +30,12 @@
 //	  KindUser     chunk u32, index u64, rip u64         user code ran here, not traced
 //	                                                     (instruction count unknown)
 //	  KindHalt     chunk u32, index u64, rip u64         HLT (or STI; HLT) ran unstepped
+//	  KindFault    chunk u32, index u64, rip u64         the user instruction at index raised
+//	                                                     an exception whose kernel handler
+//	                                                     ran untraced within its step
+//	  KindTask     chunk u32, index u64, task u64,       the vCPU runs this task from
+//	               pid i32, tgid i32, len u8,            instruction index on (who ran)
+//	               comm[len]
 //	  KindEnd      instructions u64                      the expansion completed
 //
 // index is the instruction's index among the stepped instructions of its
@@ -38,7 +44,19 @@
 // no present entry), 8 value (`trace --values`: the first min(size, 8)
 // bytes accessed, read before the instruction for a load and after it for
 // a store or read-modify-write). A file without KindEnd as its last record is
-// incomplete. Bump Version when a record changes.
+// incomplete. Bump Version when a record changes (version 2 added
+// KindTask and KindFault).
+//
+// # Who ran
+//
+// With the guest kernel's System.map and task-offsets (Kernel), each
+// traced chunk's marker is followed by a KindTask record naming the task
+// (thread) the vCPU runs, read from the kernel's per-CPU current_task, and
+// another one wherever a traced instruction switches the vCPU to another
+// task (a write to its current_task, in __switch_to). The directory then
+// also holds whoran.txt: per vCPU and task, the chunks that started with
+// it running, its traced instructions and its stretches of untraced user
+// code. ChampSim files hold instructions only.
 //
 // # Text format
 //
@@ -48,6 +66,8 @@
 //	I 12.0.345 rip=ffffffff81001234 cpl=0 bytes=488b07 "mov rax, qword ptr [rdi]" r:va=..,pa=..,8
 //	J 12.0.345 vector=236
 //	U 12.0.345 rip=401000 user code not traced on this platform (instruction count unknown)
+//	F 12.0.346 rip=401234 exception: its kernel handler ran untraced before the instruction completed
+//	T 12.0.0 pid=57 tgid=57 comm="threads2" task=ffff888003a1c000
 //	E instructions=1234
 //
 // # ChampSim format

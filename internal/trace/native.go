@@ -12,7 +12,7 @@ import (
 const (
 	Magic = "SMTRACE\x00"
 	// Version: bump it when a record's layout changes.
-	Version = 1
+	Version = 2
 )
 
 // nativeEncoder writes the native format.
@@ -66,10 +66,23 @@ func (n *nativeEncoder) write(e *event) error {
 		b = le.AppendUint32(b, e.chunk)
 		b = le.AppendUint64(b, e.index)
 		b = append(b, e.vec)
-	case KindUser, KindHalt:
+	case KindUser, KindHalt, KindFault:
 		b = le.AppendUint32(b, e.chunk)
 		b = le.AppendUint64(b, e.index)
 		b = le.AppendUint64(b, e.rip)
+	case KindTask:
+		t := e.task
+		comm := t.Comm
+		if len(comm) > 255 {
+			comm = comm[:255]
+		}
+		b = le.AppendUint32(b, e.chunk)
+		b = le.AppendUint64(b, e.index)
+		b = le.AppendUint64(b, t.Addr)
+		b = le.AppendUint32(b, uint32(t.PID))
+		b = le.AppendUint32(b, uint32(t.TGID))
+		b = append(b, uint8(len(comm)))
+		b = append(b, comm...)
 	case KindEnd:
 		b = le.AppendUint64(b, e.total)
 	}
@@ -91,6 +104,8 @@ type Record struct {
 	Insn   Insn
 	Vector uint8
 	Total  uint64
+	// Task is KindTask's task.
+	Task Task
 }
 
 // ReadNative reads a native trace file: its vCPU and its records. A file

@@ -51,8 +51,13 @@ func parseNative(body []byte) ([]Record, error) {
 			}
 		case KindInject:
 			in.Chunk, in.Index, rec.Vector = r.u32(), r.u64(), r.u8()
-		case KindUser, KindHalt:
+		case KindUser, KindHalt, KindFault:
 			in.Chunk, in.Index, in.RIP = r.u32(), r.u64(), r.u64()
+		case KindTask:
+			in.Chunk, in.Index = r.u32(), r.u64()
+			t := &rec.Task
+			t.Addr, t.PID, t.TGID = r.u64(), int32(r.u32()), int32(r.u32())
+			t.Comm = string(r.take(int(r.u8())))
 		case KindEnd:
 			rec.Total = r.u64()
 		default:

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 )
 
 // Formats of a trace (`samsara trace --format`).
@@ -23,6 +25,8 @@ const (
 	KindInject = 3
 	KindUser   = 4
 	KindHalt   = 5
+	KindTask   = 6
+	KindFault  = 7
 	KindEnd    = 0xff
 )
 
@@ -35,6 +39,7 @@ type event struct {
 	vec   uint8
 	insn  *Insn
 	total uint64
+	task  *Task
 }
 
 // encoder writes one vCPU's file in one format.
@@ -50,8 +55,29 @@ type Set struct {
 	format   string
 	files    []*os.File
 	encs     []encoder
-	// insns counts the instructions written per vCPU.
-	insns []uint64
+	// insns counts the instructions written per vCPU, users those of
+	// them at CPL 3.
+	insns, users []uint64
+	// running is each vCPU's task as last named (Task), nil before.
+	running []*Task
+	// ran counts, per vCPU and task, what the trace holds (who ran).
+	ran map[ranKey]*Ran
+}
+
+// ranKey identifies a task on a vCPU.
+type ranKey struct {
+	vcpu int
+	task Task
+}
+
+// Ran is what a trace holds of one task on one vCPU.
+type Ran struct {
+	VCPU int
+	Task Task
+	// Chunks is the number of chunks that started with the task running;
+	// Instructions the traced instructions while it ran; UserStretches
+	// its stretches of untraced user code.
+	Chunks, Instructions, UserStretches uint64
 }
 
 // FileName is vCPU v's file in a trace of format.
@@ -74,7 +100,8 @@ func Create(dir, format string, vcpus int) (*Set, error) {
 	if _, err := os.Stat(dir); err == nil {
 		return nil, fmt.Errorf("trace directory %s exists already", dir)
 	}
-	s := &Set{dir: dir, tmp: dir + ".partial", format: format, insns: make([]uint64, vcpus)}
+	s := &Set{dir: dir, tmp: dir + ".partial", format: format, insns: make([]uint64, vcpus), users: make([]uint64, vcpus),
+		running: make([]*Task, vcpus), ran: map[ranKey]*Ran{}}
 	if err := os.RemoveAll(s.tmp); err != nil {
 		return nil, fmt.Errorf("remove an old partial trace: %w", err)
 	}
@@ -119,15 +146,53 @@ func (s *Set) emit(v int, e *event) error {
 	return nil
 }
 
-// Chunk marks the start of chunk on vCPU v at rip.
+// Chunk marks the start of chunk on vCPU v at rip. The task running is
+// not known until the next Task.
 func (s *Set) Chunk(v int, chunk uint32, rip uint64) error {
+	if v >= 0 && v < len(s.running) {
+		s.running[v] = nil
+	}
 	return s.emit(v, &event{kind: KindChunk, chunk: chunk, rip: rip})
+}
+
+// Task records that vCPU v runs task t from instruction index of chunk
+// on: at a chunk's start, and where the kernel switched tasks.
+func (s *Set) Task(v int, chunk uint32, index uint64, t Task) error {
+	if v >= 0 && v < len(s.running) {
+		start := s.running[v] == nil
+		s.running[v] = &t
+		if start {
+			s.count(v).Chunks++
+		}
+	}
+	return s.emit(v, &event{kind: KindTask, chunk: chunk, index: index, task: &t})
+}
+
+// count is the tally of vCPU v's running task.
+func (s *Set) count(v int) *Ran {
+	var t Task
+	if r := s.running[v]; r != nil {
+		t = *r
+	}
+	k := ranKey{v, t}
+	c := s.ran[k]
+	if c == nil {
+		c = &Ran{VCPU: v, Task: t}
+		s.ran[k] = c
+	}
+	return c
 }
 
 // Insn writes an executed instruction of vCPU v.
 func (s *Set) Insn(v int, in *Insn) error {
 	if v >= 0 && v < len(s.insns) {
 		s.insns[v]++
+		if in.CPL == 3 {
+			s.users[v]++
+		}
+		if s.running[v] != nil {
+			s.count(v).Instructions++
+		}
 	}
 	return s.emit(v, &event{kind: KindInsn, chunk: in.Chunk, index: in.Index, rip: in.RIP, insn: in})
 }
@@ -140,7 +205,17 @@ func (s *Set) Inject(v int, chunk uint32, index uint64, vec uint8) error {
 
 // User records that vCPU v ran user code from rip, not traced.
 func (s *Set) User(v int, chunk uint32, index uint64, rip uint64) error {
+	if v >= 0 && v < len(s.running) && s.running[v] != nil {
+		s.count(v).UserStretches++
+	}
 	return s.emit(v, &event{kind: KindUser, chunk: chunk, index: index, rip: rip})
+}
+
+// Fault records that the user instruction at index of chunk raised an
+// exception whose kernel handler ran within its step, untraced, before
+// the instruction was retried and completed.
+func (s *Set) Fault(v int, chunk uint32, index uint64, rip uint64) error {
+	return s.emit(v, &event{kind: KindFault, chunk: chunk, index: index, rip: rip})
 }
 
 // Halt records a HLT (or STI; HLT) run without a step.
@@ -151,6 +226,49 @@ func (s *Set) Halt(v int, chunk uint32, index uint64, rip uint64) error {
 // Instructions is the number of instructions written for vCPU v.
 func (s *Set) Instructions(v int) uint64 { return s.insns[v] }
 
+// UserInstructions is the number of those at CPL 3.
+func (s *Set) UserInstructions(v int) uint64 { return s.users[v] }
+
+// WhoRan is the tally per vCPU and task, by vCPU and then by
+// instructions, most first; empty when no task was named.
+func (s *Set) WhoRan() []Ran {
+	out := make([]Ran, 0, len(s.ran))
+	for _, r := range s.ran {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.VCPU != b.VCPU {
+			return a.VCPU < b.VCPU
+		}
+		if a.Instructions != b.Instructions {
+			return a.Instructions > b.Instructions
+		}
+		return a.Task.PID < b.Task.PID
+	})
+	return out
+}
+
+// WhoRanFile is the who-ran summary's name in a trace directory.
+const WhoRanFile = "whoran.txt"
+
+// writeWhoRan writes the who-ran summary (package comment) into the
+// trace directory, when a task was named.
+func (s *Set) writeWhoRan() error {
+	rows := s.WhoRan()
+	if len(rows) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("# who ran: per vCPU and process, the chunks that started with it running, its traced\n")
+	b.WriteString("# instructions and its stretches of untraced user code (samsara trace)\n")
+	fmt.Fprintf(&b, "%-4s %-12s %-7s %-7s %-16s %8s %14s %14s\n", "vcpu", "task", "pid", "tgid", "comm", "chunks", "instructions", "user-stretches")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%-4d %-12x %-7d %-7d %-16q %8d %14d %14d\n", r.VCPU, r.Task.Addr, r.Task.PID, r.Task.TGID, r.Task.Comm, r.Chunks, r.Instructions, r.UserStretches)
+	}
+	return os.WriteFile(filepath.Join(s.tmp, WhoRanFile), []byte(b.String()), 0o644)
+}
+
 // Finish writes the end records, closes the files and renames the
 // directory to its final name: only a finished trace is complete.
 func (s *Set) Finish() error {
@@ -158,6 +276,7 @@ func (s *Set) Finish() error {
 	for v, enc := range s.encs {
 		errs = append(errs, enc.write(&event{kind: KindEnd, total: s.insns[v]}), enc.close(), s.files[v].Close())
 	}
+	errs = append(errs, s.writeWhoRan())
 	if err := errors.Join(errs...); err != nil {
 		s.Abort()
 		return fmt.Errorf("finish the trace: %w", err)

@@ -25,8 +25,13 @@ func (t *textEncoder) write(e *event) error {
 		_, err = fmt.Fprintf(t.w, "J %d.%d.%d vector=%d\n", e.chunk, t.vcpu, e.index, e.vec)
 	case KindUser:
 		_, err = fmt.Fprintf(t.w, "U %d.%d.%d rip=%x user code not traced on this platform (instruction count unknown)\n", e.chunk, t.vcpu, e.index, e.rip)
+	case KindFault:
+		_, err = fmt.Fprintf(t.w, "F %d.%d.%d rip=%x exception: its kernel handler ran untraced before the instruction completed\n", e.chunk, t.vcpu, e.index, e.rip)
 	case KindHalt:
 		_, err = fmt.Fprintf(t.w, "H %d.%d.%d rip=%x halt, run without a step\n", e.chunk, t.vcpu, e.index, e.rip)
+	case KindTask:
+		k := e.task
+		_, err = fmt.Fprintf(t.w, "T %d.%d.%d pid=%d tgid=%d comm=%q task=%x\n", e.chunk, t.vcpu, e.index, k.PID, k.TGID, k.Comm, k.Addr)
 	case KindEnd:
 		_, err = fmt.Fprintf(t.w, "E instructions=%d\n", e.total)
 	}

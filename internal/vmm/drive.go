@@ -80,6 +80,25 @@ func (v *VCPU) Regs() (*kvm.Regs, error) { return kvm.GetRegs(uintptr(v.fd)) }
 // Sregs reads the segment and control registers.
 func (v *VCPU) Sregs() (*kvm.Sregs, error) { return kvm.GetSregs(uintptr(v.fd)) }
 
+// MSRKernelGSBase is IA32_KERNEL_GS_BASE, the GS base SWAPGS exchanges
+// (SDM vol. 4, table 2-2): the kernel's per-CPU base while the vCPU runs
+// user code.
+const MSRKernelGSBase = 0xC0000102
+
+// MSR reads one model-specific register (KVM_GET_MSRS through
+// internal/kvm: gokvm has no MSR ioctl).
+func (v *VCPU) MSR(index uint32) (uint64, error) {
+	m, err := kvmsys.GetMSRs(v.fd, []uint32{index})
+	if err != nil {
+		return 0, err
+	}
+	val, ok := m[index]
+	if !ok {
+		return 0, fmt.Errorf("KVM_GET_MSRS did not return MSR %#x", index)
+	}
+	return val, nil
+}
+
 // Enter runs the guest until its next exit; it returns ErrInterrupted
 // when a kick came first.
 //
@@ -178,6 +197,10 @@ func (v *VCPU) ProtectPage(gpa uint64, none bool) error {
 
 // SetRegs sets the vCPU's general registers.
 func (v *VCPU) SetRegs(r *kvm.Regs) error { return kvm.SetRegs(uintptr(v.fd), r) }
+
+// SetSregs writes the segment and control registers (a trace executes a
+// user SYSCALL itself: internal/session, trace_user.go).
+func (v *VCPU) SetSregs(s *kvm.Sregs) error { return kvm.SetSregs(uintptr(v.fd), s) }
 
 // StatsFD opens the vCPU's KVM binary statistics (KVM_GET_STATS_FD).
 func (v *VCPU) StatsFD() (int, error) { return kvmsys.GetStatsFD(v.fd) }

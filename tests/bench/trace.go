@@ -22,7 +22,7 @@ import (
 var traceWorkload = flag.String("trace-workload", "threads2 1000", "trace: the program to record and expand")
 
 // traceSummary matches the summary line `samsara trace` prints.
-var traceSummary = regexp.MustCompile(`trace matched the recording: (\d+) kernel instructions .* (\d+) bytes \(([\d.]+) bytes/instruction\); ([\d.]+)s, (\d+) instructions/s`)
+var traceSummary = regexp.MustCompile(`trace matched the recording: (\d+) instructions, \d+ of them user .* (\d+) bytes \(([\d.]+) bytes/instruction\); ([\d.]+)s, (\d+) instructions/s`)
 
 func benchTrace(samsara, kernel, initrd string, timeout time.Duration) {
 	dir, err := os.MkdirTemp("", "bench-trace-")

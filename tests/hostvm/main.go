@@ -215,7 +215,7 @@ func (w *workspace) basePayload() (payload, error) {
 	if os.Getenv("CI") != "" {
 		p.Env["CI"] = os.Getenv("CI")
 	}
-	for _, f := range []string{"vmlinux", "System.map", "initramfs.cpio", "workloads"} {
+	for _, f := range []string{"vmlinux", "System.map", "task-offsets", "initramfs.cpio", "workloads"} {
 		src := filepath.Join(w.o.build, f)
 		if _, err := os.Stat(src); err != nil {
 			return payload{}, fmt.Errorf("reference guest: %w (make all builds it)", err)

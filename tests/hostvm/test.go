@@ -72,6 +72,7 @@ func cmdTest(args []string) (int, error) {
 	silence := fs.Duration("silence", 5*time.Minute, "a host VM that prints nothing this long is wedged")
 	stuck := fs.Duration("stuck", 0, "a host VM that starts or ends no test this long is wedged (default: 12m for smoke, 40m for full)")
 	wedgeRetries := fs.Int("wedge-retries", 2, "boot the host again this many times after it wedged or its kernel panicked")
+	only := fs.String("run", "", "run only the tests this go test -run pattern matches, in every package, the skip list ignored (to work on one test in the host)")
 	fs.Parse(args)
 	if *set != string(setSmoke) && *set != string(setFull) {
 		return 0, fmt.Errorf("test: -set must be smoke or full, not %q", *set)
@@ -108,6 +109,9 @@ func cmdTest(args []string) (int, error) {
 			run = pkg.Smoke
 		}
 		skip := skipPattern(pkg.Path)
+		if *only != "" {
+			run, skip = *only, ""
+		}
 		fmt.Fprintf(&script, "echo %s %s\n", markBegin, pkg.Path)
 		// Each test binary runs in its package's folder, as go test runs
 		// it (tests find ../guest-images from there).
