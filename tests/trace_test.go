@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/samsara-vmm/samsara/internal/trace"
 )
@@ -324,7 +325,7 @@ func checkDivergedTrace(t *testing.T, rec, ckpt string) {
 	}
 }
 
-// TestTraceMemoryConsistency traces a kernel-only window with the values
+// TestTraceMemoryConsistency traces a kernel-only window (--kernel-only) with the values
 // of every access (--values) and checks, across both vCPUs in commit
 // order, that every load reads the last store to its bytes in the trace
 // or the window's start value (trace.CheckConsistency).
@@ -332,7 +333,7 @@ func TestTraceMemoryConsistency(t *testing.T) {
 	requireKVM(t)
 	ckpt := bootedCheckpoint(t, 2)
 	_, rec := recordAndReplayN(t, 0, 2, ckpt, nil, "threads2", "1000")
-	recs, _ := readNativeTrace(t, runTrace(t, rec, ckpt, "--values"), 2)
+	recs, _ := readNativeTrace(t, runTrace(t, rec, ckpt, "--values", "--kernel-only"), 2)
 	loads, bad := trace.CheckConsistency(recs)
 	for i, m := range bad {
 		if i < 5 {
@@ -360,6 +361,12 @@ func onPVM() bool {
 // the program printed plus 8i) and K executions of that SYSCALL, and a
 // second expansion must be byte-identical (so its instruction count is
 // the single-stepped count, twice).
+// userTraceTimeout bounds one expansion of TestTraceUserSum's whole
+// recording, user code single-stepped: in the emulated SVM host, where
+// every step goes through QEMU's TCG, one took longer than resumeTimeout's
+// 3 minutes (2026-12-06, 2 host CPUs).
+const userTraceTimeout = 10 * time.Minute
+
 func TestTraceUserSum(t *testing.T) {
 	requireKVM(t)
 	if onPVM() {
@@ -380,11 +387,15 @@ func TestTraceUserSum(t *testing.T) {
 	}
 	traceAll := func() string {
 		dir := filepath.Join(t.TempDir(), "trace")
-		r := samsara(t, resumeTimeout, "trace", rec, "--from-checkpoint", ckpt, "-o", dir)
+		r := samsara(t, userTraceTimeout, "trace", rec, "--from-checkpoint", ckpt, "-o", dir)
 		if r.status != 0 || !strings.Contains(r.stderr, "trace matched the recording") {
 			t.Fatalf("trace: status %d\nstderr:\n%s", r.status, tail(r.stderr))
 		}
-		t.Logf("%s", lastLine(r.stderr))
+		for _, l := range strings.Split(r.stderr, "\n") {
+			if strings.Contains(l, "trace matched the recording") {
+				t.Logf("%s", l)
+			}
+		}
 		return dir
 	}
 	recs, raw := readNativeTrace(t, traceAll(), 2)

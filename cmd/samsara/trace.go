@@ -46,6 +46,8 @@ func newTraceCmd(logger func() *zap.Logger) *cobra.Command {
 	fl.StringVar(&t.taskOffsets, "task-offsets", "", "the guest kernel's task_struct offsets, written beside vmlinux by guest-images/build-kernel.sh (default: as --system-map)")
 	fl.BoolVar(&t.userOnly, "user-only", false, "write guest user instructions only (kernel code is still stepped, so positions match a full trace); needs hardware virtualization")
 	fl.BoolVar(&t.kernelOnly, "kernel-only", false, "trace guest kernel code only; user code runs unstepped (always so under PVM, where user code cannot be single-stepped)")
+	fl.BoolVar(&t.keepPartial, "debug-keep-partial", false, "keep DIR.partial of a failed trace, to see where it went wrong")
+	fl.MarkHidden("debug-keep-partial")
 	r.session.registerReplay(cmd)
 	cmd.MarkFlagRequired("output")
 	return cmd
@@ -61,7 +63,9 @@ type traceFlags struct {
 	from, to   string
 	kernelOnly bool
 	userOnly   bool
-	values     bool
+	// keepPartial keeps a failed trace's partial directory (hidden flag).
+	keepPartial bool
+	values      bool
 	// systemMap and taskOffsets name the guest kernel's files for who ran.
 	systemMap, taskOffsets string
 }
@@ -230,6 +234,10 @@ func (t *traceFlags) run(logger *zap.Logger, path string) error {
 	_, err = rs.Expand(records, exp)
 	elapsed := time.Since(start)
 	if err = traceOutcome(err); err != nil {
+		if t.keepPartial {
+			set.Keep()
+			return fmt.Errorf("%w (the partial trace is kept in %s.partial)", err, t.out)
+		}
 		set.Abort()
 		return err
 	}

@@ -343,7 +343,7 @@ func (v *vcpu) enter(c *chunkRun) error {
 		// Not a chunk exit: the next entry injects nothing, as after a
 		// kick.
 		c.inject = false
-		if err := v.fixStepLeaks(pre); err != nil {
+		if _, err := v.fixStepLeaks(pre); err != nil {
 			return err
 		}
 		if c.injectedNow {

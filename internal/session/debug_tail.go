@@ -153,7 +153,7 @@ func (v *vcpu) traceStep(c *chunkRun) error {
 	if v.ExitReason() != vmm.ExitDebug {
 		return fmt.Errorf("debugger: a single step towards an earlier position made exit %d", v.ExitReason())
 	}
-	if err := v.fixStepLeaks(pre); err != nil {
+	if _, err := v.fixStepLeaks(pre); err != nil {
 		return err
 	}
 	if c.injectedNow {

@@ -880,7 +880,7 @@ func (v *vcpu) stepTowards(rip uint64, step bool, pre *kvm.Regs) (exited bool, e
 		return true, nil
 	}
 	if step {
-		if err := v.fixStepLeaks(pre); err != nil {
+		if _, err := v.fixStepLeaks(pre); err != nil {
 			return false, err
 		}
 	}

@@ -12,7 +12,9 @@ package session
 //     pt_regs copy the entry code makes of it, and SYSRET's return keep
 //     KVM's TF. samsara executes SYSCALL itself instead (expandSyscall),
 //     as the CPU would (Intel SDM vol. 2, SYSCALL; AMD APM vol. 3), and
-//     the kernel's entry is then stepped like any kernel code.
+//     the kernel's entry is then stepped like any kernel code. The
+//     kernel's SYSRET is executed by samsara too (expandSysret): a step
+//     of it does not stop in user mode.
 //   - Exceptions (a page fault on first touch, say). Delivery clears TF,
 //     so the handler runs within the step, and the frame it was entered
 //     with saves RFLAGS with KVM's TF; the handler's IRET gives it back,
@@ -84,6 +86,60 @@ func (v *vcpu) expandSyscall(in *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs) error
 		return nil
 	}
 	return e.Set.Insn(v.id, in)
+}
+
+// expandSysret executes the kernel's SYSRET in (at pre) as the CPU does
+// when returning to 64-bit user code (REX.W, Intel SDM vol. 2, SYSRET):
+// RIP = RCX, RFLAGS = (R11 & 0x3C7FD7) | 2, CS and SS the flat ring-3
+// segments whose selectors STAR bits 63:48 name (CS = sel + 16, SS =
+// sel + 8, RPL 3), CPL 3. A single step of SYSRET does not stop in user
+// mode: the trap is taken by the RFLAGS SYSRET loads, which hold no TF
+// (measured in the emulated SVM host, where QEMU's TCG models it so: a
+// trace of sumarr held 6 user instructions of some 10^4, the rest ran
+// unstepped after each system call's return).
+func (v *vcpu) expandSysret(in *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs) error {
+	star, err := v.MSR(msrSTAR)
+	if err != nil {
+		return fmt.Errorf("trace: SYSRET: %w", err)
+	}
+	regs := *pre
+	regs.RIP = pre.RCX
+	// 0x3C7FD7: the RFLAGS bits SYSRET takes from R11 (RF, VM and the
+	// reserved bits cleared); bit 1 is always set.
+	regs.RFLAGS = pre.R11&0x3C7FD7 | 2
+	s := *sr
+	sel := uint16(star >> 48)
+	s.CS = kvm.Segment{Limit: 0xFFFFFFFF, Selector: (sel + 16) | 3, Typ: 0xB, Present: 1, DPL: 3, S: 1, L: 1, G: 1}
+	s.SS = kvm.Segment{Limit: 0xFFFFFFFF, Selector: (sel + 8) | 3, Typ: 0x3, Present: 1, DPL: 3, S: 1, DB: 1, G: 1}
+	if err := v.SetRegs(&regs); err != nil {
+		return fmt.Errorf("trace: SYSRET: KVM_SET_REGS: %w", err)
+	}
+	if err := v.SetSregs(&s); err != nil {
+		return fmt.Errorf("trace: SYSRET: KVM_SET_SREGS: %w", err)
+	}
+	in.NextRIP = regs.RIP
+	e := v.s.exp
+	e.index++
+	if !e.writes(in) {
+		return nil
+	}
+	return e.Set.Insn(v.id, in)
+}
+
+// isSysret64 reports whether in is a SYSRET to 64-bit code (REX.W).
+func isSysret64(in *trace.Insn) bool {
+	if in.Inst.Len == 0 || in.Inst.Op != x86asm.SYSRET {
+		return false
+	}
+	for _, b := range in.Bytes {
+		if b >= 0x48 && b <= 0x4F {
+			return true
+		}
+		if b == 0x0F {
+			break
+		}
+	}
+	return false
 }
 
 // isUserSyscall reports whether in is a SYSCALL samsara executes itself.

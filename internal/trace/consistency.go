@@ -45,7 +45,7 @@ func CheckConsistency(recs [][]Record) (int, []Mismatch) {
 	var bad []Mismatch
 	for _, c := range order {
 		for _, r := range byChunk[c] {
-			if r.Kind != KindInsn && r.Kind != KindChunk {
+			if r.Kind != KindInsn && r.Kind != KindChunk && r.Kind != KindTask {
 				clear(known)
 				continue
 			}

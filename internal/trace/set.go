@@ -288,6 +288,16 @@ func (s *Set) Finish() error {
 	return nil
 }
 
+// Keep closes the files of a failed trace and leaves them in
+// DIR.partial, without end records, for a developer to look at.
+func (s *Set) Keep() {
+	for v, enc := range s.encs {
+		enc.close()
+		s.files[v].Close()
+	}
+	s.writeWhoRan()
+}
+
 // Abort removes the partial trace.
 func (s *Set) Abort() {
 	for _, f := range s.files {
