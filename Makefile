@@ -134,7 +134,7 @@ bench-hostvm: all
 bench-qemu:
 	@dpkg -s qemu-system-x86 >/dev/null 2>&1 || { SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null; }
 
-# The report (tests/bench/report.go): about 8 minutes on 2 cores.
+# The report (tests/bench/report.go): about 24 minutes on 2 cores (23m51s on 2026-12-06, with the sync-heavy set).
 bench: all bench-qemu
 	SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) run ./tests/bench report
 
