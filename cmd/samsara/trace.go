@@ -278,12 +278,13 @@ func userNote(userSteps, kernelOnly bool, platform string) string {
 
 // summary prints what the trace holds and how fast it was made.
 func (t *traceFlags) summary(set *trace.Set, exp *session.Expander, cpus int, elapsed time.Duration, user string) error {
-	var total uint64
+	var total, users uint64
 	var bytes int64
 	var per []string
 	for v := range cpus {
 		n := set.Instructions(v)
 		total += n
+		users += set.UserInstructions(v)
 		per = append(per, fmt.Sprintf("vcpu%d %d", v, n))
 		st, err := os.Stat(filepath.Join(t.out, trace.FileName(t.format, v)))
 		if err != nil {
@@ -294,10 +295,6 @@ func (t *traceFlags) summary(set *trace.Set, exp *session.Expander, cpus int, el
 	bpi := 0.0
 	if total > 0 {
 		bpi = float64(bytes) / float64(total)
-	}
-	var users uint64
-	for v := range cpus {
-		users += set.UserInstructions(v)
 	}
 	fmt.Fprintf(os.Stderr, "samsara: trace matched the recording: %d instructions, %d of them user (%s), %d interrupt-delivering steps not written; %s, %d bytes (%.2f bytes/instruction); %.2fs, %.0f instructions/s; %s\n",
 		total, users, strings.Join(per, ", "), exp.Unseen, t.out, bytes, bpi, elapsed.Seconds(), float64(total)/elapsed.Seconds(), user)

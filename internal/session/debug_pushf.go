@@ -147,23 +147,32 @@ func (v *vcpu) fixDeadFrameTF(pre *kvm.Regs) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	return v.clearFrameTF(sr.CR3, pre.RSP&^15-5*8, pre.RFLAGS, func(rip, cs uint64) bool {
+		return rip-pre.RIP <= maxInsnLen && cs&3 == 0 && cs != 0
+	}), nil
+}
+
+// clearFrameTF clears KVM's TF in the interrupt frame (RIP, CS, RFLAGS,
+// RSP, SS) at virtual address at, read through the page tables at cr3,
+// when its RFLAGS are flags plus TF (RF aside) and match accepts its RIP
+// and CS. It reports whether it cleared one.
+func (v *vcpu) clearFrameTF(cr3, at, flags uint64, match func(rip, cs uint64) bool) bool {
 	mem := v.s.m.Memory()
-	at := pre.RSP&^15 - 5*8
-	frame, err := readVirtual(mem, sr.CR3, at, 3*8)
+	frame, err := readVirtual(mem, cr3, at, 3*8)
 	if err != nil {
-		return false, nil
+		return false
 	}
 	le := binary.LittleEndian
-	rip, cs, flags := le.Uint64(frame), le.Uint64(frame[8:]), le.Uint64(frame[16:])
-	if rip-pre.RIP > maxInsnLen || cs&3 != 0 || cs == 0 || flags&^rflagsRF != (pre.RFLAGS|rflagsTF)&^rflagsRF {
-		return false, nil
+	rip, cs, f := le.Uint64(frame), le.Uint64(frame[8:]), le.Uint64(frame[16:])
+	if f&^rflagsRF != (flags|rflagsTF)&^rflagsRF || !match(rip, cs) {
+		return false
 	}
-	pa, err := translate(mem, sr.CR3, at+16)
+	pa, err := translate(mem, cr3, at+16)
 	if err != nil || pa+8 > uint64(len(mem)) {
-		return false, nil
+		return false
 	}
-	le.PutUint64(mem[pa:], flags&^rflagsTF)
-	return true, nil
+	le.PutUint64(mem[pa:], f&^rflagsTF)
+	return true
 }
 
 // frameSearch is how many stack words fixFrameTF looks at: an interrupt

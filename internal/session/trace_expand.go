@@ -70,9 +70,6 @@ type Expander struct {
 	// guest-physical address of the vCPU's current_task slot (0: unknown).
 	task   trace.Task
 	slotPA uint64
-	// shadowed is the instruction after a stepped STI, decoded before
-	// the step (stiShadowed).
-	shadowed *trace.Insn
 }
 
 // Expand replays the recording as Replay does and writes the trace e

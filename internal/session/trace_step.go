@@ -68,10 +68,10 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 	}
 	var userRIP uint64
 	var toUser bool
-	e.shadowed = nil
+	var shadowed *trace.Insn
 	if !user {
 		userRIP, toUser = v.expandToUser(in, pre, sr)
-		e.shadowed = v.stiShadowed(in, pre, sr)
+		shadowed = v.stiShadowed(in, pre, sr)
 	}
 	if err := v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugSingleStep, nil); err != nil {
 		return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
@@ -130,7 +130,7 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 			return false, err
 		}
 	}
-	if err := v.expandWrite(in, pre, sr, injected); err != nil {
+	if err := v.expandWrite(in, shadowed, pre, sr, injected); err != nil {
 		return false, err
 	}
 	if faulted {
@@ -167,11 +167,11 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 
 // expandWrite writes a stepped instruction. A step whose entry delivered
 // an injected interrupt went to the handler instead of executing the
-// instruction at the old RIP (expandDelivered).
-func (v *vcpu) expandWrite(in *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs, injected bool) error {
+// instruction at the old RIP (expandDelivered). shadowed, when not nil,
+// is the instruction after a stepped STI (stiShadowed), written too when
+// the step ran it.
+func (v *vcpu) expandWrite(in, shadowed *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs, injected bool) error {
 	e := v.s.exp
-	shadowed := e.shadowed
-	e.shadowed = nil
 	post, err := v.Regs()
 	if err != nil {
 		return err

@@ -175,26 +175,16 @@ func (v *vcpu) scrubUserFrames(pre *kvm.Regs, sr *kvm.Sregs, in *trace.Insn) (bo
 	}
 	le := binary.LittleEndian
 	found := false
+	next := pre.RIP + uint64(len(in.Bytes))
 	for _, top := range []uint64{le.Uint64(tss[tssRSP0:]), le.Uint64(tss[tssRSP1:])} {
 		// The frame's five words end at the stack's top: RIP, CS,
 		// RFLAGS, RSP, SS (Intel SDM vol. 3, 6.14.2; RSP0 and RSP1 are
 		// 16-byte aligned, so no alignment gap).
-		at := top - 5*8
-		frame, err := readVirtual(mem, now.CR3, at, 5*8)
-		if err != nil {
-			continue
+		if v.clearFrameTF(now.CR3, top-5*8, pre.RFLAGS, func(rip, cs uint64) bool {
+			return cs == uint64(sr.CS.Selector) && (rip == pre.RIP || rip == next)
+		}) {
+			found = true
 		}
-		rip, cs, flags := le.Uint64(frame), le.Uint64(frame[8:]), le.Uint64(frame[16:])
-		if cs != uint64(sr.CS.Selector) || flags&^rflagsRF != (pre.RFLAGS|rflagsTF)&^rflagsRF ||
-			rip != pre.RIP && rip != pre.RIP+uint64(len(in.Bytes)) {
-			continue
-		}
-		pa, err := translate(mem, now.CR3, at+16)
-		if err != nil || pa+8 > uint64(len(mem)) {
-			continue
-		}
-		le.PutUint64(mem[pa:], flags&^rflagsTF)
-		found = true
 	}
 	return found, nil
 }
