@@ -9,6 +9,8 @@
  *   0xD0000  1 byte, write: power off with this exit status
  *   0xD0004  1 byte, write: checkpoint here (the VMM may save the machine;
  *            a resumed machine continues right after this write)
+ *   0xD0008  4 bytes, read: the command's length in bytes (every 8 bytes
+ *            read through /dev/mem is one exit, so init reads only that)
  *   0xD0100  3840 bytes, read: the command, argv strings each NUL-terminated,
  *            the list ended by an empty string; an empty list means init's
  *            own arguments, or /bin/hello if it has none. Leading strings
@@ -38,6 +40,7 @@
  * to stderr prefixed "init: ".
  */
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -53,6 +56,7 @@
 
 #define CTRL_EXIT       0xD0000UL /* write 1 byte: exit status, power off */
 #define CTRL_CHECKPOINT 0xD0004UL /* write 1 byte: checkpoint here */
+#define CTRL_CMD_SIZE   0xD0008UL /* read 4 bytes: the argv list's length */
 #define CTRL_CMD        0xD0100UL /* read: argv list */
 #define CTRL_CMD_LEN    3840      /* up to the end of the page */
 #define MAX_ARGS        256
@@ -367,7 +371,15 @@ int main(void)
 		b = 1;
 		if (pwrite(mem, &b, 1, CTRL_CHECKPOINT) != 1)
 			err("checkpoint write to /dev/mem", NULL);
-		ssize_t n = pread(mem, cmd, CTRL_CMD_LEN, CTRL_CMD);
+		/*
+		 * Only the command's length (an older samsara reads 0 there, a
+		 * machine without the page all ones: read the whole page).
+		 */
+		uint32_t len = 0;
+		if (pread(mem, &len, sizeof(len), CTRL_CMD_SIZE) != sizeof(len) ||
+		    len == 0 || len > CTRL_CMD_LEN)
+			len = CTRL_CMD_LEN;
+		ssize_t n = pread(mem, cmd, len, CTRL_CMD);
 		if (n < 0) {
 			err("reading the command from /dev/mem", NULL);
 			n = 0;

@@ -124,6 +124,14 @@ func TestControlPage(t *testing.T) {
 	if buf[0] != 0 || buf[1] != 0 {
 		t.Error("offset 0 must read as zero (no option-ROM signature)")
 	}
+	c.read(controlCommandLen, buf[:4])
+	if n := binary.LittleEndian.Uint32(buf[:4]); n != uint32(len("threads2\x00100\x00\x00")) {
+		t.Errorf("command length reads %d, want 14", n)
+	}
+	c.read(controlCommandLen+1, buf[:1])
+	if buf[0] != 0 {
+		t.Errorf("second byte of the command length reads %d, want 0", buf[0])
+	}
 	c.write(1, controlCheckpoint, []byte{1})
 	c.write(0, controlPowerOff, []byte{3})
 	if strings.Join(got, ",") != "ckpt1,off3" {

@@ -8,16 +8,25 @@ package vmm
 //
 //	0x000 write  power off; the byte written is the guest's exit status
 //	0x004 write  checkpoint request: "the machine may be saved here"
+//	0x008 read   4 bytes, little-endian: the length of the command at
+//	             0x100 in bytes, so that init reads only that much: every
+//	             8 bytes /dev/mem reads is one exit, and in the parallel
+//	             recorder one chunk and commit (measured on PVM: reading
+//	             the whole 3840 bytes took 480 chunks, 0.43 s of a 2.6 s
+//	             recording of blackscholes 2 tiny)
 //	0x100 read   the program to run: NUL-terminated argv strings, the
 //	             list ended by an empty string; an empty list means the
 //	             reference workload
 //
 // Reads of any other offset return 0 (Linux's ROM scan reads 0xC0000-
 // 0xFFFFF looking for 0xAA55 signatures and must find none).
+import "encoding/binary"
+
 const (
 	controlPageAddr   = 0xD0000
 	controlPowerOff   = 0x000
 	controlCheckpoint = 0x004
+	controlCommandLen = 0x008
 	controlCommand    = 0x100
 	controlPageSize   = 0x1000
 )
@@ -52,6 +61,11 @@ const maxCommandBytes = controlPageSize - controlCommand
 func (c *controlPage) read(off uint64, data []byte) {
 	clear(data)
 	if off < controlCommand {
+		var n [4]byte
+		binary.LittleEndian.PutUint32(n[:], uint32(len(c.command)))
+		if off >= controlCommandLen && off < controlCommandLen+4 {
+			copy(data, n[off-controlCommandLen:])
+		}
 		return
 	}
 	i := off - controlCommand
