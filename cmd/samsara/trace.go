@@ -22,7 +22,7 @@ func newTraceCmd(logger func() *zap.Logger) *cobra.Command {
 	var t traceFlags
 	cmd := &cobra.Command{
 		Use:   "trace rec.zst -o DIR [--format native|text|champsim] [--vcpu N] [--chunks A-B] [--from C.I] [--to C.I] [--kernel-only|--user-only] [replay's machine flags]",
-		Short: "Replay a recording, verify it, and expand it into an execution trace of every single-steppable instruction",
+		Short: "Replay a recording, verify it, and expand it into an execution trace of every single-steppable instruction, with device accesses, DMA and interrupt frames",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return t.run(logger(), args[0])
@@ -298,6 +298,9 @@ func (t *traceFlags) summary(set *trace.Set, exp *session.Expander, cpus int, el
 	}
 	fmt.Fprintf(os.Stderr, "samsara: trace matched the recording: %d instructions, %d of them user (%s), %d interrupt-delivering steps not written; %s, %d bytes (%.2f bytes/instruction); %.2fs, %.0f instructions/s; %s\n",
 		total, users, strings.Join(per, ", "), exp.Unseen, t.out, bytes, bpi, elapsed.Seconds(), float64(total)/elapsed.Seconds(), user)
+	ev := set.Events()
+	fmt.Fprintf(os.Stderr, "samsara: events: %d device accesses, %d DMA writes (%d bytes), %d interrupt and exception frames (%d not found on the stack)\n",
+		ev.Devices, ev.DMAs, ev.DMABytes, ev.Frames, exp.FramesUnseen)
 	printWhoRan(set.WhoRan(), exp, t.out)
 	return nil
 }

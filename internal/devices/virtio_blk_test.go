@@ -422,3 +422,36 @@ func TestVirtioBlockTransport(t *testing.T) {
 		t.Error("FEATURES_OK accepted without VIRTIO_F_VERSION_1")
 	}
 }
+
+// TestVirtioBlockDMAObserver: the observer is told of every byte a read
+// request writes into guest memory (both data segments and the status),
+// then of the used element and index, each with the bytes written.
+func TestVirtioBlockDMAObserver(t *testing.T) {
+	h := newVirtioHarness(t)
+	type write struct {
+		pa   uint64
+		data []byte
+	}
+	var got []write
+	h.dev.ObserveDMA(func(pa uint64, data []byte) { got = append(got, write{pa, append([]byte(nil), data...)}) })
+	h.header(virtioBlkTIn, 2)
+	h.submit([]vdesc{{vqHeader, 16, false}, {vqData, 512, true}, {vqData + 0x1000, 512, true}, {vqStatus, 1, true}})
+	want := []write{
+		{vqData, h.disk.data[1024:1536]}, {vqData + 0x1000, h.disk.data[1536:2048]}, {vqStatus, []byte{virtioBlkSOK}},
+		{vqUsed + 4, h.mem[vqUsed+4 : vqUsed+12]}, {vqUsed + 2, []byte{1, 0}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d DMA writes reported, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i].pa != want[i].pa || !bytes.Equal(got[i].data, want[i].data) {
+			t.Errorf("DMA write %d: %d bytes at %#x, want %d bytes at %#x", i, len(got[i].data), got[i].pa, len(want[i].data), want[i].pa)
+		}
+	}
+	h.dev.ObserveDMA(nil)
+	h.header(virtioBlkTIn, 0)
+	h.submit([]vdesc{{vqHeader, 16, false}, {vqData, 512, true}, {vqStatus, 1, true}})
+	if len(got) != len(want) {
+		t.Errorf("%d DMA writes reported after the observer was removed", len(got)-len(want))
+	}
+}

@@ -131,6 +131,39 @@ type VirtioMMIO struct {
 	irq IRQLine      // interrupt controller input
 	pin int          // irq's pin
 	s   VirtioState  // all guest-visible transport state
+	// onDMA, when set, is told of every write of the device into guest
+	// memory (samsara trace's DMA events), with the bytes written.
+	onDMA func(pa uint64, data []byte)
+}
+
+// ObserveDMA sets f to be told of every write of the device into guest
+// memory, in the order it makes them; nil stops it.
+func (v *VirtioMMIO) ObserveDMA(f func(pa uint64, data []byte)) { v.onDMA = f }
+
+// dma reports the n bytes at guest-physical pa to the DMA observer.
+func (v *VirtioMMIO) dma(pa, n uint64) {
+	if v.onDMA != nil && n > 0 {
+		v.onDMA(pa, v.mem[pa:pa+n])
+	}
+}
+
+// dmaBuffers reports the first n bytes the device wrote into writable, a
+// chain's device-writable buffers (slices of v.mem: a buffer's
+// guest-physical address is how far into v.mem it starts, which its
+// capacity tells, as walkChain slices without a capacity bound).
+func (v *VirtioMMIO) dmaBuffers(writable [][]byte, n uint32) {
+	if v.onDMA == nil {
+		return
+	}
+	left := uint64(n)
+	for _, b := range writable {
+		k := min(uint64(len(b)), left)
+		if k == 0 {
+			break
+		}
+		v.dma(uint64(cap(v.mem)-cap(b)), k)
+		left -= k
+	}
 }
 
 func newVirtioMMIO(mem []byte, dev virtioDevice, nqueues int, irq IRQLine, pin int) *VirtioMMIO {
@@ -365,11 +398,14 @@ func (v *VirtioMMIO) notify(qi int) {
 		// Used element {id, len}, then the used index: the element must be
 		// visible before the index that publishes it. Guest vCPUs run
 		// concurrently, and x86 stores are not reordered with each other.
+		v.dmaBuffers(writable, n)
 		elem := q.Device + 4 + 8*uint64(q.UsedIdx%uint16(q.Num))
 		binary.LittleEndian.PutUint32(v.mem[elem:], uint32(head))
 		binary.LittleEndian.PutUint32(v.mem[elem+4:], n)
+		v.dma(elem, 8)
 		q.UsedIdx++
 		binary.LittleEndian.PutUint16(v.mem[q.Device+2:], q.UsedIdx)
+		v.dma(q.Device+2, 2)
 		q.LastAvail++
 		done = true
 	}

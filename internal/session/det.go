@@ -271,6 +271,9 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		t := time.Now()
 		reason, mustEnd, err := v.handleChunkExit()
 		v.lap(PhaseExit, t)
+		if err == nil && want != nil {
+			err = v.expandExit() // trace_events.go
+		}
 		switch {
 		case err != nil:
 			return c.rec, err

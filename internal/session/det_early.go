@@ -90,6 +90,10 @@ func (s *Session) doomConflicting(self int, writes commit.PageSet, all bool) err
 		}
 		// The chunk may have ended (and another begun) meanwhile: only
 		// the chunk that was probed is doomed.
+		if doomed && s.tracing() {
+			s.log.Debug(fmt.Sprintf("DOOM vcpu %d by vcpu %d: all %v apic %v", u.id, self, all,
+				r.readsAPIC.Load() && writes.Contains(p.pages+uint64(u.id))))
+		}
 		if doomed && r.active.Load() && r.gen.Load() == g {
 			r.doomed.Store(g)
 			u.Kick()

@@ -70,6 +70,12 @@ type Expander struct {
 	// guest-physical address of the vCPU's current_task slot (0: unknown).
 	task   trace.Task
 	slotPA uint64
+	// dma holds the device's writes into guest memory during the exit
+	// being handled (trace_events.go).
+	dma []pendingDMA
+	// FramesUnseen counts delivered interrupts whose frame was not found
+	// on the handler's stack (trace_events.go, expandFrame).
+	FramesUnseen uint64
 }
 
 // Expand replays the recording as Replay does and writes the trace e
@@ -77,6 +83,8 @@ type Expander struct {
 func (s *Session) Expand(records []log.Record, e *Expander) (vmm.Result, error) {
 	e.chunk = -1
 	s.exp = e
+	s.observeDMA(e)
+	defer s.m.ObserveDMA(nil)
 	return s.Replay(records)
 }
 

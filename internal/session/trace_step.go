@@ -72,6 +72,9 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 	if !user {
 		userRIP, toUser = v.expandToUser(in, pre, sr)
 		shadowed = v.stiShadowed(in, pre, sr)
+		if shadowed == nil {
+			shadowed = v.iretFollower(in, pre, sr)
+		}
 	}
 	if err := v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugSingleStep, nil); err != nil {
 		return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
@@ -93,12 +96,15 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 	injected := c.injectedNow
 	c.injectedNow = false
 	faulted := false
+	var faultFrame uint64 // where the user fault's frame is (trace_user.go)
+	var kexc *kernelFault // a kernel exception delivered by the step
 	if user {
 		// Also after a real exit: a handler that waits for a device
 		// exits with the frame live, and its IRET must not return TF.
-		if faulted, err = v.scrubUserFrames(pre, sr, in); err != nil {
+		if faultFrame, err = v.scrubUserFrames(pre, sr, in); err != nil {
 			return false, err
 		}
+		faulted = faultFrame != 0
 	}
 	if debugExit {
 		// Not a chunk exit: the next entry injects nothing, as after a
@@ -118,9 +124,22 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 				return false, err
 			}
 			faulted = faulted || dead
+			if dead {
+				// Where fixDeadFrameTF found it.
+				faultFrame = pre.RSP&^15 - 5*8
+			} else if !injected {
+				// Under PVM the step stops in the handler instead
+				// (trace_events.go).
+				if kexc, err = v.kernelException(pre, sr); err != nil {
+					return false, err
+				}
+			}
 		}
 		if injected {
 			if err := v.fixFrameTF(pre.RFLAGS); err != nil {
+				return false, err
+			}
+			if err := v.expandFrame(pre, sr); err != nil {
 				return false, err
 			}
 		}
@@ -129,8 +148,17 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 		if err := e.Set.Fault(v.id, uint32(e.chunk), e.index, pre.RIP); err != nil {
 			return false, err
 		}
+		if err := v.writeFrameAt(faultFrame); err != nil {
+			return false, err
+		}
 	}
-	if err := v.expandWrite(in, shadowed, pre, sr, injected); err != nil {
+	if kexc != nil {
+		// The instruction did not retire: the fault, its frame and the
+		// handler's first instructions are written instead.
+		if err := v.expandKernelFault(kexc, pre, sr); err != nil {
+			return false, err
+		}
+	} else if err := v.expandWrite(in, shadowed, pre, sr, injected); err != nil {
 		return false, err
 	}
 	if faulted {
@@ -168,7 +196,8 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 // expandWrite writes a stepped instruction. A step whose entry delivered
 // an injected interrupt went to the handler instead of executing the
 // instruction at the old RIP (expandDelivered). shadowed, when not nil,
-// is the instruction after a stepped STI (stiShadowed), written too when
+// is the instruction after a stepped STI (stiShadowed) or the one a kernel
+// IRETQ returns to (iretFollower), written too when
 // the step ran it.
 func (v *vcpu) expandWrite(in, shadowed *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs, injected bool) error {
 	e := v.s.exp
@@ -223,13 +252,49 @@ func (v *vcpu) expandOne(in *trace.Insn) error {
 // threads2 missed the CALL after STI in expire_timers, and the memory
 // consistency check then found a return address no traced store had
 // written). STI changes only IF, so the registers before the step are
-// those the next instruction starts with.
+// those the next instruction starts with. The fences too: measured under
+// PVM, a step of LFENCE (in copy_to_user's access check) also ran the
+// CALL after it, and the consistency check found the return address it
+// pushed read by a RET with no traced store of it; a fence changes no
+// register either.
 func (v *vcpu) stiShadowed(in *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs) *trace.Insn {
-	if in.Inst.Len == 0 || in.Inst.Op != x86asm.STI {
+	if in.Inst.Len == 0 {
+		return nil
+	}
+	switch in.Inst.Op {
+	case x86asm.STI, x86asm.LFENCE, x86asm.MFENCE, x86asm.SFENCE:
+	default:
 		return nil
 	}
 	next := *pre
 	next.RIP = pre.RIP + uint64(in.Inst.Len)
+	return v.expandDecode(&next, sr, 0)
+}
+
+// iretFollower decodes, before a step of a kernel IRETQ (in) that returns
+// to kernel code, the instruction it returns to. Measured under PVM: such
+// a step (of the IRET ending an interrupt the trace delivered, whose
+// frame's RFLAGS the tracer had cleared of TF) ran the next instruction
+// too, a CALL whose pushed return address the consistency check found
+// read by a later RET with no traced store of it. The instruction starts
+// with the frame's RIP, RFLAGS and RSP (Intel SDM vol. 2, IRET) and the
+// other registers as they are. A return to user code is not looked at:
+// user code is traced only on hardware virtualization, where the step
+// stops there.
+func (v *vcpu) iretFollower(in *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs) *trace.Insn {
+	if in.Inst.Len == 0 || in.Inst.Op != x86asm.IRETQ {
+		return nil
+	}
+	frame, err := readVirtual(v.s.m.Memory(), sr.CR3, pre.RSP, 5*8)
+	if err != nil {
+		return nil
+	}
+	le := binary.LittleEndian
+	if cs := le.Uint64(frame[8:]); cs&3 != 0 {
+		return nil
+	}
+	next := *pre
+	next.RIP, next.RFLAGS, next.RSP = le.Uint64(frame), le.Uint64(frame[16:]), le.Uint64(frame[24:])
 	return v.expandDecode(&next, sr, 0)
 }
 

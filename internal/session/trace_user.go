@@ -158,23 +158,24 @@ const (
 // from pre (whose instruction is in) left at the top of the entry stack
 // and of the task stack: frames whose CS is the user CS the step started
 // with, whose RFLAGS are pre's plus TF (RF aside), and whose RIP is the
-// instruction's (a fault) or the next one's (a trap). It reports whether
-// it found one: the step ran an exception's handler.
-func (v *vcpu) scrubUserFrames(pre *kvm.Regs, sr *kvm.Sregs, in *trace.Insn) (bool, error) {
+// instruction's (a fault) or the next one's (a trap). It returns the
+// address of the frame it found (0: none): the step ran an exception's
+// handler.
+func (v *vcpu) scrubUserFrames(pre *kvm.Regs, sr *kvm.Sregs, in *trace.Insn) (uint64, error) {
 	if pre.RFLAGS&rflagsTF != 0 {
-		return false, nil // the guest's own TF: nothing of KVM's to undo
+		return 0, nil // the guest's own TF: nothing of KVM's to undo
 	}
 	now, err := v.Sregs()
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	mem := v.s.m.Memory()
 	tss, err := readVirtual(mem, now.CR3, now.TR.Base, tssRSP1+8)
 	if err != nil {
-		return false, nil
+		return 0, nil
 	}
 	le := binary.LittleEndian
-	found := false
+	var found uint64
 	next := pre.RIP + uint64(len(in.Bytes))
 	for _, top := range []uint64{le.Uint64(tss[tssRSP0:]), le.Uint64(tss[tssRSP1:])} {
 		// The frame's five words end at the stack's top: RIP, CS,
@@ -183,7 +184,7 @@ func (v *vcpu) scrubUserFrames(pre *kvm.Regs, sr *kvm.Sregs, in *trace.Insn) (bo
 		if v.clearFrameTF(now.CR3, top-5*8, pre.RFLAGS, func(rip, cs uint64) bool {
 			return cs == uint64(sr.CS.Selector) && (rip == pre.RIP || rip == next)
 		}) {
-			found = true
+			found = top - 5*8
 		}
 	}
 	return found, nil

@@ -22,9 +22,11 @@ func (m Mismatch) String() string {
 // every vCPU's records in commit (chunk) order: every load must read what
 // the last store to that guest-physical byte in the trace left, or,
 // before any store, what the first access saw (the window's start
-// value). Untraced code (user code, a halt, a step that delivered an
-// interrupt and pushed its frame) may write anything, so each such event
-// starts a new window. It returns the loads checked and the mismatches.
+// value). A device's DMA and an interrupt's or exception's frame count as
+// stores of their bytes. Untraced code (user code, a halt, a step that
+// delivered an interrupt) may write anything, so each such event starts a
+// new window; a device access and a task change write nothing. It returns
+// the loads checked and the mismatches.
 func CheckConsistency(recs [][]Record) (int, []Mismatch) {
 	byChunk := map[uint32][]Record{}
 	var order []uint32
@@ -45,7 +47,17 @@ func CheckConsistency(recs [][]Record) (int, []Mismatch) {
 	var bad []Mismatch
 	for _, c := range order {
 		for _, r := range byChunk[c] {
-			if r.Kind != KindInsn && r.Kind != KindChunk && r.Kind != KindTask {
+			switch r.Kind {
+			case KindInsn, KindChunk, KindTask, KindDevice:
+			case KindDMA:
+				for i, b := range r.DMA.Data {
+					known[r.DMA.PA+uint64(i)] = b
+				}
+				continue
+			case KindFrame:
+				storeFrame(known, &r.Frame)
+				continue
+			default:
 				clear(known)
 				continue
 			}
@@ -85,4 +97,18 @@ func checkAccess(known map[uint64]byte, in Insn, a Access, bad *[]Mismatch) bool
 		delete(known, a.PA+i)
 	}
 	return load
+}
+
+// storeFrame sets the bytes of a pushed frame as known, when it lies in
+// one page (its physical address is that of its first byte only).
+func storeFrame(known map[uint64]byte, f *Frame) {
+	words := f.Words()
+	if f.VA%4096+uint64(8*len(words)) > 4096 {
+		return
+	}
+	for i, w := range words {
+		for j := range uint64(8) {
+			known[f.PA+uint64(8*i)+j] = byte(w >> (8 * j))
+		}
+	}
 }

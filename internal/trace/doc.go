@@ -13,7 +13,7 @@
 // replay matched the recording; a failed or diverged expansion removes it,
 // so a directory called DIR is always a complete, verified trace.
 //
-// # Native format (version 2)
+// # Native format (version 3)
 //
 // A file is a 16-byte header, then one zstd stream of records:
 //
@@ -30,12 +30,32 @@
 //	  KindUser     chunk u32, index u64, rip u64         user code ran here, not traced
 //	                                                     (instruction count unknown)
 //	  KindHalt     chunk u32, index u64, rip u64         HLT (or STI; HLT) ran unstepped
-//	  KindFault    chunk u32, index u64, rip u64         the user instruction at index raised
-//	                                                     an exception whose kernel handler
-//	                                                     ran untraced within its step
+//	  KindFault    chunk u32, index u64, rip u64         the instruction at index raised an
+//	                                                     exception: on hardware
+//	                                                     virtualization its handler ran
+//	                                                     untraced within the step and the
+//	                                                     instruction, retried, is written
+//	                                                     next; under PVM (kernel code) the
+//	                                                     step stopped in the handler, whose
+//	                                                     instructions follow, and the
+//	                                                     instruction is not written (it did
+//	                                                     not retire)
 //	  KindTask     chunk u32, index u64, task u64,       the vCPU runs this task from
 //	               pid i32, tgid i32, len u8,            instruction index on (who ran)
 //	               comm[len]
+//	  KindDevice   chunk u32, index u64, flags u8,       a device access exited here, after
+//	               addr u64, size u8, count u8,          the instruction before index: flags
+//	               len u16, data[len]                    1 MMIO (else port), 2 write (else
+//	                                                     read); data is what the guest wrote
+//	                                                     or the device answered (count
+//	                                                     elements of size bytes)
+//	  KindDMA      chunk u32, index u64, pa u64,         a device wrote len bytes of guest
+//	               len u32, data[len]                    memory at pa while that exit was
+//	                                                     handled (virtio-blk)
+//	  KindFrame    chunk u32, index u64, va u64, pa u64, the frame the delivery recorded just
+//	               n u8, n x word u64                    before pushed at va (pa): n is 5
+//	                                                     (RIP, CS, RFLAGS, RSP, SS) or 6 (an
+//	                                                     error code first)
 //	  KindEnd      instructions u64                      the expansion completed
 //
 // index is the instruction's index among the stepped instructions of its
@@ -45,7 +65,7 @@
 // bytes accessed, read before the instruction for a load and after it for
 // a store or read-modify-write). A file without KindEnd as its last record is
 // incomplete. Bump Version when a record changes (version 2 added
-// KindTask and KindFault).
+// KindTask and KindFault; version 3 KindDevice, KindDMA and KindFrame).
 //
 // # Who ran
 //
@@ -66,8 +86,11 @@
 //	I 12.0.345 rip=ffffffff81001234 cpl=0 bytes=488b07 "mov rax, qword ptr [rdi]" r:va=..,pa=..,8
 //	J 12.0.345 vector=236
 //	U 12.0.345 rip=401000 user code not traced on this platform (instruction count unknown)
-//	F 12.0.346 rip=401234 exception: its kernel handler ran untraced before the instruction completed
+//	F 12.0.346 rip=401234 exception raised by this instruction (its frame follows when found)
 //	T 12.0.0 pid=57 tgid=57 comm="threads2" task=ffff888003a1c000
+//	D 12.0.346 port out addr=3f8 size=1 count=1 data=41
+//	M 12.0.346 dma pa=3a21000 len=4096 data=...
+//	P 12.0.345 frame va=ffffc90000003f58 pa=... rip=ffffffff81001234 cs=10 rflags=246 rsp=... ss=18
 //	E instructions=1234
 //
 // # ChampSim format

@@ -12,7 +12,7 @@ import (
 const (
 	Magic = "SMTRACE\x00"
 	// Version: bump it when a record's layout changes.
-	Version = 2
+	Version = 3
 )
 
 // nativeEncoder writes the native format.
@@ -83,6 +83,39 @@ func (n *nativeEncoder) write(e *event) error {
 		b = le.AppendUint32(b, uint32(t.TGID))
 		b = append(b, uint8(len(comm)))
 		b = append(b, comm...)
+	case KindDevice:
+		d := e.dev
+		b = le.AppendUint32(b, e.chunk)
+		b = le.AppendUint64(b, e.index)
+		var flags uint8
+		if d.MMIO {
+			flags |= 1
+		}
+		if d.Write {
+			flags |= 2
+		}
+		b = append(b, flags)
+		b = le.AppendUint64(b, d.Addr)
+		b = append(b, d.Size, d.Count)
+		b = le.AppendUint16(b, uint16(len(d.Data)))
+		b = append(b, d.Data...)
+	case KindDMA:
+		b = le.AppendUint32(b, e.chunk)
+		b = le.AppendUint64(b, e.index)
+		b = le.AppendUint64(b, e.dma.PA)
+		b = le.AppendUint32(b, uint32(len(e.dma.Data)))
+		b = append(b, e.dma.Data...)
+	case KindFrame:
+		f := e.frame
+		b = le.AppendUint32(b, e.chunk)
+		b = le.AppendUint64(b, e.index)
+		b = le.AppendUint64(b, f.VA)
+		b = le.AppendUint64(b, f.PA)
+		words := f.Words()
+		b = append(b, uint8(len(words)))
+		for _, w := range words {
+			b = le.AppendUint64(b, w)
+		}
 	case KindEnd:
 		b = le.AppendUint64(b, e.total)
 	}
@@ -106,6 +139,10 @@ type Record struct {
 	Total  uint64
 	// Task is KindTask's task.
 	Task Task
+	// Device, DMA and Frame are those records' contents.
+	Device Device
+	DMA    DMA
+	Frame  Frame
 }
 
 // ReadNative reads a native trace file: its vCPU and its records. A file

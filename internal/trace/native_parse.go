@@ -58,6 +58,32 @@ func parseNative(body []byte) ([]Record, error) {
 			t := &rec.Task
 			t.Addr, t.PID, t.TGID = r.u64(), int32(r.u32()), int32(r.u32())
 			t.Comm = string(r.take(int(r.u8())))
+		case KindDevice:
+			in.Chunk, in.Index = r.u32(), r.u64()
+			d := &rec.Device
+			flags := r.u8()
+			d.MMIO, d.Write = flags&1 != 0, flags&2 != 0
+			d.Addr, d.Size, d.Count = r.u64(), r.u8(), r.u8()
+			d.Data = append([]byte(nil), r.take(int(r.u16()))...)
+		case KindDMA:
+			in.Chunk, in.Index = r.u32(), r.u64()
+			rec.DMA.PA = r.u64()
+			rec.DMA.Data = append([]byte(nil), r.take(int(r.u32()))...)
+		case KindFrame:
+			in.Chunk, in.Index = r.u32(), r.u64()
+			f := &rec.Frame
+			f.VA, f.PA = r.u64(), r.u64()
+			w := make([]uint64, r.u8())
+			for i := range w {
+				w[i] = r.u64()
+			}
+			if len(w) != 5 && len(w) != 6 {
+				return out, fmt.Errorf("frame record of %d words (5 or 6)", len(w))
+			}
+			if len(w) == 6 {
+				f.HasError, f.Error, w = true, w[0], w[1:]
+			}
+			f.RIP, f.CS, f.RFLAGS, f.RSP, f.SS = w[0], w[1], w[2], w[3], w[4]
 		case KindEnd:
 			rec.Total = r.u64()
 		default:

@@ -27,6 +27,9 @@ const (
 	KindHalt   = 5
 	KindTask   = 6
 	KindFault  = 7
+	KindDevice = 8
+	KindDMA    = 9
+	KindFrame  = 10
 	KindEnd    = 0xff
 )
 
@@ -40,6 +43,50 @@ type event struct {
 	insn  *Insn
 	total uint64
 	task  *Task
+	dev   *Device
+	dma   *DMA
+	frame *Frame
+}
+
+// Device is a guest access to a device register that exited to the VMM:
+// a port (IN/OUT, INS/OUTS) or an MMIO access. Data is what the guest
+// wrote, or what the device model answered a read with (Count elements
+// of Size bytes: a string instruction moves several).
+type Device struct {
+	MMIO, Write bool
+	Addr        uint64
+	Size, Count uint8
+	Data        []byte
+}
+
+// DMA is a device's write into guest memory (virtio-blk: the data of a
+// read request, the status byte, the used ring): Len bytes at
+// guest-physical PA, Data the bytes written.
+type DMA struct {
+	PA   uint64
+	Data []byte
+}
+
+// Frame is the stack frame an interrupt's or exception's delivery pushed
+// (Intel SDM vol. 3, 6.14.1): at virtual address VA (physical PA), from
+// the lowest address up, the error code if HasError, then RIP, CS, RFLAGS,
+// RSP and SS.
+type Frame struct {
+	VA, PA   uint64
+	HasError bool
+	Error    uint64
+	RIP, CS  uint64
+	RFLAGS   uint64
+	RSP, SS  uint64
+}
+
+// Words is the frame as the stack holds it, lowest address first.
+func (f *Frame) Words() []uint64 {
+	w := []uint64{f.RIP, f.CS, f.RFLAGS, f.RSP, f.SS}
+	if f.HasError {
+		w = append([]uint64{f.Error}, w...)
+	}
+	return w
 }
 
 // encoder writes one vCPU's file in one format.
@@ -62,7 +109,18 @@ type Set struct {
 	running []*Task
 	// ran counts, per vCPU and task, what the trace holds (who ran).
 	ran map[ranKey]*Ran
+	// events counts the records that are not instructions.
+	events Events
 }
+
+// Events counts a trace's device accesses, DMA writes (and their bytes)
+// and interrupt or exception frames.
+type Events struct {
+	Devices, DMAs, DMABytes, Frames uint64
+}
+
+// Events is what the trace holds besides instructions.
+func (s *Set) Events() Events { return s.events }
 
 // ranKey identifies a task on a vCPU.
 type ranKey struct {
@@ -216,6 +274,28 @@ func (s *Set) User(v int, chunk uint32, index uint64, rip uint64) error {
 // the instruction was retried and completed.
 func (s *Set) Fault(v int, chunk uint32, index uint64, rip uint64) error {
 	return s.emit(v, &event{kind: KindFault, chunk: chunk, index: index, rip: rip})
+}
+
+// Device records a device access that exited at position index of
+// chunk (after the instruction that made it).
+func (s *Set) Device(v int, chunk uint32, index uint64, d Device) error {
+	s.events.Devices++
+	return s.emit(v, &event{kind: KindDevice, chunk: chunk, index: index, dev: &d})
+}
+
+// DMA records a device's write into guest memory while the exit at
+// position index of chunk was handled.
+func (s *Set) DMA(v int, chunk uint32, index uint64, d DMA) error {
+	s.events.DMAs++
+	s.events.DMABytes += uint64(len(d.Data))
+	return s.emit(v, &event{kind: KindDMA, chunk: chunk, index: index, dma: &d})
+}
+
+// Frame records the frame that the delivery of the interrupt or
+// exception recorded just before it pushed.
+func (s *Set) Frame(v int, chunk uint32, index uint64, f Frame) error {
+	s.events.Frames++
+	return s.emit(v, &event{kind: KindFrame, chunk: chunk, index: index, frame: &f})
 }
 
 // Halt records a HLT (or STI; HLT) run without a step.

@@ -26,12 +26,31 @@ func (t *textEncoder) write(e *event) error {
 	case KindUser:
 		_, err = fmt.Fprintf(t.w, "U %d.%d.%d rip=%x user code not traced on this platform (instruction count unknown)\n", e.chunk, t.vcpu, e.index, e.rip)
 	case KindFault:
-		_, err = fmt.Fprintf(t.w, "F %d.%d.%d rip=%x exception: its kernel handler ran untraced before the instruction completed\n", e.chunk, t.vcpu, e.index, e.rip)
+		_, err = fmt.Fprintf(t.w, "F %d.%d.%d rip=%x exception raised by this instruction (its frame follows when found)\n", e.chunk, t.vcpu, e.index, e.rip)
 	case KindHalt:
 		_, err = fmt.Fprintf(t.w, "H %d.%d.%d rip=%x halt, run without a step\n", e.chunk, t.vcpu, e.index, e.rip)
 	case KindTask:
 		k := e.task
 		_, err = fmt.Fprintf(t.w, "T %d.%d.%d pid=%d tgid=%d comm=%q task=%x\n", e.chunk, t.vcpu, e.index, k.PID, k.TGID, k.Comm, k.Addr)
+	case KindDevice:
+		d := e.dev
+		space, dir := "port", "in"
+		if d.MMIO {
+			space, dir = "mmio", "read"
+		}
+		if d.Write {
+			dir = map[bool]string{false: "out", true: "write"}[d.MMIO]
+		}
+		_, err = fmt.Fprintf(t.w, "D %d.%d.%d %s %s addr=%x size=%d count=%d data=%x\n", e.chunk, t.vcpu, e.index, space, dir, d.Addr, d.Size, d.Count, d.Data)
+	case KindDMA:
+		_, err = fmt.Fprintf(t.w, "M %d.%d.%d dma pa=%x len=%d data=%x\n", e.chunk, t.vcpu, e.index, e.dma.PA, len(e.dma.Data), e.dma.Data)
+	case KindFrame:
+		f := e.frame
+		errc := ""
+		if f.HasError {
+			errc = fmt.Sprintf(" error=%x", f.Error)
+		}
+		_, err = fmt.Fprintf(t.w, "P %d.%d.%d frame va=%x pa=%x%s rip=%x cs=%x rflags=%x rsp=%x ss=%x\n", e.chunk, t.vcpu, e.index, f.VA, f.PA, errc, f.RIP, f.CS, f.RFLAGS, f.RSP, f.SS)
 	case KindEnd:
 		_, err = fmt.Fprintf(t.w, "E instructions=%d\n", e.total)
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -96,5 +98,89 @@ func TestNativeRoundTripAndEnd(t *testing.T) {
 	s2.Abort()
 	if _, _, err := ReadNative(bytes.NewReader(data)); err == nil {
 		t.Error("a trace without an end record was read as complete")
+	}
+}
+
+// TestDeviceEventsRoundTrip writes a device access, a DMA and an
+// interrupt frame in the native and the text format and reads them back.
+func TestDeviceEventsRoundTrip(t *testing.T) {
+	dev := Device{Write: true, Addr: 0x3f8, Size: 1, Count: 1, Data: []byte("A")}
+	mmio := Device{MMIO: true, Addr: 0xfee000b0, Size: 4, Count: 1, Data: []byte{1, 2, 3, 4}}
+	dma := DMA{PA: 0x3a21000, Data: bytes.Repeat([]byte{0xab}, 4096)}
+	frame := Frame{VA: 0xffffc90000003f58, PA: 0x3f58, RIP: 0xffffffff81001234, CS: 0x10, RFLAGS: 0x246, RSP: 0xffffc90000003f80, SS: 0x18}
+	fault := Frame{VA: 0xffffc90000007f50, PA: 0x7f50, HasError: true, Error: 6, RIP: 0x401000, CS: 0x33, RFLAGS: 0x202, RSP: 0x7ffc0000, SS: 0x2b}
+	write := func(format string) string {
+		dir := filepath.Join(t.TempDir(), "tr")
+		s, err := Create(dir, format, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, err := range []error{s.Chunk(0, 1, 0xffffffff81000000), s.Device(0, 1, 4, dev), s.Device(0, 1, 5, mmio),
+			s.DMA(0, 1, 5, dma), s.Frame(0, 1, 6, frame), s.Frame(0, 1, 7, fault), s.Finish()} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	data, err := os.ReadFile(filepath.Join(write(FormatNative), FileName(FormatNative, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, recs, err := ReadNative(bytes.NewReader(data))
+	if err != nil || len(recs) != 7 {
+		t.Fatalf("read back %d records: %v", len(recs), err)
+	}
+	if r := recs[1]; r.Kind != KindDevice || r.Insn.Index != 4 || !reflect.DeepEqual(r.Device, dev) {
+		t.Errorf("port write read back as %+v", r)
+	}
+	if r := recs[2]; r.Kind != KindDevice || !reflect.DeepEqual(r.Device, mmio) {
+		t.Errorf("MMIO read read back as %+v", r)
+	}
+	if r := recs[3]; r.Kind != KindDMA || !reflect.DeepEqual(r.DMA, dma) {
+		t.Errorf("DMA read back as %x bytes at %#x", len(r.DMA.Data), r.DMA.PA)
+	}
+	if r := recs[4]; r.Kind != KindFrame || r.Frame != frame || r.Insn.Index != 6 {
+		t.Errorf("frame read back as %+v", r.Frame)
+	}
+	if r := recs[5]; r.Frame != fault || len(r.Frame.Words()) != 6 || r.Frame.Words()[0] != 6 {
+		t.Errorf("frame with an error code read back as %+v", r.Frame)
+	}
+	text, err := os.ReadFile(filepath.Join(write(FormatText), FileName(FormatText, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"D 1.0.4 port out addr=3f8 size=1 count=1 data=41\n", "D 1.0.5 mmio read addr=fee000b0 size=4 count=1 data=01020304\n",
+		"M 1.0.5 dma pa=3a21000 len=4096 data=abab", "P 1.0.6 frame va=ffffc90000003f58 pa=3f58 rip=ffffffff81001234 cs=10 rflags=246 rsp=ffffc90000003f80 ss=18\n",
+		"P 1.0.7 frame va=ffffc90000007f50 pa=7f50 error=6 rip=401000"} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("text trace lacks %q:\n%.600s", want, text)
+		}
+	}
+}
+
+// TestConsistencyDMAAndFrames: a DMA's bytes and a frame's words are the
+// last stores a later load must read; a device access changes nothing.
+func TestConsistencyDMAAndFrames(t *testing.T) {
+	load := func(idx, pa, val uint64) Record {
+		return Record{Kind: KindInsn, Insn: Insn{Chunk: 1, Index: idx, Mem: []Access{{PA: pa, Size: 8, Flags: AccessRead | AccessValue, Value: val}}}}
+	}
+	frame := Frame{VA: 0xffffc90000003f58, PA: 0x3f58, RIP: 0x1234, CS: 0x10, RFLAGS: 0x246, RSP: 0x3f80, SS: 0x18}
+	recs := []Record{
+		load(0, 0x1000, 7),
+		{Kind: KindDevice, Insn: Insn{Chunk: 1, Index: 1}, Device: Device{MMIO: true, Write: true, Addr: 0xd0000, Size: 4, Count: 1, Data: make([]byte, 4)}},
+		{Kind: KindDMA, Insn: Insn{Chunk: 1, Index: 1}, DMA: DMA{PA: 0x1000, Data: []byte{9, 0, 0, 0, 0, 0, 0, 0}}},
+		load(1, 0x1000, 9),
+		{Kind: KindFrame, Insn: Insn{Chunk: 1, Index: 2}, Frame: frame},
+		load(2, 0x3f58, 0x1234),
+		load(3, 0x3f68, 0x246),
+	}
+	if n, bad := CheckConsistency([][]Record{recs}); n != 4 || len(bad) != 0 {
+		t.Fatalf("%d loads checked, mismatches %v; want 4 and none", n, bad)
+	}
+	recs[3] = load(1, 0x1000, 7) // the value from before the DMA
+	recs[6] = load(3, 0x3f68, 0x202)
+	if _, bad := CheckConsistency([][]Record{recs}); len(bad) != 2 {
+		t.Fatalf("mismatches %v; want a stale read after the DMA and a wrong RFLAGS word", bad)
 	}
 }

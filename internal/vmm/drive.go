@@ -496,6 +496,42 @@ func (m *Machine) Result() Result {
 	return Result{ExitStatus: m.status, Elapsed: time.Since(m.started)}
 }
 
+// DeviceAccess is a port or MMIO access that exited to the VMM.
+type DeviceAccess struct {
+	MMIO, Write bool
+	// Addr is the port or the guest-physical address.
+	Addr uint64
+	// Size is the element size, Count the elements (a string
+	// instruction moves several).
+	Size, Count int
+	// Data is what the guest wrote, or, once the exit is handled, what
+	// the device answered a read with (a copy).
+	Data []byte
+}
+
+// DeviceAccess returns the last exit's device access, if it was one.
+func (v *VCPU) DeviceAccess() (DeviceAccess, bool) {
+	switch v.run.ExitReason {
+	case kvmsys.ExitIO:
+		out, size, port, count, data := kvmsys.IOExit(v.run, v.page)
+		return DeviceAccess{Write: out, Addr: uint64(port), Size: size, Count: count, Data: append([]byte(nil), data...)}, true
+	case kvmsys.ExitMMIO:
+		addr, data, write := kvmsys.MMIOExit(v.run)
+		return DeviceAccess{MMIO: true, Write: write, Addr: addr, Size: len(data), Count: 1, Data: append([]byte(nil), data...)}, true
+	}
+	return DeviceAccess{}, false
+}
+
+// ObserveDMA sets f to be told of every write of a device into guest
+// memory (the virtio block device's; the other devices write none), with
+// the bytes written; nil stops it. f runs while an exit is handled, under
+// the machine lock.
+func (m *Machine) ObserveDMA(f func(pa uint64, data []byte)) {
+	if m.blk != nil {
+		m.blk.ObserveDMA(f)
+	}
+}
+
 // ExitSummary describes the last exit for a divergence report: its
 // reason, and for port and MMIO exits the access (port or guest-physical
 // address, direction, data).
