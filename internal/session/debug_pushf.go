@@ -190,11 +190,7 @@ func (v *vcpu) fixFrameTF(flags uint64) error {
 	if flags&rflagsTF != 0 {
 		return nil
 	}
-	regs, err := v.Regs()
-	if err != nil {
-		return err
-	}
-	sr, err := v.Sregs()
+	regs, sr, err := v.cpuState()
 	if err != nil {
 		return err
 	}

@@ -27,11 +27,7 @@ func (d *Debugger) Registers(t int) (*gdbstub.Registers, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := v.Regs()
-	if err != nil {
-		return nil, err
-	}
-	sr, err := v.Sregs()
+	r, sr, err := v.cpuState()
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bobuhiro11/gokvm/kvm"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -264,4 +265,17 @@ func (s *Session) tracing() bool { return s.log.Core().Enabled(zapcore.DebugLeve
 func (v *vcpu) kernelInsns() (uint64, error) {
 	n, err := v.stats.Read("insn_emulation")
 	return n - v.base, err
+}
+
+// cpuState returns the vCPU's general and special registers.
+func (v *vcpu) cpuState() (*kvm.Regs, *kvm.Sregs, error) {
+	r, err := v.Regs()
+	if err != nil {
+		return nil, nil, err
+	}
+	sr, err := v.Sregs()
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, sr, nil
 }

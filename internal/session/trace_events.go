@@ -80,11 +80,7 @@ func (v *vcpu) expandFrame(pre *kvm.Regs, preSr *kvm.Sregs) error {
 	if !e.inWindow(e.index) {
 		return nil
 	}
-	regs, err := v.Regs()
-	if err != nil {
-		return err
-	}
-	sr, err := v.Sregs()
+	regs, sr, err := v.cpuState()
 	if err != nil {
 		return err
 	}

@@ -35,11 +35,7 @@ const maxInsnLen = 15
 // exit. tail is runTo's stretch, which runs kernel code only.
 func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 	e := v.s.exp
-	pre, err := v.Regs()
-	if err != nil {
-		return false, err
-	}
-	sr, err := v.Sregs()
+	pre, sr, err := v.cpuState()
 	if err != nil {
 		return false, err
 	}
@@ -105,6 +101,9 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 			return false, err
 		}
 		faulted = faultFrame != 0
+		if in.Inst.Len == 0 {
+			in = v.expandRefetched(pre, sr, cpl)
+		}
 	}
 	if debugExit {
 		// Not a chunk exit: the next entry injects nothing, as after a
@@ -355,6 +354,25 @@ func (v *vcpu) expandDecode(pre *kvm.Regs, sr *kvm.Sregs, cpl uint8) *trace.Insn
 	if e.Values {
 		// Loads: the value before the instruction runs.
 		v.expandValues(in, trace.AccessRead)
+	}
+	return in
+}
+
+// expandRefetched decodes, after its step, a user instruction whose code
+// could not be read before it: its page was not mapped, the fetch
+// faulted, and the handler (which on hardware virtualization runs within
+// the step, scrubUserFrames) mapped it before the instruction ran.
+// Measured in the emulated SVM host: threads2's first instructions after
+// exec were written with no bytes. Its loads' values, read now, after it
+// ran, are dropped (a store or read-modify-write keeps its value, which
+// is read after the instruction anyway).
+func (v *vcpu) expandRefetched(pre *kvm.Regs, sr *kvm.Sregs, cpl uint8) *trace.Insn {
+	in := v.expandDecode(pre, sr, cpl)
+	for i := range in.Mem {
+		if a := &in.Mem[i]; a.Flags&(trace.AccessRead|trace.AccessWrite) == trace.AccessRead {
+			a.Flags &^= trace.AccessValue
+			a.Value = 0
+		}
 	}
 	return in
 }
