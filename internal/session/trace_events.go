@@ -3,7 +3,9 @@ package session
 // The events of a trace that are not instructions (issue 16): device
 // accesses that exited to the VMM, with the value a read was answered
 // with; the device's writes into guest memory (DMA) while such an exit was
-// handled; and the frame an interrupt's delivery pushed. Each is written
+// handled; the frame an interrupt's or exception's delivery pushed; and,
+// under PVM, a kernel exception a step delivered, which the step stopped
+// in the handler of (the instruction did not retire). Each is written
 // at the position it happened, so a consumer that replays the trace's
 // memory (trace.CheckConsistency) sees every write the guest's own
 // instructions did not make.
@@ -47,7 +49,7 @@ func (v *vcpu) expandExit() error {
 		return nil
 	}
 	if d, ok := v.DeviceAccess(); ok {
-		ev := trace.Device{MMIO: d.MMIO, Write: d.Write, Addr: d.Addr, Size: uint8(d.Size), Count: uint8(min(d.Count, 255)), Data: d.Data}
+		ev := trace.Device{MMIO: d.MMIO, Write: d.Write, Addr: d.Addr, Size: uint8(d.Size), Count: uint16(d.Count), Data: d.Data}
 		if err := e.Set.Device(v.id, uint32(e.chunk), e.index, ev); err != nil {
 			return err
 		}

@@ -44,7 +44,7 @@
 //	               pid i32, tgid i32, len u8,            instruction index on (who ran)
 //	               comm[len]
 //	  KindDevice   chunk u32, index u64, flags u8,       a device access exited here, after
-//	               addr u64, size u8, count u8,          the instruction before index: flags
+//	               addr u64, size u8, count u16,         the instruction before index: flags
 //	               len u16, data[len]                    1 MMIO (else port), 2 write (else
 //	                                                     read); data is what the guest wrote
 //	                                                     or the device answered (count

@@ -96,7 +96,8 @@ func (n *nativeEncoder) write(e *event) error {
 		}
 		b = append(b, flags)
 		b = le.AppendUint64(b, d.Addr)
-		b = append(b, d.Size, d.Count)
+		b = append(b, d.Size)
+		b = le.AppendUint16(b, d.Count)
 		b = le.AppendUint16(b, uint16(len(d.Data)))
 		b = append(b, d.Data...)
 	case KindDMA:

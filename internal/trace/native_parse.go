@@ -63,7 +63,7 @@ func parseNative(body []byte) ([]Record, error) {
 			d := &rec.Device
 			flags := r.u8()
 			d.MMIO, d.Write = flags&1 != 0, flags&2 != 0
-			d.Addr, d.Size, d.Count = r.u64(), r.u8(), r.u8()
+			d.Addr, d.Size, d.Count = r.u64(), r.u8(), r.u16()
 			d.Data = append([]byte(nil), r.take(int(r.u16()))...)
 		case KindDMA:
 			in.Chunk, in.Index = r.u32(), r.u64()

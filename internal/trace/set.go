@@ -55,7 +55,8 @@ type event struct {
 type Device struct {
 	MMIO, Write bool
 	Addr        uint64
-	Size, Count uint8
+	Size        uint8
+	Count       uint16
 	Data        []byte
 }
 
