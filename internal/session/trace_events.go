@@ -95,7 +95,7 @@ func (v *vcpu) expandFrame(pre *kvm.Regs, preSr *kvm.Sregs) error {
 	}
 	for i := uint64(0); i < frameSearch; i++ {
 		if va := regs.RSP + 8*i; matches(va) {
-			return v.writeFrame(sr.CR3, va)
+			return v.writeFrame(sr.CR3, va, false)
 		}
 	}
 	dead := pre.RSP&^15 - 5*8
@@ -108,7 +108,7 @@ func (v *vcpu) expandFrame(pre *kvm.Regs, preSr *kvm.Sregs) error {
 		dead = binary.LittleEndian.Uint64(tss[tssRSP0:]) - 5*8
 	}
 	if matches(dead) {
-		return v.writeFrame(sr.CR3, dead)
+		return v.writeFrame(sr.CR3, dead, false)
 	}
 	e.FramesUnseen++
 	return nil
@@ -125,23 +125,34 @@ func (v *vcpu) writeFrameAt(va uint64) error {
 	if err != nil {
 		return err
 	}
-	return v.writeFrame(sr.CR3, va)
+	return v.writeFrame(sr.CR3, va, false)
 }
 
-// writeFrame writes the five-word frame at virtual address va (through
-// cr3) at the current position; one that cannot be read is counted in
-// FramesUnseen.
-func (v *vcpu) writeFrame(cr3, va uint64) error {
+// writeFrame writes the five-word frame (RIP at virtual address va,
+// through cr3) at the current position, with the error code below it
+// when hasError; one that cannot be read is counted in FramesUnseen.
+func (v *vcpu) writeFrame(cr3, va uint64, hasError bool) error {
 	e := v.s.exp
+	if hasError {
+		va -= 8
+	}
+	n := 5
+	if hasError {
+		n = 6
+	}
 	mem := v.s.m.Memory()
-	words, err := readVirtual(mem, cr3, va, 5*8)
+	words, err := readVirtual(mem, cr3, va, 8*n)
 	pa, perr := translate(mem, cr3, va)
 	if err != nil || perr != nil {
 		e.FramesUnseen++
 		return nil
 	}
 	w := func(i int) uint64 { return binary.LittleEndian.Uint64(words[8*i:]) }
-	f := trace.Frame{VA: va, PA: pa, RIP: w(0), CS: w(1), RFLAGS: w(2), RSP: w(3), SS: w(4)}
+	f := trace.Frame{VA: va, PA: pa}
+	if hasError {
+		f.HasError, f.Error, words = true, w(0), words[8:]
+	}
+	f.RIP, f.CS, f.RFLAGS, f.RSP, f.SS = w(0), w(1), w(2), w(3), w(4)
 	return e.Set.Frame(v.id, uint32(e.chunk), e.index, f)
 }
 
@@ -215,29 +226,8 @@ func (v *vcpu) expandKernelFault(k *kernelFault, pre *kvm.Regs, sr *kvm.Sregs) e
 		if err := e.Set.Fault(v.id, uint32(e.chunk), e.index, pre.RIP); err != nil {
 			return err
 		}
-		va := k.frameVA
-		if k.hasError {
-			va -= 8
-		}
-		mem := v.s.m.Memory()
-		n := 5
-		if k.hasError {
-			n = 6
-		}
-		words, err := readVirtual(mem, sr.CR3, va, 8*n)
-		pa, perr := translate(mem, sr.CR3, va)
-		if err != nil || perr != nil {
-			e.FramesUnseen++
-		} else {
-			w := func(i int) uint64 { return binary.LittleEndian.Uint64(words[8*i:]) }
-			f := trace.Frame{VA: va, PA: pa}
-			if k.hasError {
-				f.HasError, f.Error, words = true, w(0), words[8:]
-			}
-			f.RIP, f.CS, f.RFLAGS, f.RSP, f.SS = w(0), w(1), w(2), w(3), w(4)
-			if err := e.Set.Frame(v.id, uint32(e.chunk), e.index, f); err != nil {
-				return err
-			}
+		if err := v.writeFrame(sr.CR3, k.frameVA, k.hasError); err != nil {
+			return err
 		}
 	}
 	post, err := v.Regs()

@@ -213,10 +213,7 @@ func (v *vcpu) expandLastStep(target log.Point, regs *kvm.Regs, stateMatch bool)
 		return false, err
 	}
 	in := v.expandDecode(regs, sr, 0)
-	next := v.stiShadowed(in, regs, sr)
-	if next == nil {
-		next = v.iretFollower(in, regs, sr)
-	}
+	next := v.stepFollower(in, regs, sr)
 	if next == nil || next.RIP != target.RIP {
 		return false, nil
 	}

@@ -67,10 +67,7 @@ func (v *vcpu) expandStep(c *chunkRun, tail bool) (exited bool, err error) {
 	var shadowed *trace.Insn
 	if !user {
 		userRIP, toUser = v.expandToUser(in, pre, sr)
-		shadowed = v.stiShadowed(in, pre, sr)
-		if shadowed == nil {
-			shadowed = v.iretFollower(in, pre, sr)
-		}
+		shadowed = v.stepFollower(in, pre, sr)
 	}
 	if err := v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugSingleStep, nil); err != nil {
 		return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
@@ -268,6 +265,15 @@ func (v *vcpu) stiShadowed(in *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs) *trace.
 	next := *pre
 	next.RIP = pre.RIP + uint64(in.Inst.Len)
 	return v.expandDecode(&next, sr, 0)
+}
+
+// stepFollower is the instruction a single step of in may run too, decoded
+// before the step (stiShadowed, iretFollower), or nil.
+func (v *vcpu) stepFollower(in *trace.Insn, pre *kvm.Regs, sr *kvm.Sregs) *trace.Insn {
+	if next := v.stiShadowed(in, pre, sr); next != nil {
+		return next
+	}
+	return v.iretFollower(in, pre, sr)
 }
 
 // iretFollower decodes, before a step of a kernel IRETQ (in) that returns
