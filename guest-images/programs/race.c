@@ -4,8 +4,9 @@
  * and each records, every 1024 iterations, its id in a shared trace. The
  * printed racy total and trace hash depend on how the threads interleave,
  * so a recording and its replay must print the same line.
- * Prints "race: atomic=<2N> racy=<value> trace=<hash>"; exits 0 iff the
- * atomic counter is exact.
+ * Prints "race: worker=<address>" first (a debugger's breakpoint in the
+ * worker: the binary is stripped), then "race: atomic=<2N> racy=<value>
+ * trace=<hash>"; exits 0 iff the atomic counter is exact.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@ int main(int argc, char **argv)
 
 	if (argc > 1)
 		n = atol(argv[1]);
+	printf("race: worker=%p\n", (void *)worker);
 	for (long i = 0; i < 2; i++)
 		pthread_create(&t[i], NULL, worker, (void *)(i + 1));
 	for (int i = 0; i < 2; i++)

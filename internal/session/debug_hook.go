@@ -96,6 +96,9 @@ type debugCmd struct {
 	// reason is the stop reported on reaching target (modeGoto).
 	reason gdbstub.Stop
 	bps    []hwBreak
+	// stepAll: modeTrace without a counter single-steps the whole
+	// stretch rather than walking target's page (debug_retrace.go).
+	stepAll bool
 }
 
 // hwBreak is one breakpoint or watchpoint, in one debug register.
@@ -150,11 +153,23 @@ type debugHook struct {
 	// and prePos where the vCPU stood then (softWatch).
 	snap   [][]byte
 	prePos Position
+	// pages: breakpoints and watchpoints are made by page protection, not
+	// by the debug registers (debug_page.go); set without an instruction
+	// counter. pageStep[v]: vCPU v's next entry single-steps the
+	// instruction that touched a taken page.
+	pages    bool
+	pageStep []bool
+	// pageOf are the guest-physical addresses each breakpoint's address
+	// has translated to (debug_page.go).
+	pageOf map[uint64][]uint64
+	// traceMiss says why debugTraceState gave up (empty: it did not).
+	traceMiss string
 }
 
 func newDebugHook(s *Session, first debugCmd) *debugHook {
 	return &debugHook{stops: make(chan debugHit, 1), cmds: make(chan debugCmd, 1), cmd: first,
-		skip: make([]uint64, len(s.vcpus)), stopped: s.m.Stopped(), softWatch: s.opts.KernelCount}
+		skip: make([]uint64, len(s.vcpus)), stopped: s.m.Stopped(), softWatch: s.opts.KernelCount,
+		pages: !s.opts.KernelCount, pageStep: make([]bool, len(s.vcpus)), pageOf: map[uint64][]uint64{}}
 }
 
 // stop reports a stop and waits for gdb's next order. The wait has no
@@ -187,8 +202,18 @@ func (v *vcpu) pause(c *chunkRun, pos Position, st gdbstub.Stop) error {
 }
 
 // reached reports whether pos is at or past the goto or collect target.
+// Without a counter (pages) two points of one stretch between exits
+// differ only by RIP and registers: there, only the target itself is
+// reached (the stretch's hits come in order, the target last).
 func (h *debugHook) reached(pos Position) bool {
-	return (h.cmd.mode == modeGoto || h.cmd.mode == modeCollect) && !pos.before(h.cmd.target)
+	if h.cmd.mode != modeGoto && h.cmd.mode != modeCollect {
+		return false
+	}
+	t := h.cmd.target
+	if h.pages && pos.Chunk == t.Chunk && pos.Exits == t.Exits && t.Exits >= 0 && pos.Insns == t.Insns {
+		return pos.RIP == t.RIP && pos.Regs == t.Regs
+	}
+	return !pos.before(t)
 }
 
 // debugBeforeChunk is the replay loop's stop point before chunk i.
@@ -323,8 +348,21 @@ func (v *vcpu) enter(c *chunkRun) error {
 		if err := v.snapWatched(c); err != nil {
 			return err
 		}
-		err = v.Enter()
+		var pages []uint64
+		if h.pages && !stepping && !stepOver && !h.pageStep[v.id] {
+			pages = v.debugPages(c)
+		}
+		h.pageStep[v.id] = false
+		trapped, err := v.enterPaged(pages)
 		h.skip[v.id] = 0
+		if trapped {
+			// Not a chunk exit either (as a debug exit, below).
+			c.inject, c.injectedNow = false, false
+			if err := v.pageTrap(c); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -369,7 +407,7 @@ func (v *vcpu) armDebug() (stepping, stepOver bool, err error) {
 		stepping = h.cmd.mode == modeStep && h.cmd.thread == v.id
 		watching := h.watching()
 		var rip uint64
-		if stepping || watching || h.skip[v.id] != 0 {
+		if stepping || watching || h.skip[v.id] != 0 || h.pageStep[v.id] {
 			regs, err := v.Regs()
 			if err != nil {
 				return false, false, err
@@ -377,11 +415,17 @@ func (v *vcpu) armDebug() (stepping, stepOver bool, err error) {
 			rip = regs.RIP
 		}
 		stepOver = h.skip[v.id] != 0 && rip == h.skip[v.id]
-		control, dr = armBreakpoints(h.cmd.bps, stepOver, h.softWatch)
+		// Page breakpoints keep the execution breakpoints in the debug
+		// registers too: where those fire (real SVM/VMX hosts) they also
+		// catch an address in a process the page traps did not cover
+		// (debug_page.go); where they do not (the emulated SVM host) they
+		// cost nothing.
+		control, dr = armBreakpoints(h.cmd.bps, stepOver, h.softWatch || h.pages)
 		// Software watchpoints step guest kernel code only: under PVM a
-		// single step does not stop in user mode (PLATFORM.md).
-		watch := watching && rip >= userSpaceEnd
-		if (stepping || stepOver || watch) && !v.atHalt(rip) {
+		// single step does not stop in user mode (PLATFORM.md). Page
+		// breakpoints step only what touched a taken page (pageStep).
+		watch := watching && rip >= userSpaceEnd && !h.pages
+		if (stepping || stepOver || watch || h.pageStep[v.id]) && !v.atHalt(rip) {
 			control |= vmm.GuestDebugEnable | vmm.GuestDebugSingleStep
 		}
 	}
@@ -516,9 +560,10 @@ func (h *debugHook) classify(dr6 uint64, pos Position, vcpu int) (*hwBreak, gdbs
 	return hit, st
 }
 
-// watching reports whether software watchpoints are armed (softWatch).
+// watching reports whether software watchpoints are armed (softWatch, or
+// page watchpoints: debug_page.go).
 func (h *debugHook) watching() bool {
-	if !h.softWatch || h.cmd.mode == modeGoto || h.cmd.mode == modeTrace {
+	if !(h.softWatch || h.pages) || h.cmd.mode == modeGoto || h.cmd.mode == modeTrace {
 		return false
 	}
 	for _, b := range h.cmd.bps {

@@ -113,6 +113,9 @@ func (v *vcpu) debugTrace(c *chunkRun) error {
 		c.inject = false
 	}
 	t := h.cmd.target
+	if h.pages {
+		return v.debugTraceState(c, t) // debug_retrace.go
+	}
 	for {
 		pos, err := v.debugPosition(c)
 		if err != nil {
@@ -124,21 +127,26 @@ func (v *vcpu) debugTrace(c *chunkRun) error {
 		if pos.RIP < userSpaceEnd {
 			return fmt.Errorf("debugger: the instructions before position %v include guest user code, which cannot be single-stepped under PVM", t)
 		}
-		if err := v.traceStep(c); err != nil {
+		exited, err := v.traceStep(c)
+		if err != nil {
 			return err
+		}
+		if exited {
+			return fmt.Errorf("debugger: a single step towards an earlier position made exit %d", v.ExitReason())
 		}
 	}
 }
 
 // traceStep executes one instruction of v, undoing what the step leaks
-// into guest memory (debug_pushf.go).
-func (v *vcpu) traceStep(c *chunkRun) error {
+// into guest memory (debug_pushf.go). It reports a real exit, after which
+// the vCPU stands at that exit, not stepped.
+func (v *vcpu) traceStep(c *chunkRun) (exited bool, err error) {
 	pre, err := v.Regs()
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugSingleStep, nil); err != nil {
-		return fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
+		return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
 	}
 	for {
 		err := v.Enter()
@@ -146,21 +154,21 @@ func (v *vcpu) traceStep(c *chunkRun) error {
 			continue
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 		break
 	}
 	if v.ExitReason() != vmm.ExitDebug {
-		return fmt.Errorf("debugger: a single step towards an earlier position made exit %d", v.ExitReason())
+		return true, v.SetGuestDebug(0, nil)
 	}
 	if _, err := v.fixStepLeaks(pre); err != nil {
-		return err
+		return false, err
 	}
 	if c.injectedNow {
 		c.injectedNow = false
 		if err := v.fixFrameTF(pre.RFLAGS); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return v.SetGuestDebug(0, nil)
+	return false, v.SetGuestDebug(0, nil)
 }

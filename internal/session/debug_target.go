@@ -74,8 +74,8 @@ type Debugger struct {
 	// pos and stop are where run stands and why.
 	pos  Position
 	stop gdbstub.Stop
-	// prev maps a position reached by a forward step to the position the
-	// step started from (reverse-stepi).
+	// prev maps a position reached by a forward step (its key) to the
+	// position the step started from (reverse-stepi).
 	prev map[Position]Position
 	// visited are the positions this debugger stopped at (monitor seek).
 	visited []Position
@@ -316,10 +316,13 @@ func (d *Debugger) Step(t int) (gdbstub.Stop, error) {
 	return st, err
 }
 
-// key is p without RIP and registers (a map key for the same point).
-func (p Position) key() Position {
-	return Position{Chunk: p.Chunk, VCPU: p.VCPU, Exits: p.Exits, Insns: p.Insns}
-}
+// key is p as a map key for one point. RIP and the register hash are
+// part of it: without an instruction counter (hardware virtualization
+// without a PMU) Insns stays at KVM's own emulation count, the same for
+// every instruction between two exits, and the key without them made
+// every stepi of a stretch one point (measured in the emulated SVM host:
+// ten reverse-stepi after ten stepi all went to the ninth step's PC).
+func (p Position) key() Position { return p }
 
 // checkKernelMode refuses to single-step a vCPU in guest user mode: under
 // PVM a single step there does not stop (PLATFORM.md, "Stopping
@@ -406,6 +409,9 @@ func (d *Debugger) ReverseStep(t int) (gdbstub.Stop, error) {
 	// No forward step leads here: single-step again from the exit
 	// before now to the instruction before it.
 	now := d.pos
+	if d.run.h.pages && now.VCPU == t && now.Exits >= 0 {
+		return d.reverseStepState(now)
+	}
 	if now.VCPU != t || now.Exits < 0 || now.Insns == 0 {
 		err := fmt.Errorf("reverse-stepi of vCPU %d from position %v: the previous instruction is in another chunk or made an exit; use reverse-continue", t, now)
 		d.log.Warn("reverse step refused", zap.Error(err))
@@ -414,6 +420,38 @@ func (d *Debugger) ReverseStep(t int) (gdbstub.Stop, error) {
 	target := now
 	target.Insns--
 	if err := d.restart(debugCmd{mode: modeTrace, target: target}); err != nil {
+		return gdbstub.Stop{}, err
+	}
+	return d.stop, nil
+}
+
+// reverseStepState is ReverseStep's retrace without a counter
+// (debug_retrace.go): a replay walks now's page, or else a second one
+// single-steps now's stretch from its start, to name the position before
+// now; one more goes there.
+func (d *Debugger) reverseStepState(now Position) (gdbstub.Stop, error) {
+	before := d.stop
+	hit, err := d.restartHits(debugCmd{mode: modeTrace, target: now}, d.ckpts.before(now))
+	if err == nil && len(hit.hits) == 0 && d.run.h.traceMiss == missEnteredAt {
+		hit, err = d.restartHits(debugCmd{mode: modeTrace, target: now, stepAll: true}, d.ckpts.before(now))
+	}
+	if err != nil {
+		return gdbstub.Stop{}, err
+	}
+	if len(hit.hits) == 0 {
+		why := "the previous instruction made an exit or is in another chunk"
+		if miss := d.run.h.traceMiss; miss != "" {
+			why = "the position was " + miss
+		}
+		err := fmt.Errorf("reverse-stepi of vCPU %d from position %v: %s; use reverse-continue", now.VCPU, now, why)
+		d.log.Warn("reverse step refused", zap.Error(err))
+		// Back to where gdb was.
+		if serr := d.seek(now, before); serr != nil {
+			return gdbstub.Stop{}, serr
+		}
+		return gdbstub.Stop{}, err
+	}
+	if err := d.seek(hit.hits[0].pos, gdbstub.Stop{Thread: now.VCPU}); err != nil {
 		return gdbstub.Stop{}, err
 	}
 	return d.stop, nil

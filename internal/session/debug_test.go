@@ -68,7 +68,9 @@ func TestCheckBreakpoint(t *testing.T) {
 		{hwBreak{kind: gdbstub.WatchWrite, addr: 0xffff888000001004, size: 8}, true, false},
 		{hwBreak{kind: gdbstub.WatchWrite, addr: 0xffff888000001000, size: 3}, true, false},
 		{hwBreak{kind: gdbstub.WatchRead, addr: 0xffff888000001000, size: 4}, true, false},
-		{hwBreak{kind: gdbstub.WatchAccess, addr: 0xffff888000001000, size: 4}, false, true},
+		// Without a counter watchpoints are page traps: writes only.
+		{hwBreak{kind: gdbstub.WatchAccess, addr: 0xffff888000001000, size: 4}, false, false},
+		{hwBreak{kind: gdbstub.WatchWrite, addr: 0xffff888000001000, size: 4}, false, true},
 	} {
 		if err := checkBreakpoint(c.b, c.pvm); (err == nil) != c.ok {
 			t.Errorf("%+v pvm=%v: %v, want ok=%v", c.b, c.pvm, err, c.ok)
@@ -109,5 +111,34 @@ func TestIsSyscall(t *testing.T) {
 		if got := isSyscall(c.b); got != c.want {
 			t.Errorf("isSyscall(% x) = %v, want %v", c.b, got, c.want)
 		}
+	}
+}
+
+// Without a counter (page breakpoints) every point of one stretch between
+// exits has the same count: only the target itself is reached there, and
+// the stretches before and after it order as with a counter.
+func TestReachedWithoutCounter(t *testing.T) {
+	target := Position{Chunk: 3, VCPU: 1, Exits: 2, Insns: 5, RIP: 0xffffffff81001000, Regs: 7}
+	h := &debugHook{cmd: debugCmd{mode: modeCollect, target: target}, pages: true}
+	for _, c := range []struct {
+		pos  Position
+		want bool
+	}{
+		{target, true},
+		{Position{Chunk: 3, Exits: 2, Insns: 5, RIP: 0xffffffff81001000, Regs: 8}, false},
+		{Position{Chunk: 3, Exits: 2, Insns: 5, RIP: 0xffffffff81002000, Regs: 7}, false},
+		{Position{Chunk: 3, Exits: 1, Insns: 9}, false},
+		{Position{Chunk: 3, Exits: 3}, true},
+		{Position{Chunk: 2, Exits: 5}, false},
+		{Position{Chunk: 4, Exits: -1}, true},
+	} {
+		if got := h.reached(c.pos); got != c.want {
+			t.Errorf("reached(%+v) = %v, want %v", c.pos, got, c.want)
+		}
+	}
+	// With a counter, a later count in the same stretch is past it.
+	h.pages = false
+	if !h.reached(Position{Chunk: 3, Exits: 2, Insns: 5, RIP: 0xffffffff81002000}) {
+		t.Error("with a counter, the target's count in its stretch is reached")
 	}
 }

@@ -103,6 +103,9 @@ func checkBreakpoint(b hwBreak, pvm bool) error {
 	if pvm && (b.kind == gdbstub.WatchRead || b.kind == gdbstub.WatchAccess) {
 		return fmt.Errorf("read and access watchpoints need data breakpoints, which KVM's emulator of guest kernel code never fires under PVM; use a write watchpoint (found by single-stepping)")
 	}
+	if !pvm && (b.kind == gdbstub.WatchRead || b.kind == gdbstub.WatchAccess) {
+		return fmt.Errorf("read and access watchpoints: without an instruction counter watchpoints are page traps (debug_page.go), which see that an instruction touched the page but not which bytes it read; use a write watchpoint (found by comparing the bytes)")
+	}
 	if b.kind >= gdbstub.WatchWrite {
 		if _, ok := dr7Len[b.size]; !ok || b.addr%uint64(b.size) != 0 {
 			return fmt.Errorf("a watchpoint covers 1, 2, 4 or 8 aligned bytes (x86 debug registers); %d bytes at %#x is not one", b.size, b.addr)

@@ -38,6 +38,8 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs -o size=90% tmpfs /tmp
+# Loopback up: the gdb server and its client talk over 127.0.0.1.
+ip link set lo up || echo "` + markError + ` ip link set lo up failed"
 mkdir -p /dev/shm /dev/pts
 for m in irqbypass kvm kvm-amd; do
 	insmod /lib/modules/$m.ko || echo "` + markError + ` insmod $m.ko failed"

@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"time"
@@ -263,6 +264,34 @@ func addDynamic(files map[string]string, prog string) error {
 	}
 	return nil
 }
+
+// addGDB adds Debian's gdb (TestGDB's client, issue 15) at /usr/bin/gdb,
+// with its shared libraries, its data folder (gdb's own Python modules)
+// and the Python standard library it embeds: without the latter gdb
+// stops at start ("No module named 'encodings'", measured with an empty
+// PYTHONHOME). About 70 MB, so only the full set takes it.
+func addGDB(files map[string]string) error {
+	if err := addDynamic(files, "gdb"); err != nil {
+		return fmt.Errorf("%w (make deps installs gdb)", err)
+	}
+	files["usr/bin/gdb"] = files["hostvm/bin/gdb"]
+	files["usr/share/gdb"] = "/usr/share/gdb"
+	py := ""
+	for k := range files {
+		if m := libpython.FindStringSubmatch(k); m != nil {
+			py = "python" + m[1]
+		}
+	}
+	if py == "" {
+		return fmt.Errorf("gdb: no libpython among its libraries")
+	}
+	files["usr/lib/"+py] = "/usr/lib/" + py
+	return nil
+}
+
+// libpython is the Python library gdb links (its standard library folder
+// has the same name).
+var libpython = regexp.MustCompile(`/libpython(3\.\d+)\.so`)
 
 // boot builds the initramfs for p and runs the host VM.
 func (w *workspace) boot(p payload, console io.Writer) (bootResult, error) {

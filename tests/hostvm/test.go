@@ -95,6 +95,11 @@ func cmdTest(args []string) (int, error) {
 		return 0, err
 	}
 	defer w.close()
+	if testSet(*set) == setFull || *only != "" {
+		if err := addGDB(p.Files); err != nil {
+			return 0, err
+		}
+	}
 	var script strings.Builder
 	script.WriteString("status=0\n")
 	for _, pkg := range kvmPackages {
