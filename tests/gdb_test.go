@@ -30,12 +30,7 @@ const gdbTimeout = 5 * time.Minute
 // replay to its end, which must still match the recording (the debugger
 // never changes the guest).
 func TestGDB(t *testing.T) {
-	if _, err := os.Stat(gdbPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("gdb missing in CI (make deps installs it): %v", err)
-		}
-		t.Skipf("needs %s (make deps): %v", gdbPath, err)
-	}
+	requireGDB(t)
 	ckpt := bootedCheckpoint(t, 2)
 	_, rec := recordAndReplayN(t, 0, 2, ckpt, nil, "threads2", "1000")
 	addr, srv := startGDBServer(t, rec, ckpt)
@@ -75,6 +70,18 @@ func TestGDB(t *testing.T) {
 		t.Errorf("the replay under the debugger did not end matching the recording:\n%s\nhits %v", tail(stderr), hits)
 	}
 	checkInterrupt(t, rec, ckpt)
+}
+
+// requireGDB skips without Debian's gdb, except in CI, where `make deps`
+// must have installed it.
+func requireGDB(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(gdbPath); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("gdb missing in CI (make deps installs it): %v", err)
+		}
+		t.Skipf("needs %s (make deps): %v", gdbPath, err)
+	}
 }
 
 // checkInterrupt sends Ctrl-C (0x03) to a running continue over the raw
@@ -441,12 +448,7 @@ func runGDB(t *testing.T, addr string, cmds []string) string {
 // to the first (same thread, PC and machine hash). Under PVM a user
 // breakpoint is refused, and gdb says why it could not insert it.
 func TestGDBUserBreakpoint(t *testing.T) {
-	if _, err := os.Stat(gdbPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("gdb missing in CI (make deps installs it): %v", err)
-		}
-		t.Skipf("needs %s (make deps): %v", gdbPath, err)
-	}
+	requireGDB(t)
 	ckpt := bootedCheckpoint(t, 2)
 	out, rec := recordAndReplayN(t, 0, 2, ckpt, nil, "race", "20000")
 	m := regexp.MustCompile(`race: worker=0x([0-9a-f]+)`).FindStringSubmatch(out)

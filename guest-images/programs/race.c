@@ -18,10 +18,15 @@ static volatile long racy_counter;
 static unsigned char trace[4096];
 static long trace_len;
 
-static void *worker(void *arg)
+/*
+ * The loop and the worker's entry are on pages of their own (aligned):
+ * a debugger without an instruction counter traps every instruction run
+ * from the page that holds a breakpoint (samsara's page traps, README
+ * "Debugging a replay with gdb"), so a breakpoint on worker does not make
+ * the whole loop crawl.
+ */
+__attribute__((noinline, aligned(4096))) static void count(long id)
 {
-	long id = (long)arg;
-
 	for (long i = 0; i < n; i++) {
 		__atomic_fetch_add(&atomic_counter, 1, __ATOMIC_RELAXED);
 		racy_counter = racy_counter + 1;
@@ -31,6 +36,11 @@ static void *worker(void *arg)
 				trace[at] = (unsigned char)id;
 		}
 	}
+}
+
+__attribute__((noinline, aligned(4096))) static void *worker(void *arg)
+{
+	count((long)arg);
 	return NULL;
 }
 

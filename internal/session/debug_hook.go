@@ -361,6 +361,7 @@ func (v *vcpu) enter(c *chunkRun) error {
 			if err := v.pageTrap(c); err != nil {
 				return err
 			}
+			v.debugProgress(c)
 			continue
 		}
 		if err != nil {
@@ -393,7 +394,19 @@ func (v *vcpu) enter(c *chunkRun) error {
 		if err := v.debugExit(c, stepping, stepOver); err != nil {
 			return err
 		}
+		v.debugProgress(c)
 	}
+}
+
+// debugProgress restarts the chunk's replay time limit (replayChunkLimit,
+// which tells a diverged replay) after a debug exit or page trap: the
+// vCPU has executed up to it, and a chunk the debugger single-steps or
+// traps through takes far longer than its replay (measured in the
+// emulated SVM host: a continue from a breakpoint in race's worker,
+// whose loop is on the breakpoint's page, ended with "replay of the
+// chunk made no progress for 2m0s" before the next hit).
+func (v *vcpu) debugProgress(c *chunkRun) {
+	c.started = time.Now()
 }
 
 // armDebug sets the vCPU's guest debugging for its next entry: the
