@@ -444,8 +444,9 @@ func runGDB(t *testing.T, addr string, cmds []string) string {
 
 // TestGDBUserBreakpoint puts a breakpoint in a user program's function,
 // race's worker (issue 15). On hardware virtualization both threads hit
-// it, on both vCPUs, and reverse-continue goes back from the second hit
-// to the first (same thread, PC and machine hash). Under PVM a user
+// it, on both vCPUs, and from the end of the recording reverse-continue
+// goes back to the second hit and then the first (same thread, PC and
+// machine hash). Under PVM a user
 // breakpoint is refused, and gdb says why it could not insert it.
 func TestGDBUserBreakpoint(t *testing.T) {
 	requireGDB(t)
@@ -463,7 +464,11 @@ func TestGDBUserBreakpoint(t *testing.T) {
 	for i := 1; i <= 2; i++ {
 		sec(fmt.Sprintf("hit%d", i), "continue", "monitor when", "monitor hash", "p/x $pc")
 	}
-	sec("back", "reverse-continue", "monitor when", "monitor hash", "p/x $pc")
+	// On to the end (no third hit), then back over both hits.
+	sec("to-end", "continue")
+	for _, i := range []int{2, 1} {
+		sec(fmt.Sprintf("back%d", i), "reverse-continue", "monitor when", "monitor hash", "p/x $pc")
+	}
 	sec("end", "delete", "continue")
 	s := splitSections(runGDB(t, addr, cmds))
 	stderr := srv.wait(t)
@@ -491,8 +496,13 @@ func TestGDBUserBreakpoint(t *testing.T) {
 	if hits[0].thread == hits[1].thread {
 		t.Errorf("both workers started on vCPU %s; want one hit on each vCPU: %+v", hits[0].thread, hits)
 	}
-	if got := parseStop(s["back"]); got != hits[0] {
-		t.Errorf("reverse-continue from the second hit: %+v, the first was %+v\n%s", got, hits[0], s["back"])
+	if !strings.Contains(s["to-end"], "No more reverse-execution history") {
+		t.Errorf("continue after both workers' hits did not run to the end:\n%s", s["to-end"])
+	}
+	for _, i := range []int{2, 1} {
+		if got := parseStop(s[fmt.Sprintf("back%d", i)]); got != hits[i-1] {
+			t.Errorf("reverse-continue to hit %d: %+v, the forward hit was %+v\n%s", i, got, hits[i-1], s[fmt.Sprintf("back%d", i)])
+		}
 	}
 	if !strings.Contains(stderr, "replay reached the end of the recording and matched it") {
 		t.Errorf("the replay under the debugger did not end matching the recording:\n%s", tail(stderr))

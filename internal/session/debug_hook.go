@@ -160,8 +160,9 @@ type debugHook struct {
 	pages    bool
 	pageStep []bool
 	// pageOf are the guest-physical addresses each breakpoint's address
-	// has translated to (debug_page.go).
-	pageOf map[uint64][]uint64
+	// has translated to (debug_page.go), shared by the debugger's
+	// replays.
+	pageOf *bpPages
 	// traceMiss says why debugTraceState gave up (empty: it did not).
 	traceMiss string
 }
@@ -169,7 +170,7 @@ type debugHook struct {
 func newDebugHook(s *Session, first debugCmd) *debugHook {
 	return &debugHook{stops: make(chan debugHit, 1), cmds: make(chan debugCmd, 1), cmd: first,
 		skip: make([]uint64, len(s.vcpus)), stopped: s.m.Stopped(), softWatch: s.opts.KernelCount,
-		pages: !s.opts.KernelCount, pageStep: make([]bool, len(s.vcpus)), pageOf: map[uint64][]uint64{}}
+		pages: !s.opts.KernelCount, pageStep: make([]bool, len(s.vcpus)), pageOf: newBPPages()}
 }
 
 // stop reports a stop and waits for gdb's next order. The wait has no
@@ -310,12 +311,30 @@ func (v *vcpu) debugGoto(c *chunkRun) error {
 		c.inject = false
 	}
 	t := h.cmd.target
-	if err := v.runTo(log.Point{KernelInsns: t.Insns, RIP: t.RIP, Regs: t.Regs}, injected, false); err != nil {
-		return fmt.Errorf("debugger: going to position %v: %w", t, err)
-	}
-	pos, err := v.debugPosition(c)
-	if err != nil {
-		return err
+	var pos Position
+	if h.pages {
+		// runTo's own page break translates RIP only where the vCPU
+		// stands, which a user address in another process defeats
+		// (measured in the emulated SVM host: going to race's second
+		// worker hit from a replay that entered in the shell ended with
+		// "exit before the preemption point"); the debugger's walk keeps
+		// every page (debug_retrace.go).
+		at, _, _, miss, err := v.runToState(c, t, false)
+		if err != nil {
+			return err
+		}
+		if miss != "" {
+			return fmt.Errorf("debugger: going to position %v: %s", t, miss)
+		}
+		pos = at
+	} else {
+		if err := v.runTo(log.Point{KernelInsns: t.Insns, RIP: t.RIP, Regs: t.Regs}, injected, false); err != nil {
+			return fmt.Errorf("debugger: going to position %v: %w", t, err)
+		}
+		var err error
+		if pos, err = v.debugPosition(c); err != nil {
+			return err
+		}
 	}
 	st := h.cmd.reason
 	st.Thread = v.id

@@ -32,13 +32,14 @@ package session
 // measured in the emulated SVM host, race's second worker ran on vCPU 0
 // in a stretch that had entered in the shell, where 0x4002f9 translated
 // to the shell's page, and was missed while only the last translation
-// was kept. So every page an address has translated to is kept (pageOf)
-// and taken away in every entry. A hit is an execution of the address in
+// was kept. So every page an address has translated to, in any of the
+// debugger's replays, is kept (pageOf) and taken away in every entry. A hit is an execution of the address in
 // any process, as a debug register's would be; a page that has since
 // been given another use costs only extra traps.
 
 import (
 	"errors"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -69,9 +70,9 @@ func (v *vcpu) debugPages(c *chunkRun) []uint64 {
 	}
 	for _, a := range addrs {
 		if gpa, err := v.CodeAddress(a); err == nil {
-			h.notePage(a, gpa)
+			h.pageOf.note(a, gpa)
 		}
-		for _, gpa := range h.pageOf[a] {
+		for _, gpa := range h.pageOf.get(a) {
 			add(gpa)
 		}
 	}
@@ -83,9 +84,26 @@ func (v *vcpu) debugPages(c *chunkRun) []uint64 {
 // start at 0x400000); the oldest goes first.
 const maxPagesPerAddr = 16
 
-// notePage keeps gpa among the pages addr has translated to.
-func (h *debugHook) notePage(addr, gpa uint64) {
-	list := h.pageOf[addr]
+// bpPages keeps, for each breakpoint address, the guest-physical
+// addresses it has translated to. The debugger's replays share one: a
+// replay from a checkpoint may never see the address mapped in the
+// process that runs it before it does (measured in the emulated SVM
+// host: reverse-continue from the end of a race recording, starting from
+// the checkpoint before the second worker's chunk, missed that hit and
+// went back to the first), while the translations are the recording's,
+// the same in every replay of it.
+type bpPages struct {
+	mu sync.Mutex
+	m  map[uint64][]uint64
+}
+
+func newBPPages() *bpPages { return &bpPages{m: map[uint64][]uint64{}} }
+
+// note keeps gpa among the pages addr has translated to.
+func (p *bpPages) note(addr, gpa uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	list := p.m[addr]
 	for _, g := range list {
 		if g == gpa {
 			return
@@ -94,7 +112,14 @@ func (h *debugHook) notePage(addr, gpa uint64) {
 	if len(list) == maxPagesPerAddr {
 		list = list[1:]
 	}
-	h.pageOf[addr] = append(list, gpa)
+	p.m[addr] = append(list, gpa)
+}
+
+// get is addr's pages.
+func (p *bpPages) get(addr uint64) []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]uint64(nil), p.m[addr]...)
 }
 
 // protectPages takes pages away (none) or gives them back.

@@ -59,70 +59,87 @@ const missEnteredAt = "entered its page there, from an instruction in another pa
 func (v *vcpu) debugTraceState(c *chunkRun, t Position) error {
 	h := v.s.dbg
 	h.traceMiss = ""
-	var prev *Position
+	pos, prev, steps, miss, err := v.runToState(c, t, h.cmd.stepAll)
+	if err != nil {
+		return err
+	}
+	switch {
+	case miss != "":
+		h.traceMiss = miss
+	case prev != nil:
+		h.hits = append(h.hits, debugHit{pos: *prev, stop: gdbstub.Stop{Thread: v.id}})
+	case !h.cmd.stepAll && steps > 0:
+		h.traceMiss = missEnteredAt
+	}
+	return v.pause(c, pos, gdbstub.Stop{Thread: v.id})
+}
+
+// runToState runs v to target t of its current stretch: walking t's page
+// (stepping every entry into it), or single-stepping everything (stepAll).
+// It returns where v stands, the position before it when the last move
+// was a single step, the number of moves, and why it gave up ("" when it
+// stands at t).
+func (v *vcpu) runToState(c *chunkRun, t Position, stepAll bool) (pos Position, prev *Position, moves int, miss string, err error) {
 	// trapped: the last entry ended at a page trap, whose instruction
 	// (in the page, or one touching it) is stepped next.
 	trapped := false
 	started := time.Now()
 	for i := 0; ; i++ {
-		pos, err := v.debugPosition(c)
-		if err != nil {
-			return err
+		if pos, err = v.debugPosition(c); err != nil {
+			return pos, nil, i, "", err
 		}
 		if pos.Insns == t.Insns && pos.RIP == t.RIP && pos.Regs == t.Regs {
-			switch {
-			case prev != nil:
-				h.hits = append(h.hits, debugHit{pos: *prev, stop: gdbstub.Stop{Thread: v.id}})
-			case !h.cmd.stepAll && i > 0:
-				h.traceMiss = missEnteredAt
-			}
-			return v.pause(c, pos, gdbstub.Stop{Thread: v.id})
+			return pos, prev, i, "", nil
 		}
 		if i >= traceStepLimit || time.Since(started) > traceTimeLimit {
-			h.traceMiss = fmt.Sprintf("not reached within %d entries and single steps or %v of its stretch's start", traceStepLimit, traceTimeLimit)
-			return v.pause(c, pos, gdbstub.Stop{Thread: v.id})
+			return pos, nil, i, fmt.Sprintf("not reached within %d entries and single steps or %v of its stretch's start", traceStepLimit, traceTimeLimit), nil
 		}
-		step := h.cmd.stepAll || trapped || pos.RIP&^0xfff == t.RIP&^0xfff
+		step := stepAll || trapped || pos.RIP&^0xfff == t.RIP&^0xfff
 		if step && v.atHalt(pos.RIP) {
 			// A step there changes the replay (atHalt): run instead.
 			step = false
 		}
 		var exited bool
 		if step {
-			prev = &pos
+			here := pos
+			prev = &here
 			exited, err = v.traceStep(c)
+			trapped = false
 		} else {
 			prev = nil
 			exited, trapped, err = v.traceRun(t.RIP)
 			c.injectedNow = false // delivered unstepped: no TF to undo
 		}
 		if err != nil {
-			return err
-		}
-		if step {
-			trapped = false
+			return pos, nil, i, "", err
 		}
 		if exited {
-			h.traceMiss = fmt.Sprintf("not reached: the vCPU made exit %d at RIP %#x first (an interrupt handler that a single step runs whole can hold it)", v.ExitReason(), pos.RIP)
-			return v.pause(c, pos, gdbstub.Stop{Thread: v.id})
+			return pos, nil, i, fmt.Sprintf("not reached: the vCPU made exit %d at RIP %#x first (an interrupt handler that a single step runs whole can hold it)", v.ExitReason(), pos.RIP), nil
 		}
 	}
 }
 
-// traceRun runs v with rip's page taken away until it touches the page
-// (trapped) or exits, or for at most runToCheckEvery (neither: the caller
-// checks its time bound and runs again).
+// traceRun runs v with rip's pages taken away (every page rip has
+// translated to in the debugger's replays: debug_page.go) until it
+// touches one (trapped) or exits, or for at most runToCheckEvery
+// (neither: the caller checks its time bound and runs again).
 func (v *vcpu) traceRun(rip uint64) (exited, trapped bool, err error) {
-	gpa, err := v.CodeAddress(rip)
-	if err != nil {
-		return false, false, err
+	h := v.s.dbg
+	if gpa, err := v.CodeAddress(rip); err == nil {
+		h.pageOf.note(rip, gpa)
 	}
-	page := []uint64{gpa &^ 0xfff}
-	if err := v.protectPages(page, true); err != nil {
+	var pages []uint64
+	for _, gpa := range h.pageOf.get(rip) {
+		pages = append(pages, gpa&^0xfff)
+	}
+	if len(pages) == 0 {
+		return false, false, fmt.Errorf("debugger: %#x is not mapped where vCPU %d stands, nor in any earlier replay", rip, v.id)
+	}
+	if err := v.protectPages(pages, true); err != nil {
 		return false, false, err
 	}
 	runErr, timerErr := v.enterTimed(runToCheckEvery)
-	if err := v.protectPages(page, false); err != nil {
+	if err := v.protectPages(pages, false); err != nil {
 		return false, false, err
 	}
 	switch {

@@ -90,6 +90,8 @@ type Debugger struct {
 	mu sync.Mutex
 	// interrupted is set by Interrupt until the run stops.
 	interrupted bool
+	// pageOf is every replay's page-trap translations (debug_page.go).
+	pageOf *bpPages
 }
 
 // debugRun is one replay under the debugger.
@@ -106,7 +108,7 @@ type debugRun struct {
 // stopped before its first chunk, at once. ckptEvery spaces the
 // checkpoints it takes while replaying (0: every 2 s of replay).
 func NewDebugger(open OpenFunc, records []log.Record, ckptEvery time.Duration, logger *zap.Logger) (*Debugger, error) {
-	d := &Debugger{open: open, records: records, log: logger.Named("debugger"), prev: map[Position]Position{}}
+	d := &Debugger{open: open, records: records, log: logger.Named("debugger"), prev: map[Position]Position{}, pageOf: newBPPages()}
 	d.ckpts.every = ckptEvery
 	if ckptEvery <= 0 {
 		d.ckpts.every = defaultCkptEvery
@@ -150,6 +152,7 @@ func (d *Debugger) start(first debugCmd, from *debugCkpt) (*debugRun, error) {
 	}
 	r := &debugRun{m: m, s: s, h: newDebugHook(s, first), done: make(chan error, 1)}
 	r.h.base = base
+	r.h.pageOf = d.pageOf
 	r.h.beforeChunk = func(i int) error { return d.ckpts.maybeTake(m, i) }
 	s.dbg = r.h
 	go func() {

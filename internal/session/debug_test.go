@@ -142,3 +142,25 @@ func TestReachedWithoutCounter(t *testing.T) {
 		t.Error("with a counter, the target's count in its stretch is reached")
 	}
 }
+
+// A breakpoint address keeps each page it translated to once, the newest
+// maxPagesPerAddr of them.
+func TestBPPagesKeepsEveryTranslation(t *testing.T) {
+	p := newBPPages()
+	p.note(0x403000, 0x1c48000)
+	p.note(0x403000, 0xf84e000)
+	p.note(0x403000, 0x1c48000)
+	if got := p.get(0x403000); len(got) != 2 || got[0] != 0x1c48000 || got[1] != 0xf84e000 {
+		t.Fatalf("pages %#x, want the two translations once each", got)
+	}
+	for i := 0; i < maxPagesPerAddr; i++ {
+		p.note(0x403000, uint64(0x100000+i*0x1000))
+	}
+	got := p.get(0x403000)
+	if len(got) != maxPagesPerAddr || got[0] != 0x100000 || got[len(got)-1] != uint64(0x100000+(maxPagesPerAddr-1)*0x1000) {
+		t.Fatalf("after %d more: %#x, want the newest %d", maxPagesPerAddr, got, maxPagesPerAddr)
+	}
+	if len(p.get(0xffffffff81000000)) != 0 {
+		t.Fatal("an address never noted has pages")
+	}
+}
