@@ -167,10 +167,10 @@ type debugHook struct {
 	traceMiss string
 }
 
-func newDebugHook(s *Session, first debugCmd) *debugHook {
+func newDebugHook(s *Session, first debugCmd, pageOf *bpPages) *debugHook {
 	return &debugHook{stops: make(chan debugHit, 1), cmds: make(chan debugCmd, 1), cmd: first,
 		skip: make([]uint64, len(s.vcpus)), stopped: s.m.Stopped(), softWatch: s.opts.KernelCount,
-		pages: !s.opts.KernelCount, pageStep: make([]bool, len(s.vcpus)), pageOf: newBPPages()}
+		pages: !s.opts.KernelCount, pageStep: make([]bool, len(s.vcpus)), pageOf: pageOf}
 }
 
 // stop reports a stop and waits for gdb's next order. The wait has no
@@ -372,7 +372,7 @@ func (v *vcpu) enter(c *chunkRun) error {
 			pages = v.debugPages(c)
 		}
 		h.pageStep[v.id] = false
-		trapped, err := v.enterPaged(pages)
+		trapped, err := v.enterPaged(pages, 0)
 		h.skip[v.id] = 0
 		if trapped {
 			// Not a chunk exit either (as a debug exit, below).

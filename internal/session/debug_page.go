@@ -39,7 +39,9 @@ package session
 
 import (
 	"errors"
+	"slices"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -59,21 +61,23 @@ func (v *vcpu) debugPages(c *chunkRun) []uint64 {
 	if h.cmd.mode == modeCollect && h.cmd.target.Chunk == h.chunk && h.cmd.target.Exits == int(c.rec.Exits) {
 		addrs = append(addrs, h.cmd.target.RIP)
 	}
+	return v.trapPages(addrs...)
+}
+
+// trapPages notes where each of addrs translates in v's address space now
+// and returns every page any of them has translated to in the
+// debugger's replays (pageOf), once each.
+func (v *vcpu) trapPages(addrs ...uint64) []uint64 {
+	h := v.s.dbg
 	var pages []uint64
-	add := func(gpa uint64) {
-		for _, p := range pages {
-			if p == gpa&^0xfff {
-				return
-			}
-		}
-		pages = append(pages, gpa&^0xfff)
-	}
 	for _, a := range addrs {
 		if gpa, err := v.CodeAddress(a); err == nil {
 			h.pageOf.note(a, gpa)
 		}
 		for _, gpa := range h.pageOf.get(a) {
-			add(gpa)
+			if !slices.Contains(pages, gpa&^0xfff) {
+				pages = append(pages, gpa&^0xfff)
+			}
 		}
 	}
 	return pages
@@ -132,14 +136,22 @@ func (v *vcpu) protectPages(pages []uint64, none bool) error {
 	return nil
 }
 
-// enterPaged is one entry with pages taken away; it gives them back
-// before it returns, and reports whether the entry ended by touching one
-// of them (EFAULT) rather than by an exit.
-func (v *vcpu) enterPaged(pages []uint64) (trapped bool, err error) {
+// enterPaged is one entry with pages taken away, bounded by d when d > 0
+// (enterTimed); it gives them back before it returns, and reports whether
+// the entry ended by touching one of them (EFAULT) rather than by an exit
+// or a kick.
+func (v *vcpu) enterPaged(pages []uint64, d time.Duration) (trapped bool, err error) {
 	if err := v.protectPages(pages, true); err != nil {
 		return false, err
 	}
-	err = v.Enter()
+	if d > 0 {
+		var timerErr error
+		if err, timerErr = v.enterTimed(d); timerErr != nil {
+			err = timerErr
+		}
+	} else {
+		err = v.Enter()
+	}
 	if perr := v.protectPages(pages, false); perr != nil {
 		return false, perr
 	}

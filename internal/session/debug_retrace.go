@@ -31,8 +31,6 @@ import (
 	"fmt"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/samsara-vmm/samsara/internal/gdbstub"
 	"github.com/samsara-vmm/samsara/internal/vmm"
 )
@@ -124,33 +122,18 @@ func (v *vcpu) runToState(c *chunkRun, t Position, stepAll bool) (pos Position, 
 // touches one (trapped) or exits, or for at most runToCheckEvery
 // (neither: the caller checks its time bound and runs again).
 func (v *vcpu) traceRun(rip uint64) (exited, trapped bool, err error) {
-	h := v.s.dbg
-	if gpa, err := v.CodeAddress(rip); err == nil {
-		h.pageOf.note(rip, gpa)
-	}
-	var pages []uint64
-	for _, gpa := range h.pageOf.get(rip) {
-		pages = append(pages, gpa&^0xfff)
-	}
+	pages := v.trapPages(rip)
 	if len(pages) == 0 {
 		return false, false, fmt.Errorf("debugger: %#x is not mapped where vCPU %d stands, nor in any earlier replay", rip, v.id)
 	}
-	if err := v.protectPages(pages, true); err != nil {
-		return false, false, err
-	}
-	runErr, timerErr := v.enterTimed(runToCheckEvery)
-	if err := v.protectPages(pages, false); err != nil {
-		return false, false, err
-	}
+	trapped, err = v.enterPaged(pages, runToCheckEvery)
 	switch {
-	case timerErr != nil:
-		return false, false, timerErr
-	case runErr == nil:
-		return true, false, nil
-	case errors.Is(runErr, unix.EFAULT):
+	case trapped:
 		return false, true, nil
-	case errors.Is(runErr, vmm.ErrInterrupted):
+	case err == nil:
+		return true, false, nil
+	case errors.Is(err, vmm.ErrInterrupted):
 		return false, false, nil
 	}
-	return false, false, runErr
+	return false, false, err
 }

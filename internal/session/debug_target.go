@@ -74,8 +74,14 @@ type Debugger struct {
 	// pos and stop are where run stands and why.
 	pos  Position
 	stop gdbstub.Stop
-	// prev maps a position reached by a forward step (its key) to the
-	// position the step started from (reverse-stepi).
+	// prev maps a position reached by a forward step to the position the
+	// step started from (reverse-stepi). The key is the whole Position,
+	// RIP and register hash included: without an instruction counter
+	// (hardware virtualization without a PMU) Insns stays at KVM's own
+	// emulation count, the same for every instruction between two exits,
+	// and a key without them made every stepi of a stretch one point
+	// (measured in the emulated SVM host: ten reverse-stepi after ten
+	// stepi all went to the ninth step's PC).
 	prev map[Position]Position
 	// visited are the positions this debugger stopped at (monitor seek).
 	visited []Position
@@ -150,9 +156,8 @@ func (d *Debugger) start(first debugCmd, from *debugCkpt) (*debugRun, error) {
 	if err != nil {
 		return nil, fmt.Errorf("debugger: build the replay: %w", err)
 	}
-	r := &debugRun{m: m, s: s, h: newDebugHook(s, first), done: make(chan error, 1)}
+	r := &debugRun{m: m, s: s, h: newDebugHook(s, first, d.pageOf), done: make(chan error, 1)}
 	r.h.base = base
-	r.h.pageOf = d.pageOf
 	r.h.beforeChunk = func(i int) error { return d.ckpts.maybeTake(m, i) }
 	s.dbg = r.h
 	go func() {
@@ -314,18 +319,10 @@ func (d *Debugger) Step(t int) (gdbstub.Stop, error) {
 	from := d.pos
 	st, err := d.resume(debugCmd{mode: modeStep, thread: t})
 	if err == nil && st.Reason == gdbstub.StopStep && d.pos.VCPU == t && from.VCPU == t {
-		d.prev[d.pos.key()] = from
+		d.prev[d.pos] = from
 	}
 	return st, err
 }
-
-// key is p as a map key for one point. RIP and the register hash are
-// part of it: without an instruction counter (hardware virtualization
-// without a PMU) Insns stays at KVM's own emulation count, the same for
-// every instruction between two exits, and the key without them made
-// every stepi of a stretch one point (measured in the emulated SVM host:
-// ten reverse-stepi after ten stepi all went to the ninth step's PC).
-func (p Position) key() Position { return p }
 
 // checkKernelMode refuses to single-step a vCPU in guest user mode: under
 // PVM a single step there does not stop (PLATFORM.md, "Stopping
@@ -403,7 +400,7 @@ func (d *Debugger) ReverseStep(t int) (gdbstub.Stop, error) {
 	if d.pos.Chunk == 0 && d.pos.Exits < 0 {
 		return d.historyBegin()
 	}
-	if from, ok := d.prev[d.pos.key()]; ok && from.VCPU == t {
+	if from, ok := d.prev[d.pos]; ok && from.VCPU == t {
 		if err := d.seek(from, gdbstub.Stop{Thread: t}); err != nil {
 			return gdbstub.Stop{}, err
 		}
