@@ -105,22 +105,25 @@ demo: all
 FUZZ_SNAPSHOT = $(GO) test -run XXX -fuzz FuzzRead -fuzztime 5s ./internal/snapshot
 
 # Both halves run even when the first fails, so that one run shows both;
-# the status is non-zero if either failed. The KVM tests' bound is 50m:
-# they took 37 min here with the emulated host running beside them
+# the status is non-zero if either failed. The tests on this machine are
+# saved to $(BUILD)/test-output.txt, and what their failures said is
+# printed again at the very end (CI keeps only the end of a long output).
+# The KVM tests' bound is 50m: they took 37 min here with the emulated host running beside them
 # (TestCorpus 20 min of it), about 25 min alone.
 test: all
-	@rc=0; notes=$(CURDIR)/$(BUILD)/test-notes.txt; rm -f $$notes; export SAMSARA_TEST_NOTES=$$notes; \
+	@rc=0; notes=$(CURDIR)/$(BUILD)/test-notes.txt; out=$(CURDIR)/$(BUILD)/test-output.txt; rm -f $$notes; export SAMSARA_TEST_NOTES=$$notes; \
 	if $(KVM_OK); then \
 		echo "== make test: KVM tests run on this machine's /dev/kvm; then the SVM smoke set inside the emulated host =="; \
-		SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) test -count=1 -timeout 50m ./... || rc=1; \
+		SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) test -count=1 -timeout 50m ./... 2>&1 | tee $$out; [ $${PIPESTATUS[0]} = 0 ] || rc=1; \
 		$(FUZZ_SNAPSHOT) || rc=1; \
 	else \
 		echo "== make test: no working /dev/kvm here ($$(bin/samsara probe 2>&1 | head -1)): unit tests on this machine, KVM tests inside the emulated AMD-SVM host =="; \
-		SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) test -count=1 -timeout 25m $(UNIT_PKGS) || rc=1; \
+		SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) test -count=1 -timeout 25m $(UNIT_PKGS) 2>&1 | tee $$out; [ $${PIPESTATUS[0]} = 0 ] || rc=1; \
 		$(FUZZ_SNAPSHOT) || rc=1; \
 	fi; \
 	$(HOSTVM) test -set smoke || rc=1; \
 	if [ -s $$notes ]; then echo "== make test: findings the tests noted without failing (known intermittent failures that passed on their retry) =="; cat $$notes; fi; \
+	$(HOSTVM) failures $$out; \
 	exit $$rc
 
 test-hostvm: all

@@ -83,6 +83,8 @@ func main() {
 		status, err = cmdTest(os.Args[2:])
 	case "bench":
 		status, err = cmdBench(os.Args[2:])
+	case "failures":
+		status, err = cmdFailures(os.Args[2:])
 	case "packages":
 		// The import paths of the packages whose tests need KVM, one a
 		// line, for make to run the others on this machine.
@@ -100,7 +102,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: hostvm run [flags] -- COMMAND... | hostvm test [-set smoke|full] [flags] | hostvm bench [flags]")
+	fmt.Fprintln(os.Stderr, "usage: hostvm run [flags] -- COMMAND... | hostvm test [-set smoke|full] [flags] | hostvm bench [flags] | hostvm failures GO-TEST-OUTPUT")
 	os.Exit(2)
 }
 

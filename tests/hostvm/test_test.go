@@ -103,3 +103,31 @@ func TestIsTestProgress(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedMessagesKeepsEachMessagesEnds(t *testing.T) {
+	out := `ok  	example/a	0.1s
+--- FAIL: TestGDB (4.25s)
+    gdb_test.go:37: gdb session:
+        line 1
+        line 2
+` + strings.Repeat("        more\n", 30) + `        last line
+    gdb_test.go:61: the replay did not match
+--- FAIL: TestRecordProfile (3.00s)
+    --- FAIL: TestRecordProfile/parallel (1.00s)
+        profile_test.go:27: record exited 1
+            samsara: diverged
+FAIL
+FAIL	example/tests	40.0s
+`
+	fs := failedMessages(strings.NewReader(out))
+	if len(fs) != 3 || fs[0].test != "TestGDB" || fs[1].test != "TestRecordProfile" || fs[2].test != "TestRecordProfile/parallel" {
+		t.Fatalf("failures %+v", fs)
+	}
+	if m := fs[0].messages; len(m) != 2 || len(m[0]) != maxReasonLines || m[0][0] != "gdb_test.go:37: gdb session:" ||
+		m[0][maxReasonLines-1] != "last line" || m[1][0] != "gdb_test.go:61: the replay did not match" {
+		t.Errorf("TestGDB's messages %q", m)
+	}
+	if m := fs[2].messages; len(m) != 1 || strings.Join(m[0], "|") != "profile_test.go:27: record exited 1|samsara: diverged" {
+		t.Errorf("the subtest's messages %q", m)
+	}
+}
