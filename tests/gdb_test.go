@@ -394,6 +394,8 @@ func startGDBServer(t *testing.T, rec, ckpt string) (string, *gdbServer) {
 	select {
 	case a := <-addrc:
 		return a, srv
+	case <-srv.done:
+		t.Fatalf("replay --gdb exited before it printed an address:\n%s", srv.stderr.String())
 	case <-time.After(resumeTimeout):
 		cmd.Process.Kill()
 		<-srv.done

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -172,11 +173,21 @@ func bootedCheckpoint(t *testing.T, cpus int) string {
 			e.err = err
 			return
 		}
+		// Saved beside it and linked into place, which never replaces: a
+		// second test process booting at the same time (seen: two go
+		// test runs here) must not swap the checkpoint under recordings
+		// the first one made from it.
+		tmp := fmt.Sprintf("%s.%d.tmp", e.path, os.Getpid())
+		defer os.Remove(tmp)
 		r := samsara(t, coldBootTimeout, "run", "--cpus", fmt.Sprint(cpus), "--kernel", kernel, "--initrd", initrd,
-			"--save-checkpoint", e.path, "--", "threads2", "100000")
+			"--save-checkpoint", tmp, "--", "threads2", "100000")
 		e.coldOut = r.stdout
 		if r.status != 0 {
 			e.err = fmt.Errorf("cold boot on %d vCPUs exited %d\nstdout:\n%s\nstderr:\n%s", cpus, r.status, tail(r.stdout), tail(r.stderr))
+			return
+		}
+		if err := os.Link(tmp, e.path); err != nil && !errors.Is(err, fs.ErrExist) {
+			e.err = err
 		}
 	})
 	if e.err != nil {
