@@ -244,19 +244,19 @@ func profileTable(r *benchReport) string {
 	return hdr + b.String() + "\n"
 }
 
-// syncHeavyTable is issue 18's sync-heavy runs: each recorder against
-// run (its target: at most 3x).
+// syncHeavyTable is issue 18's sync-heavy runs, a row per vCPU count:
+// each recorder against run (its target: at most 3x).
 func syncHeavyTable(r *benchReport) string {
 	if len(r.SyncHeavy) == 0 {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "### Sync-heavy runs (`PROG THREADS %s`, 2 vCPUs)\n\n", workloadSize)
+	fmt.Fprintf(&b, "### Sync-heavy runs (`PROG THREADS %s`)\n\n", workloadSize)
 	b.WriteString("Futex wake-ups, pipe round trips and process creation, almost no computation (guest-images/workloads/README.md, \"The sync-heavy set\"). Issue 18's target: each recorder within 3x of run.\n\n")
-	b.WriteString("| workload | run | serialized record | record/run | its replay | parallel record | parallel/run | its replay | squashed chunks |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| workload | vCPUs | run | serialized record | record/run | its replay | parallel record | parallel/run | its replay | squashed chunks |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, w := range r.SyncHeavy {
 		for _, s := range w.Samsara {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d of %d |\n", md(w.Name), cell(s.Run), cell(s.Record), ratioCell(s.Record, s.Run),
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %d of %d |\n", md(w.Name), s.VCPUs, cell(s.Run), cell(s.Record), ratioCell(s.Record, s.Run),
 				verdict(s.Replay, "matched"), cell(s.Parallel), ratioCell(s.Parallel, s.Run), verdict(s.ParallelReplay, "matched"), s.Squashes, s.Chunks)
 		}
 	}
@@ -264,23 +264,24 @@ func syncHeavyTable(r *benchReport) string {
 	return b.String()
 }
 
-// userHeavyTable is the user-heavy runs (userHeavyWorkloads, 2 vCPUs).
+// userHeavyTable is the user-heavy runs (userHeavyWorkloads), a row per
+// vCPU count.
 func userHeavyTable(r *benchReport) string {
 	if len(r.UserHeavy) == 0 {
 		return ""
 	}
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	p("### User-heavy runs (`PROG 2 %s`, 2 vCPUs)\n\n", userHeavySize)
+	p("### User-heavy runs (`PROG N %s` on N vCPUs)\n\n", userHeavySize)
 	p("The tiny runs above spend most of their time in the emulated guest kernel; these spend most of it in guest user code, which runs natively. ")
 	p("*parallel, before* is the parallel recorder with its privilege-change chunk ends and early conflict checks off (`record --privilege-ends=false --early-conflicts=false`).\n\n")
 	p("*peak RSS* is each process's peak resident memory (run / serialized record / parallel record): the guest RAM the guest touched, mapped from one memfd, plus the VMM; ")
 	p("the parallel recorder's views add what chunks touch, dropped at every chunk end. The guest has %d MiB of RAM.\n\n", guestRAMMiB)
-	p("| workload | run | serialized record | record/run | parallel record | parallel/serialized | squashed chunks | parallel, before | squashed chunks before | replay of the parallel log | peak RSS, MiB |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| workload | vCPUs | run | serialized record | record/run | parallel record | parallel/serialized | squashed chunks | parallel, before | squashed chunks before | replay of the parallel log | peak RSS, MiB |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, w := range r.UserHeavy {
 		for _, s := range w.Samsara {
-			p("| %s | %s | %s | %s | %s | %s | %d of %d | %s | %d of %d | %s | %s |\n", w.Name, cell(s.Run), cell(s.Record), ratioCell(s.Record, s.Run),
+			p("| %s | %d | %s | %s | %s | %s | %s | %d of %d | %s | %d of %d | %s | %s |\n", w.Name, s.VCPUs, cell(s.Run), cell(s.Record), ratioCell(s.Record, s.Run),
 				cell(s.Parallel), ratioCell(s.Parallel, s.Record), s.Squashes, s.Chunks,
 				cell(s.Baseline), s.BaselineSquashes, s.BaselineChunks, verdict(s.ParallelReplay, "matched"),
 				rssCell(s.Run, s.Record, s.Parallel))

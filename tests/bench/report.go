@@ -174,9 +174,11 @@ type benchReport struct {
 	// QEMUBoot is QEMU running "true" instead of a workload: the cost of
 	// the boot that every QEMU time includes.
 	QEMUBoot qemuResult
-	// UserHeavy are the user-heavy runs (userHeavyWorkloads, 2 vCPUs).
+	// UserHeavy are the user-heavy runs (userHeavyWorkloads), one result
+	// per vCPU count of two or more.
 	UserHeavy []workloadResult
-	// SyncHeavy are the sync-heavy runs (syncHeavyWorkloads, 2 vCPUs).
+	// SyncHeavy are the sync-heavy runs (syncHeavyWorkloads), one result
+	// per vCPU count of two or more.
 	SyncHeavy []workloadResult `json:",omitempty"`
 	// KVM are the qemu -enable-kvm attempts, one per vCPU count.
 	KVM []kvmResult
@@ -202,6 +204,18 @@ type reportConfig struct {
 	kvm bool
 	// timeout bounds every single command.
 	timeout time.Duration
+}
+
+// multiCPUs are the vCPU counts of two or more, where the parallel
+// recorder has something to run in parallel.
+func multiCPUs(cpus []int) []int {
+	var m []int
+	for _, n := range cpus {
+		if n >= 2 {
+			m = append(m, n)
+		}
+	}
+	return m
 }
 
 // benchReportCmd measures everything and writes the two files.
@@ -249,17 +263,29 @@ func benchReportCmd(cfg reportConfig) {
 		wr.QEMU = q.workload(w, true)
 		r.Workloads = append(r.Workloads, wr)
 	}
-	if ck, ok := ckpts[2]; ok && r.Parallel {
+	// The user-heavy and sync-heavy sets compare the two recorders: on
+	// every vCPU count of two or more (issue 18: 4 wherever 2).
+	multi := multiCPUs(cfg.cpus)
+	if r.Parallel {
 		for _, w := range userHeavyWorkloads {
-			progress(fmt.Sprintf("samsara: %s %s on 2 vCPUs (user-heavy)", w, userHeavySize))
-			r.UserHeavy = append(r.UserHeavy, workloadResult{Name: w, Samsara: []samsaraResult{s.userHeavy(ck, w, 2)}})
+			wr := workloadResult{Name: w}
+			for _, n := range multi {
+				progress(fmt.Sprintf("samsara: %s %d %s on %d vCPUs (user-heavy)", w, n, userHeavySize, n))
+				wr.Samsara = append(wr.Samsara, s.userHeavy(ckpts[n], w, n))
+			}
+			if len(wr.Samsara) > 0 {
+				r.UserHeavy = append(r.UserHeavy, wr)
+			}
 		}
-	}
-	if ck, ok := ckpts[2]; ok && r.Parallel {
 		for _, w := range syncHeavyWorkloads {
-			progress(fmt.Sprintf("samsara: %s %d %s on 2 vCPUs (sync-heavy)", w.name, w.threads, workloadSize))
-			res := s.measureArgv(ck, 2, []string{w.name, fmt.Sprint(w.threads), workloadSize})
-			r.SyncHeavy = append(r.SyncHeavy, workloadResult{Name: fmt.Sprintf("%s %d", w.name, w.threads), Samsara: []samsaraResult{res}})
+			wr := workloadResult{Name: fmt.Sprintf("%s %d", w.name, w.threads)}
+			for _, n := range multi {
+				progress(fmt.Sprintf("samsara: %s %d %s on %d vCPUs (sync-heavy)", w.name, w.threads, workloadSize, n))
+				wr.Samsara = append(wr.Samsara, s.measureArgv(ckpts[n], n, []string{w.name, fmt.Sprint(w.threads), workloadSize}))
+			}
+			if len(wr.Samsara) > 0 {
+				r.SyncHeavy = append(r.SyncHeavy, wr)
+			}
 		}
 	}
 	if cfg.kvm && len(cfg.workloads) > 0 {

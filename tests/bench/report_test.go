@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/xml"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -268,12 +269,31 @@ func TestRenderNativeAndProfiles(t *testing.T) {
 		t.Errorf("%d profile rows for alpha, want 2 (beta and gamma have none)", n)
 	}
 	ok := func(s float64) outcome { return outcome{Wall: time.Duration(s * float64(time.Second)), Ran: true} }
-	r.SyncHeavy = []workloadResult{{Name: "cvping 8", Samsara: []samsaraResult{{VCPUs: 2, Run: ok(10), Record: ok(5), Replay: ok(6), Parallel: ok(40), ParallelReplay: ok(20), Squashes: 3, Chunks: 90}}}}
-	if out := renderMarkdown(r); !strings.Contains(out, "| cvping 8 | 10.00 s | 5.00 s | 0.50x | 6.00 s, matched | 40.00 s | 4.00x | 20.00 s, matched | 3 of 90 |") {
-		t.Errorf("no sync-heavy row in:\n%s", out[strings.Index(out, "Sync-heavy"):])
+	// A row per vCPU count (issue 18: 4 wherever 2).
+	r.SyncHeavy = []workloadResult{{Name: "cvping 8", Samsara: []samsaraResult{
+		{VCPUs: 2, Run: ok(10), Record: ok(5), Replay: ok(6), Parallel: ok(40), ParallelReplay: ok(20), Squashes: 3, Chunks: 90},
+		{VCPUs: 4, Run: ok(8), Record: ok(16), Replay: ok(12), Parallel: ok(24), ParallelReplay: ok(20), Squashes: 7, Chunks: 120}}}}
+	out = renderMarkdown(r)
+	for _, row := range []string{
+		"| cvping 8 | 2 | 10.00 s | 5.00 s | 0.50x | 6.00 s, matched | 40.00 s | 4.00x | 20.00 s, matched | 3 of 90 |",
+		"| cvping 8 | 4 | 8.00 s | 16.00 s | 2.00x | 12.00 s, matched | 24.00 s | 3.00x | 20.00 s, matched | 7 of 120 |",
+	} {
+		if !strings.Contains(out, row) {
+			t.Errorf("no sync-heavy row %q in:\n%s", row, out[strings.Index(out, "Sync-heavy"):])
+		}
 	}
 	r.Native = &nativeSpeedup{Err: "exit status 1"}
 	if out := renderMarkdown(r); !strings.Contains(out, "speed-up was not measured: exit status 1") {
 		t.Error("a failed native measurement is not reported")
+	}
+}
+
+// The recorder comparisons run on every vCPU count of two or more.
+func TestMultiCPUs(t *testing.T) {
+	if got := fmt.Sprint(multiCPUs([]int{1, 2, 4})); got != "[2 4]" {
+		t.Errorf("multiCPUs(1,2,4) = %s, want [2 4]", got)
+	}
+	if got := multiCPUs([]int{1}); len(got) != 0 {
+		t.Errorf("multiCPUs(1) = %v, want none", got)
 	}
 }
