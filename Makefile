@@ -137,7 +137,9 @@ bench-hostvm: all
 bench-qemu:
 	@dpkg -s qemu-system-x86 >/dev/null 2>&1 || { SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null; }
 
-# The report (tests/bench/report.go): about 24 minutes on 2 cores (23m51s on 2026-12-06, with the sync-heavy set).
+# The report (tests/bench/report.go): 23m51s on 2 cores for 1 and 2 vCPUs
+# (2026-12-06, with the sync-heavy set); a 4-vCPU-only run took 28m10s
+# (2026-12-07), so the default 1,2,4 takes about 50 minutes (not yet timed whole).
 bench: all bench-qemu
 	SAMSARA_BUILD=$(CURDIR)/$(BUILD) $(GO) run ./tests/bench report
 
