@@ -108,8 +108,8 @@ FUZZ_SNAPSHOT = $(GO) test -run XXX -fuzz FuzzRead -fuzztime 5s ./internal/snaps
 # the status is non-zero if either failed. The tests on this machine are
 # saved to $(BUILD)/test-output.txt, and what their failures said is
 # printed again at the very end (CI keeps only the end of a long output).
-# The KVM tests' bound is 50m: they took 37 min here with the emulated host running beside them
-# (TestCorpus 20 min of it), about 25 min alone.
+# The KVM tests' bound is 50m: they took 37 min here with the emulated
+# host running beside them (TestCorpus 20 min of it), about 25 min alone.
 test: all
 	@rc=0; notes=$(CURDIR)/$(BUILD)/test-notes.txt; out=$(CURDIR)/$(BUILD)/test-output.txt; rm -f $$notes; export SAMSARA_TEST_NOTES=$$notes; \
 	if $(KVM_OK); then \

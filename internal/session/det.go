@@ -870,25 +870,13 @@ func (v *vcpu) stepTowards(rip uint64, step bool, pre *kvm.Regs) (exited bool, e
 	if !step && !v.s.opts.KernelCount {
 		return v.runToPageBreak(rip) // det_match.go
 	}
+	control, dr := uint32(vmm.GuestDebugEnable|vmm.GuestDebugUseHWBP), v.tailBreakpoints(rip)
 	if step {
-		err = v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugSingleStep, nil)
-	} else {
-		err = v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugUseHWBP, v.tailBreakpoints(rip))
+		control, dr = vmm.GuestDebugEnable|vmm.GuestDebugSingleStep, nil
 	}
-	if err != nil {
-		return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
-	}
-	// A vCPU that diverged may never reach the breakpoint nor exit:
-	// the timer brings it back so runTo's time limit applies.
-	err, terr := v.enterTimed(runToCheckEvery)
-	if terr != nil {
-		return false, terr
-	}
-	if err != nil && !errors.Is(err, vmm.ErrInterrupted) {
-		return false, err
-	}
-	if err == nil && v.ExitReason() != vmm.ExitDebug {
-		return true, nil
+	_, exited, err = v.enterDebug(control, dr)
+	if exited || err != nil {
+		return exited, err
 	}
 	if step {
 		if _, err := v.fixStepLeaks(pre); err != nil {
@@ -908,20 +896,23 @@ func (v *vcpu) stepTowards(rip uint64, step bool, pre *kvm.Regs) (exited bool, e
 // an LFENCE or of a kernel IRETQ does the same (trace_step.go,
 // stiShadowed). DR0 holds the point's RIP alone: gdb's breakpoint at the
 // instruction being stepped over would stop the entry where it stands
-// (PVM ignores RFLAGS.RF, runTo).
+// (PVM ignores RFLAGS.RF, runTo). After a kick runTo looks again where
+// the vCPU stands.
 func (v *vcpu) debugLastStep(rip uint64) (exited bool, err error) {
-	stopped, exited, err := v.enterToBreak(rip)
-	if !stopped || err != nil {
+	kicked, exited, err := v.enterDebug(vmm.GuestDebugEnable|vmm.GuestDebugUseHWBP, &[8]uint64{0: rip, 7: dr7L0})
+	if kicked || exited || err != nil {
 		return exited, err
 	}
 	return false, v.debugTail(true)
 }
 
-// enterToBreak runs the vCPU once, timed (enterTimed), with one hardware
-// breakpoint, at rip, and no other: stopped says it stopped there,
-// exited that it made a real exit instead; neither is a kick.
-func (v *vcpu) enterToBreak(rip uint64) (stopped, exited bool, err error) {
-	if err := v.SetGuestDebug(vmm.GuestDebugEnable|vmm.GuestDebugUseHWBP, &[8]uint64{0: rip, 7: dr7L0}); err != nil {
+// enterDebug sets the vCPU's guest debugging (control, and the debug
+// registers when dr is not nil) and runs it once, timed: a vCPU that
+// diverged may never reach the breakpoint nor exit, and the timer brings
+// it back so runTo's time limit applies. kicked reports an EINTR, exited
+// a real exit (not a debug exit).
+func (v *vcpu) enterDebug(control uint32, dr *[8]uint64) (kicked, exited bool, err error) {
+	if err := v.SetGuestDebug(control, dr); err != nil {
 		return false, false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
 	}
 	err, terr := v.enterTimed(runToCheckEvery)
@@ -929,11 +920,11 @@ func (v *vcpu) enterToBreak(rip uint64) (stopped, exited bool, err error) {
 	case terr != nil:
 		return false, false, terr
 	case errors.Is(err, vmm.ErrInterrupted):
-		return false, false, nil
+		return true, false, nil
 	case err != nil:
 		return false, false, err
 	}
-	return v.ExitReason() == vmm.ExitDebug, v.ExitReason() != vmm.ExitDebug, nil
+	return false, v.ExitReason() != vmm.ExitDebug, nil
 }
 
 // enterTimed runs the vCPU once with its fast-forward timer armed for d,

@@ -73,11 +73,8 @@ func failedMessages(in io.Reader) []failure {
 		case lead == indent && logLine.MatchString(line):
 			cur.messages = append(cur.messages, []string{strings.TrimSpace(line)})
 		case lead > indent && len(cur.messages) > 0:
-			m := append(cur.messages[len(cur.messages)-1], strings.TrimSpace(line))
-			if len(m) > maxReasonLines {
-				m = append(m[:1], m[2:]...)
-			}
-			cur.messages[len(cur.messages)-1] = m
+			last := len(cur.messages) - 1
+			cur.messages[last] = appendReason(cur.messages[last], line)
 		case lead < indent:
 			cur = nil
 		}

@@ -209,6 +209,17 @@ const (
 // tail, tests/harness_test.go, whose last lines say why).
 const maxReasonLines = 12
 
+// appendReason adds a continuation line to a failure's message, keeping
+// its first line (what failed) and its last ones (why), maxReasonLines
+// in all.
+func appendReason(msg []string, line string) []string {
+	msg = append(msg, strings.TrimSpace(line))
+	if len(msg) > maxReasonLines {
+		msg = append(msg[:1], msg[2:]...)
+	}
+	return msg
+}
+
 // summary counts go test -v results per package.
 type summary struct {
 	pkgs                  []string
@@ -255,12 +266,7 @@ func summarize(in io.Reader, out io.Writer) *summary {
 		case l != nil:
 			lastLog, blocks[current] = l[1], []string{l[1]}
 		case b != nil && strings.HasPrefix(line, "        "):
-			b = append(b, strings.TrimSpace(line))
-			if len(b) > maxReasonLines {
-				// The first line says what failed, the last ones why.
-				b = append(b[:1], b[2:]...)
-			}
-			blocks[current] = b
+			blocks[current] = appendReason(b, line)
 		}
 		if m == nil || pkg == "" {
 			continue
