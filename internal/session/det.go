@@ -755,7 +755,7 @@ func (v *vcpu) runTo(target log.Point, injected, stateMatch bool) error {
 				return err
 			}
 			if exited {
-				return &DivergenceError{VCPU: v.id, What: "exit before the preemption point", Want: want, Got: fmt.Sprintf("exit reason %d", v.ExitReason())}
+				return v.exitedBefore(target, stateMatch)
 			}
 			continue
 		}
@@ -778,9 +778,27 @@ func (v *vcpu) runTo(target log.Point, injected, stateMatch bool) error {
 			return err
 		}
 		if exited {
-			return &DivergenceError{VCPU: v.id, What: "exit before the preemption point", Want: want, Got: fmt.Sprintf("exit reason %d", v.ExitReason())}
+			return v.exitedBefore(target, stateMatch)
 		}
 	}
+}
+
+// exitedBefore is the divergence of a run towards target that ended at
+// an exit: "exit before the preemption point", or, where the count shows
+// the run went past the point first (a plain run stops only at exits and
+// breakpoint hits, and the point's breakpoint may never be hit on a
+// diverged path), "preemption point passed", as a single-stepped trace
+// finds it. The count is known only where KVM counts guest kernel
+// instructions (PVM: opts.KernelCount).
+func (v *vcpu) exitedBefore(target log.Point, stateMatch bool) error {
+	want := pointWant(target)
+	if !stateMatch && v.s.opts.KernelCount {
+		if d, regs, err := v.position(); err == nil && d > target.KernelInsns {
+			return &DivergenceError{VCPU: v.id, What: "preemption point passed", Want: want,
+				Got: fmt.Sprintf("+%d at RIP %#x at exit reason %d", d, regs.RIP, v.ExitReason())}
+		}
+	}
+	return &DivergenceError{VCPU: v.id, What: "exit before the preemption point", Want: want, Got: fmt.Sprintf("exit reason %d", v.ExitReason())}
 }
 
 // pointWant is a recorded end point as a divergence names it (replay and

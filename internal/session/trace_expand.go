@@ -194,7 +194,7 @@ func (v *vcpu) expandRunTo(c *chunkRun, target log.Point, injected, stateMatch b
 			return err
 		}
 		if exited {
-			return &DivergenceError{VCPU: v.id, What: "exit before the preemption point", Want: want, Got: fmt.Sprintf("exit reason %d", v.ExitReason())}
+			return v.exitedBefore(target, stateMatch)
 		}
 	}
 }

@@ -82,7 +82,7 @@ func Decode(code []byte, r *Regs, translate func(va uint64) (uint64, bool)) (x86
 		if n, ok := StringElement[inst.Op]; ok {
 			size = n
 		}
-		add(memAddr(m, r, uint64(inst.Len)), size, memFlags(inst.Op, i))
+		add(memAddr(m, r, uint64(inst.Len))+bitBaseOffset(inst, r), size, memFlags(inst.Op, i))
 	}
 	rsp := r.GPR[4]
 	switch inst.Op {
@@ -156,6 +156,57 @@ func memFlags(op x86asm.Op, i int) uint8 {
 		return AccessRead
 	}
 	return AccessRead | AccessWrite
+}
+
+// bitBaseOffset is how far from its memory operand a bit test (BT, BTS,
+// BTR, BTC) with a register bit offset reaches: the offset is signed and
+// not reduced modulo the operand size, so the operand accessed lies
+// operand-size*floor(offset/bits) bytes from the one encoded (Intel SDM
+// vol. 2, BT, "bit base" and table 3-2). Linux's set_bit and clear_bit
+// with a variable bit number are such instructions (a `lock btsq
+// %reg,(mem)`): measured in TestTraceMemoryConsistency, a bitmap byte that
+// a BTR cleared was recorded at the bitmap's base and a later load of it
+// looked inconsistent. With an immediate offset it is 0.
+func bitBaseOffset(inst x86asm.Inst, r *Regs) uint64 {
+	switch inst.Op {
+	case x86asm.BT, x86asm.BTS, x86asm.BTR, x86asm.BTC:
+	default:
+		return 0
+	}
+	if _, ok := inst.Args[0].(x86asm.Mem); !ok {
+		return 0
+	}
+	reg, ok := inst.Args[1].(x86asm.Reg)
+	if !ok {
+		return 0
+	}
+	var off int64
+	switch {
+	case reg >= x86asm.RAX && reg <= x86asm.R15:
+		off = int64(r.GPR[reg-x86asm.RAX])
+	case reg >= x86asm.EAX && reg <= x86asm.R15L:
+		off = int64(int32(r.GPR[reg-x86asm.EAX]))
+	case reg >= x86asm.AX && reg <= x86asm.R15W:
+		off = int64(int16(r.GPR[reg-x86asm.AX]))
+	default:
+		return 0
+	}
+	size := int64(inst.MemBytes)
+	if size == 0 {
+		return 0
+	}
+	// An arithmetic shift is floor division for a negative offset too.
+	return uint64((off >> bitsLog2(size*8)) * size)
+}
+
+// bitsLog2 is log2 of an operand size in bits (16, 32 or 64).
+func bitsLog2(bits int64) uint {
+	n := uint(0)
+	for bits > 1 {
+		bits >>= 1
+		n++
+	}
+	return n
 }
 
 // memAddr is the virtual address of memory operand m; n is the
