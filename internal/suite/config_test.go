@@ -155,7 +155,7 @@ func TestLoadCommandOnImage(t *testing.T) {
 func TestShippedSuites(t *testing.T) {
 	initrd := writeCpio(t, "bin/blackscholes", "bin/swaptions", "bin/streamcluster", "bin/canneal",
 		"bin/fluidanimate", "bin/dedup", "bin/raytrace", "bin/cvping", "bin/mutexc", "bin/pipepp", "bin/pipeline", "bin/forkexec")
-	for _, f := range []string{"short.yaml", "full.yaml"} {
+	for _, f := range []string{"short.yaml", "full.yaml", "large.yaml"} {
 		if _, err := Load(filepath.Join("../../suites", f), initrd); err != nil {
 			t.Errorf("suites/%s: %v", f, err)
 		}
