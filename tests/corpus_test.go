@@ -189,7 +189,7 @@ func corpusDir(t *testing.T) (string, []string) {
 	dir := filepath.Join(buildDir, "corpus")
 	if _, err := os.Stat(filepath.Join(dir, "corpus-run")); err != nil {
 		if os.Getenv("SAMSARA_HOSTVM") != "" {
-			t.Skipf("the behaviour corpus is not in the host VM's payload (tests/hostvm copies vmlinux, initramfs and workloads only): %v", err)
+			t.Skipf("the behaviour corpus is not in the host VM's payload (only its full set has it: make test-hostvm): %v", err)
 		}
 		if os.Getenv("CI") != "" {
 			t.Fatalf("behaviour corpus missing in CI (make all should have built it): %v", err)

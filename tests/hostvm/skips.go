@@ -37,6 +37,9 @@ var svmSkips = map[string]string{
 	"tests.TestParallelConflicts":      parallelSVM,
 	"tests.TestDebugWritesReported":    parallelSVM,
 	"tests.TestRecordProfile/parallel": parallelSVM,
+	// The behaviour corpus runs natively, under run and the serialized
+	// recorder in the full set (its programs are in that set's payload).
+	"tests.TestCorpus/parallel": parallelSVM,
 	// Measured in the host: after setPTE in the canonical memory and a
 	// memslot delete + re-add, the guest still read the old target. Under
 	// PVM (shadow paging) the re-add drops the shadow page tables; under

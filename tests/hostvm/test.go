@@ -99,6 +99,11 @@ func cmdTest(args []string) (int, error) {
 		if err := addGDB(p.Files); err != nil {
 			return 0, err
 		}
+		// The behaviour corpus (issue 19, tests/corpus_test.go): its
+		// batches take TCG many minutes, so only the full set has it.
+		if c := filepath.Join(w.o.build, "corpus"); fileExists(c) {
+			p.Files["hostvm/build/corpus"] = c
+		}
 	}
 	var script strings.Builder
 	script.WriteString("status=0\n")
@@ -177,6 +182,12 @@ func cmdTest(args []string) (int, error) {
 		res.Status = 1
 	}
 	return res.Status, nil
+}
+
+// fileExists reports whether path exists.
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // flagSet reports whether the command line gave the flag name.
