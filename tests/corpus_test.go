@@ -46,8 +46,23 @@ const corpusNativeTimeout = 3 * time.Minute
 // corpusBatchTimeout bounds one batch in the guest (run, record or
 // replay, all segments together). A batch took 2-4 min here on 2 cores
 // shared with other jobs; a batch that reaches the bound fails with a
-// goroutine dump of samsara.
-const corpusBatchTimeout = 12 * time.Minute
+// goroutine dump of samsara. In the emulated SVM host it is
+// corpusHostBatchTimeout: there each program that stalls samsara costs
+// its 2.5-minute stall bound twice (measured 2026-12-07: the serialized
+// batch reached 12 min with six programs left after three such stalls,
+// the programs that ran taking about a minute in all).
+const (
+	corpusBatchTimeout     = 12 * time.Minute
+	corpusHostBatchTimeout = 30 * time.Minute
+)
+
+// batchTimeout is this machine's corpusBatchTimeout.
+func batchTimeout() time.Duration {
+	if os.Getenv("SAMSARA_HOSTVM") != "" {
+		return corpusHostBatchTimeout
+	}
+	return corpusBatchTimeout
+}
 
 // corpusModes are the guest batches: name, samsara subcommand, and the
 // flags record takes. Each recording is replayed once.
@@ -88,6 +103,24 @@ type knownFailure struct {
 // with other jobs), 2026-12-06, with the programs in one batch and again
 // alone where it says so.
 var corpusKnown = []knownFailure{
+	// Measured in the emulated SVM host (no PMU), 2026-12-07, the
+	// serialized batch on 2 vCPUs: a vCPU that spins waiting for a thread
+	// of the other vCPU, without an exit and with a state that changes on
+	// every pass (so no state-matching stop: det_match.go), keeps the
+	// serialized recorder's turn, so guest time and the other vCPU's
+	// timer stand still. Both stalled samsara in 2 of 2 tries.
+	{prog: "munmap_in_use", mode: "serialized", platform: "svm", issue: 11, hang: true,
+		reason: "samsara record made no progress for 2m30s, 2 of 2 tries: one vCPU running kernel code of the main thread's sched_yield loop (do_sched_yield, set_next_entity), the other halted; the reader thread never started"},
+	{prog: "sched_yield", mode: "serialized", platform: "svm", issue: 11, hang: true,
+		reason: "samsara record made no progress for 2m30s, 2 of 2 tries: one vCPU running kernel code in a thread's sched_yield loop, the other halted; without a counter a chunk ends only at an exit, and sched_yield makes none on SVM"},
+	// As on PVM: no counter, so no preemption of user code and no timer
+	// interrupt while it loops (the recordings replayed matched).
+	{prog: "alarm_loop", mode: "serialized", platform: "svm", issue: 11,
+		reason: "SIGALRM never came in 2^33 iterations of the user-mode loop (guest time advances only at exits and chunk ends, and a user loop on SVM without a PMU makes neither)"},
+	{prog: "setitimer_virtual", mode: "serialized", platform: "svm", issue: 11,
+		reason: "SIGVTALRM never came within the 2^33-iteration bound (no timer tick charges the user time while the loop makes no exit)"},
+	{prog: "thread_exit_busy", mode: "serialized", platform: "svm", issue: 11, hang: true,
+		reason: "no program ended for 3 min (samsara killed) in its one try: two threads spin in user mode while the main thread's 1 ms sleep waits for a timer, as on PVM"},
 	// Guest time barely moves while a vCPU runs user code: the loop ran
 	// to its 2^33-iteration bound (natively alarm(1) ends it after 1 s)
 	// while the guest's CLOCK_MONOTONIC advanced 0.01 s (serialized) and 0.04 s
@@ -466,8 +499,8 @@ func corpusBatch(t *testing.T, mode string, record bool, flags []string, img, ck
 				break
 			}
 		}
-		if time.Since(start) > corpusBatchTimeout {
-			t.Fatalf("%s: the batch's segments took over %v; left: %v", mode, corpusBatchTimeout, batch)
+		if time.Since(start) > batchTimeout() {
+			t.Fatalf("%s: the batch's segments took over %v; left: %v", mode, batchTimeout(), batch)
 		}
 	}
 	return guest, broken
