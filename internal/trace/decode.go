@@ -2,6 +2,7 @@ package trace
 
 import (
 	"fmt"
+	"math/bits"
 
 	"golang.org/x/arch/x86/x86asm"
 )
@@ -173,40 +174,27 @@ func bitBaseOffset(inst x86asm.Inst, r *Regs) uint64 {
 	default:
 		return 0
 	}
-	if _, ok := inst.Args[0].(x86asm.Mem); !ok {
-		return 0
-	}
 	reg, ok := inst.Args[1].(x86asm.Reg)
-	if !ok {
+	if _, mem := inst.Args[0].(x86asm.Mem); !mem || !ok || inst.MemBytes == 0 {
 		return 0
 	}
-	var off int64
+	var raw uint64
 	switch {
 	case reg >= x86asm.RAX && reg <= x86asm.R15:
-		off = int64(r.GPR[reg-x86asm.RAX])
+		raw = r.GPR[reg-x86asm.RAX]
 	case reg >= x86asm.EAX && reg <= x86asm.R15L:
-		off = int64(int32(r.GPR[reg-x86asm.EAX]))
+		raw = r.GPR[reg-x86asm.EAX]
 	case reg >= x86asm.AX && reg <= x86asm.R15W:
-		off = int64(int16(r.GPR[reg-x86asm.AX]))
+		raw = r.GPR[reg-x86asm.AX]
 	default:
 		return 0
 	}
-	size := int64(inst.MemBytes)
-	if size == 0 {
-		return 0
-	}
-	// An arithmetic shift is floor division for a negative offset too.
-	return uint64((off >> bitsLog2(size*8)) * size)
-}
-
-// bitsLog2 is log2 of an operand size in bits (16, 32 or 64).
-func bitsLog2(bits int64) uint {
-	n := uint(0)
-	for bits > 1 {
-		bits >>= 1
-		n++
-	}
-	return n
+	// The offset register has the operand's width: sign-extend it, then
+	// divide by the width with an arithmetic shift (floor division, for a
+	// negative offset too).
+	width := uint(inst.MemBytes) * 8
+	off := int64(raw<<(64-width)) >> (64 - width)
+	return uint64((off >> bits.TrailingZeros(width)) * int64(inst.MemBytes))
 }
 
 // memAddr is the virtual address of memory operand m; n is the

@@ -101,7 +101,8 @@ func cmdTest(args []string) (int, error) {
 		}
 		// The behaviour corpus (issue 19, tests/corpus_test.go): its
 		// batches take TCG many minutes, so only the full set has it.
-		if c := filepath.Join(w.o.build, "corpus"); fileExists(c) {
+		c := filepath.Join(w.o.build, "corpus")
+		if _, err := os.Stat(c); err == nil {
 			p.Files["hostvm/build/corpus"] = c
 		}
 	}
@@ -182,12 +183,6 @@ func cmdTest(args []string) (int, error) {
 		res.Status = 1
 	}
 	return res.Status, nil
-}
-
-// fileExists reports whether path exists.
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }
 
 // flagSet reports whether the command line gave the flag name.
