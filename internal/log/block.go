@@ -36,7 +36,10 @@ import (
 //	   version 4 reader would misread every chunk
 //	6  chunk reason 11 (ReasonStateMatch), whose End.Regs hashes the
 //	   full vCPU state: a version 5 reader would reject such chunks
-const Version uint32 = 6
+//	7  record kind 11 (StateStop) and chunk reason 12 (ReasonStateStop):
+//	   a version 6 reader would reject serialized recordings of guests
+//	   that loop without exits
+const Version uint32 = 7
 
 // magic opens every recording. The NUL after "SAMSARA" stops text tools
 // from treating the file as text; "REC" leaves room for other samsara file

@@ -159,6 +159,72 @@ func (c *ConsoleInput) decode(d *decoder) { c.Data = d.bytes() }
 
 func (*ConsoleInput) validate(uint32) error { return nil }
 
+// --- StateStop: vcpu uvarint, arch length uvarint + bytes, code page
+// uvarint, page count uvarint, page-number deltas uvarint (the first from 0), page bytes.
+
+func (s *StateStop) appendFields(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(s.VCPU))
+	b = binary.AppendUvarint(b, uint64(len(s.Arch)))
+	b = append(b, s.Arch...)
+	b = binary.AppendUvarint(b, s.CodePage)
+	b = binary.AppendUvarint(b, uint64(len(s.Pages)))
+	prev := uint64(0)
+	for _, p := range s.Pages {
+		b = binary.AppendUvarint(b, p-prev)
+		prev = p
+	}
+	return append(b, s.Data...)
+}
+
+func (s *StateStop) decode(d *decoder) {
+	s.VCPU = d.u32()
+	s.Arch = d.bytes()
+	s.CodePage = d.uvarint()
+	// Each page takes at least its delta byte and its 4 KiB.
+	n := d.count(PageSize+1, "state stop page count")
+	if d.err != nil {
+		return
+	}
+	s.Pages = make([]uint64, 0, n)
+	prev := uint64(0)
+	for range n {
+		delta := d.uvarint()
+		if len(s.Pages) > 0 && delta == 0 {
+			d.fail("state stop page %d repeated", prev)
+			return
+		}
+		prev += delta
+		s.Pages = append(s.Pages, prev)
+	}
+	size := int(n) * PageSize
+	if d.err != nil || d.remaining() < size {
+		d.fail("state stop page data truncated")
+		return
+	}
+	s.Data = d.b[d.off : d.off+size : d.off+size]
+	if !d.alias {
+		s.Data = append([]byte(nil), s.Data...)
+	}
+	d.off += size
+}
+
+func (s *StateStop) validate(cpus uint32) error {
+	if len(s.Arch) == 0 && len(s.Pages) == 0 {
+		// Only the last record of a split stop has the state, and
+		// every earlier one has pages.
+		return fmt.Errorf("state stop with neither a state nor pages")
+	}
+	if len(s.Data) != len(s.Pages)*PageSize {
+		return fmt.Errorf("state stop with %d pages and %d bytes of page data", len(s.Pages), len(s.Data))
+	}
+	for i := 1; i < len(s.Pages); i++ {
+		if s.Pages[i] <= s.Pages[i-1] {
+			return fmt.Errorf("state stop pages not ascending (%d after %d)", s.Pages[i], s.Pages[i-1])
+		}
+	}
+	return checkVCPU(s.VCPU, cpus)
+}
+
 // --- Time: vcpu uvarint, nanos varint.
 
 func (t *Time) appendFields(b []byte) []byte {

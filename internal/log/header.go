@@ -87,6 +87,9 @@ type RecorderOptions struct {
 	// StateMatch: serialized chunks spinning without exits were ended at
 	// state-matching stops (reason state-match; no counter).
 	StateMatch bool `json:"state_match,omitempty"`
+	// StateStops: serialized chunks that made no exit for long were ended
+	// where a kick found them, their state logged (reason state-stop).
+	StateStops bool `json:"state_stops,omitempty"`
 	// DebugSquashAll: every parallel chunk was squashed once.
 	DebugSquashAll bool `json:"debug_squash_all"`
 }

@@ -26,9 +26,12 @@ const (
 	// KindRecorderStats: *RecorderStats, the parallel recorder's counters
 	// (since Version 2).
 	KindRecorderStats Kind = 10
+	// KindStateStop: *StateStop, the state a chunk ended in at a state
+	// stop (reason state-stop; since Version 7).
+	KindStateStop Kind = 11
 
 	// numKinds bounds arrays indexed by Kind; it is one past the last kind.
-	numKinds = 11
+	numKinds = 12
 )
 
 var kindNames = [numKinds]string{
@@ -42,6 +45,7 @@ var kindNames = [numKinds]string{
 	KindDigest:         "digest",
 	KindEnd:            "end",
 	KindRecorderStats:  "recorder-stats",
+	KindStateStop:      "state-stop",
 }
 
 // Kinds returns every record kind this version knows, in numeric order.
@@ -124,8 +128,18 @@ const (
 	// breakpoint hit at End.RIP whose state hashes the same: two instants
 	// with the same state have the same future (since Version 6).
 	ReasonStateMatch Reason = 11
+	// ReasonStateStop: without a counter for the code the vCPU ran (guest
+	// user mode on PVM; all guest code on hardware virtualization without
+	// a PMU), the serialized recorder stopped a vCPU that had made no
+	// exit for long (a kick) wherever it stood, and logged the state it
+	// stood in: a StateStop record before the chunk holds the vCPU's
+	// architectural state and every guest page written during the chunk.
+	// Replay runs the chunk through its Exits and then puts that state in
+	// place instead of re-running the instructions after the last exit,
+	// which no exit or count lets it find (since Version 7).
+	ReasonStateStop Reason = 12
 
-	numReasons = 12
+	numReasons = 13
 )
 
 var reasonNames = [numReasons]string{
@@ -140,6 +154,7 @@ var reasonNames = [numReasons]string{
 	ReasonPrivilege:  "privilege",
 	ReasonYield:      "yield",
 	ReasonStateMatch: "state-match",
+	ReasonStateStop:  "state-stop",
 }
 
 // Valid reports whether r is a reason this version of the format defines.

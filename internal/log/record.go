@@ -1,5 +1,7 @@
 package log
 
+import "github.com/klauspost/compress/zstd"
+
 // Record is one entry of a recording. The concrete types are the pointer
 // types below (*Chunk, *PIORead, ...); Reader.Next returns them and
 // Writer.Append accepts them, so consumers use a type switch:
@@ -189,6 +191,31 @@ type RecorderVCPUStats struct {
 	ReexecutedWork uint64 `json:"reexecuted_work"`
 }
 
+// StateStop is the state a serialized chunk ended in at a state stop
+// (ReasonStateStop); it comes just before that chunk's record.
+type StateStop struct {
+	// VCPU is the stopped vCPU, the next chunk's.
+	VCPU uint32 `json:"vcpu"`
+	// Arch is the vCPU's architectural state where it stopped (registers,
+	// segments, control registers, XSAVE, MSRs, pending events), in the
+	// checkpoint's binary vCPU encoding (internal/snapshot, VCPU).
+	Arch []byte `json:"arch"`
+	// CodePage is the guest page number of the code page the vCPU stopped
+	// in (its RIP's, translated where it stopped), in the record with
+	// Arch: replay on PVM runs the vCPU from the chunk's last exit until
+	// it first fetches from that page at the stop's privilege level, since
+	// PVM cannot change a vCPU's privilege level through KVM_SET_SREGS.
+	CodePage uint64 `json:"code_page"`
+	// Pages are the guest page numbers (guest-physical address / 4 KiB,
+	// ascending) the guest wrote during the chunk, and Data their
+	// contents where it stopped, 4 KiB each in the same order.
+	Pages []uint64 `json:"pages"`
+	Data  []byte   `json:"-"`
+}
+
+// PageSize is the size of each page of a StateStop.
+const PageSize = 4096
+
 // Kind implementations: each record type reports its kind byte.
 
 func (*Chunk) Kind() Kind          { return KindChunk }
@@ -201,6 +228,7 @@ func (*Time) Kind() Kind           { return KindTime }
 func (*Digest) Kind() Kind         { return KindDigest }
 func (*End) Kind() Kind            { return KindEnd }
 func (*RecorderStats) Kind() Kind  { return KindRecorderStats }
+func (*StateStop) Kind() Kind      { return KindStateStop }
 
 // newRecord returns a zero record of kind k, or nil for an unknown kind.
 func newRecord(k Kind) codec {
@@ -225,6 +253,23 @@ func newRecord(k Kind) codec {
 		return new(End)
 	case KindRecorderStats:
 		return new(RecorderStats)
+	case KindStateStop:
+		return new(StateStop)
 	}
 	return nil
+}
+
+// CompressedSize estimates what the bytes of a StateStop's state and
+// pages take in the log: their size compressed with zstd's fastest level
+// (the log's own blocks use a better level and the neighbouring records,
+// so the log takes somewhat less). The recorder paces its state stops by
+// it.
+func (s *StateStop) CompressedSize() (int, error) {
+	e, err := sharedEncoder(zstd.SpeedFastest)
+	if err != nil {
+		return 0, err
+	}
+	src := make([]byte, 0, len(s.Arch)+len(s.Data))
+	src = append(append(src, s.Arch...), s.Data...)
+	return len(e.EncodeAll(src, nil)), nil
 }

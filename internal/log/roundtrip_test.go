@@ -172,7 +172,11 @@ func TestWriterRefusesInvalidRecords(t *testing.T) {
 		&Interrupt{VCPU: testCPUs, Vector: 3}, // vCPU out of range
 
 		&RecorderStats{VCPUs: make([]RecorderVCPUStats, testCPUs-1)}, // one vCPU short
-		&RecorderStats{}, // no vCPUs
+		&RecorderStats{},                       // no vCPUs
+		&StateStop{VCPU: 0, Pages: []uint64{}}, // no state
+		&StateStop{VCPU: 0, Arch: []byte{1}, Pages: []uint64{5}, Data: make([]byte, 10)}, // short page
+		&StateStop{VCPU: 0, Arch: []byte{1}, Pages: []uint64{5, 5}, Data: make([]byte, 2*PageSize)},
+		&StateStop{VCPU: testCPUs, Arch: []byte{1}, Pages: []uint64{}},
 	} {
 		w, err := NewWriter(io.Discard, testHeader())
 		if err != nil {

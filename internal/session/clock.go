@@ -20,9 +20,12 @@ package session
 // So a guest that runs sees about as much time pass as it ran, recorded
 // or not, and its timers fire at the first chunk end after their
 // deadline. What it costs: one varint per chunk in the log, two or three
-// bytes before compression. What it cannot do without a PMU: a vCPU that
-// stays in guest user mode without any exit ends no chunk, so the time
-// it sees moves only when it next enters the kernel through an exit.
+// bytes before compression. A vCPU that stays in guest user mode without
+// any exit ends its chunk only at a state stop (det_stop.go: when a timer
+// is due, after stateStopAfter), so its timers fire that late; the
+// reference kernel counts the tick periods that passed meanwhile from
+// the tick port (vmm.TickPort, kernel patch 0007), so its clock does not
+// fall behind.
 
 import (
 	"time"

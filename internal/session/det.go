@@ -68,7 +68,10 @@ const (
 	preemptInjectedAfter = 10 * preemptAfter
 	// userSpinLimit bounds how long a chunk may stay in guest user mode
 	// without an exit before the recording fails: user code cannot be
-	// preempted exactly without a PMU (see the file comment).
+	// preempted exactly without a PMU (see the file comment). With state
+	// stops (det_stop.go, the default) such a chunk ends at one long
+	// before; the limit is for --state-stops=false, and for a vCPU whose
+	// stops keep being refused.
 	userSpinLimit = 60 * time.Second
 	// runToCheckEvery: how often runTo's vCPU is interrupted to check
 	// replayChunkLimit (a breakpoint that is never hit must not hang the
@@ -96,6 +99,8 @@ func (e *DivergenceError) Error() string {
 type chunkResult struct {
 	rec log.Chunk
 	err error
+	// stops precede rec in the log when it ended at a state stop.
+	stops []*log.StateStop
 }
 
 // detLoop is a vCPU's goroutine in the serialized recorder and the
@@ -125,8 +130,9 @@ func (v *vcpu) detLoop(done chan<- chunkResult, ready chan<- struct{}) {
 				done <- chunkResult{err: timerErr}
 				continue
 			}
+			v.stops = nil
 			rec, err := v.runChunk(want)
-			done <- chunkResult{rec: rec, err: err}
+			done <- chunkResult{rec: rec, err: err, stops: v.stops}
 		}
 	}
 }
@@ -221,6 +227,11 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 	if v.last, err = v.kernelInsns(); err != nil {
 		return c.rec, err
 	}
+	if want == nil {
+		if err := v.s.newDirtyPeriod(); err != nil { // det_stop.go
+			return c.rec, err
+		}
+	}
 	c.started = time.Now()
 	v.traceChunkStart(want != nil)
 	if err := v.expandChunk(c); err != nil {
@@ -257,6 +268,13 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 				return v.finishStateMatch(c.rec)
 			}
 			exited = out == matchExited
+		}
+		if want == nil && !v.s.opts.KernelCount && !exited && v.stopDue(c) {
+			// No counter at all: a kick found the chunk anywhere in
+			// guest code (det_stop.go).
+			if stopped, err := v.stateStop(c); stopped || err != nil {
+				return c.rec, err
+			}
 		}
 		if !exited {
 			if interrupted, err := v.enterChunk(c); err != nil || interrupted {
@@ -338,6 +356,17 @@ func (v *vcpu) injectAtEntry(c *chunkRun) error {
 // end point first.
 func (v *vcpu) replayChunkEnd(c *chunkRun) (log.Chunk, error) {
 	atExit := endsAtExit(c.want.Reason)
+	if c.want.Reason == log.ReasonStateStop {
+		if err := v.applyStateStop(c); err != nil { // det_stop.go
+			return c.rec, err
+		}
+		rec, err := v.finishChunk(c.rec, log.ReasonStateStop)
+		rec.End.KernelInsns = 0
+		if err == nil && (rec.End.RIP != c.want.End.RIP || rec.End.Regs != c.want.End.Regs) {
+			v.endNote = v.replayEndNote(c, false)
+		}
+		return rec, err
+	}
 	if !atExit {
 		// The recorder preempted only after the guest had taken any
 		// interrupt injected at this entry, so inject it the same way
@@ -467,20 +496,22 @@ func (v *vcpu) handleChunkExit() (reason log.Reason, mustEnd bool, err error) {
 // window requests 16 of 16 matched.) When replaying, the signal storm if
 // asked for. It returns the function that stops them.
 func (v *vcpu) startChunkTimers(replay bool, started time.Time) (stop func()) {
+	need := func() bool { return v.s.preemptionNeeded(v, started) || v.s.stopWanted(started) }
 	if !replay && !v.s.opts.KernelCount {
-		if !v.s.opts.StateMatch {
+		if !v.s.opts.StateMatch && !v.s.stopsOn() {
 			return func() {} // nothing to stop at: chunks end at exits only
 		}
 		// No counter: the kicks let maybeStateMatch look for a spin to
-		// stop at (det_match.go), at the pace of the counted recorder's.
-		return startWatchdog(preemptAfter, preemptAfter, func() bool { return v.s.preemptionNeeded(v, started) }, v.Kick)
+		// stop at (det_match.go), and stopDue for a state stop
+		// (det_stop.go), at the pace of the counted recorder's.
+		return startWatchdog(preemptAfter, preemptAfter, need, v.Kick)
 	}
 	if !replay {
 		period := preemptAfter
 		if v.s.opts.SpinChecks && len(v.s.m.Spins()) > 0 {
 			period = spinCheckAfter // det_spin.go
 		}
-		return startWatchdog(period, period, func() bool { return v.s.preemptionNeeded(v, started) }, v.Kick)
+		return startWatchdog(period, period, need, v.Kick)
 	}
 	if d := v.s.opts.SignalStorm; d > 0 {
 		// Diagnostics: interrupt KVM_RUN often during replay, to measure
@@ -549,12 +580,24 @@ const timeWaitAfter = time.Second
 // kernel mode (exactly countable); in user mode it lets the vCPU go on,
 // up to userSpinLimit.
 func (v *vcpu) tryPreempt(c *chunkRun) (bool, error) {
-	if !v.s.preemptionNeeded(v, c.started) {
+	need := v.s.preemptionNeeded(v, c.started)
+	stop := v.stopDue(c)
+	if !need && !stop {
 		return false, nil
 	}
 	ok, user, err := v.preemptablePoint()
 	if err != nil {
 		return false, err
+	}
+	if user && stop {
+		// Guest user mode has no count on PVM: a state stop
+		// (det_stop.go).
+		if stopped, err := v.stateStop(c); stopped || err != nil {
+			return stopped, err
+		}
+	}
+	if !need {
+		return false, nil
 	}
 	if !ok {
 		if user {
@@ -695,7 +738,7 @@ func hashedRegs(r *kvm.Regs) [18]uint64 {
 // match).
 func endsAtExit(r log.Reason) bool {
 	switch r {
-	case log.ReasonBudget, log.ReasonPrivilege, log.ReasonStateMatch:
+	case log.ReasonBudget, log.ReasonPrivilege, log.ReasonStateMatch, log.ReasonStateStop:
 		return false
 	}
 	return true

@@ -42,6 +42,9 @@ func (s *Session) Record(w RecordSink) (vmm.Result, error) {
 
 // recordSerialized runs the guest with the serialized recorder.
 func (s *Session) recordSerialized(w RecordSink) (vmm.Result, error) {
+	if err := s.startStops(); err != nil { // det_stop.go
+		return vmm.Result{}, err
+	}
 	done, err := s.startDet()
 	if err != nil {
 		return vmm.Result{}, err
@@ -68,6 +71,14 @@ func (s *Session) recordSerialized(w RecordSink) (vmm.Result, error) {
 		res.rec.GuestMicros = guestMicros(time.Since(lastEnd))
 		lastEnd = time.Now()
 		s.chunkEnded(&res.rec)
+		for _, st := range res.stops {
+			if runErr = w.Append(st); runErr != nil {
+				break
+			}
+		}
+		if runErr != nil {
+			break
+		}
 		if err := w.Append(&res.rec); err != nil {
 			runErr = err
 			break
@@ -150,7 +161,12 @@ func (s *Session) replay(records []log.Record) (vmm.Result, error) {
 			break
 		}
 		switch r := r.(type) {
+		case *log.StateStop:
+			runErr = s.stop.add(r) // det_stop.go
 		case *log.Chunk:
+			if runErr = s.stop.check(chunk, r); runErr != nil {
+				break
+			}
 			if runErr = s.debugBeforeChunk(chunk, r); runErr != nil {
 				break
 			}

@@ -66,6 +66,11 @@ type Options struct {
 	// host one replay of a daemon-made 2-vCPU race recording diverged
 	// with it on (cause not found yet).
 	StateMatch bool
+	// StateStops: the serialized recorder ends a chunk that has made no
+	// exit for long, where no counted point is near, by logging the
+	// state it stands in (det_stop.go): guest user mode on PVM, any
+	// guest code without a counter.
+	StateStops bool
 	// DebugSquashAll squashes every parallel chunk once before committing
 	// it: a replay of such a recording checks that a squash leaves no
 	// trace.
@@ -92,13 +97,13 @@ type Options struct {
 // DefaultOptions are the recorders' defaults: every chunk-end refinement
 // on, diagnostics off.
 func DefaultOptions() Options {
-	return Options{KernelCount: true, PrivilegeEnds: true, EarlyConflicts: true, SpinChecks: true}
+	return Options{KernelCount: true, PrivilegeEnds: true, EarlyConflicts: true, SpinChecks: true, StateStops: true}
 }
 
 // Recorder is the header record of the options that shaped a recording.
 func (o Options) Recorder() *log.RecorderOptions {
 	return &log.RecorderOptions{KernelCount: o.KernelCount, PrivilegeEnds: o.PrivilegeEnds && o.KernelCount,
-		EarlyConflicts: o.EarlyConflicts, SpinChecks: o.SpinChecks && o.KernelCount, StateMatch: o.StateMatch && !o.KernelCount, DebugSquashAll: o.DebugSquashAll}
+		EarlyConflicts: o.EarlyConflicts, SpinChecks: o.SpinChecks && o.KernelCount, StateMatch: o.StateMatch && !o.KernelCount, StateStops: o.StateStops && !o.Parallel, DebugSquashAll: o.DebugSquashAll}
 }
 
 // Session records or replays one machine.
@@ -124,6 +129,12 @@ type Session struct {
 	// exp is the trace expansion's state (trace_expand.go), nil when
 	// the replay writes no trace.
 	exp *Expander
+	// stop gathers the state stop records of the chunk replay runs next
+	// (det_stop.go).
+	stop pendingStop
+	// dirtyCleared is when the recorder last started a new dirty-log
+	// period (det_stop.go).
+	dirtyCleared time.Time
 	// recordStart and recordEnd bound Record, for Profile (profile.go).
 	recordStart, recordEnd time.Time
 }
@@ -159,6 +170,12 @@ type vcpu struct {
 	debugSquashed bool
 	// prof is the vCPU's time per phase (profile.go).
 	prof phaseClock
+	// stops are the state stop records of the chunk just recorded
+	// (det_stop.go), nil when it did not end at one.
+	stops []*log.StateStop
+	// stopNotBefore paces the vCPU's state stops (det_stop.go,
+	// stopLogRate).
+	stopNotBefore time.Time
 	// endNote describes where the vCPU's last replayed chunk ended, for a
 	// divergence report (det.go, replayEndNote).
 	endNote string

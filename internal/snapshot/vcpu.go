@@ -44,6 +44,16 @@ const maxMSRs = 4096
 
 // MarshalJSON encodes v as a base64 string of its binary record.
 func (v VCPU) MarshalJSON() ([]byte, error) {
+	rec, err := v.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(rec)
+}
+
+// MarshalBinary is v's binary record: the fixed part, the MSRs in index
+// order, the XSAVE area (the recording's state stops carry it too).
+func (v VCPU) MarshalBinary() ([]byte, error) {
 	if len(v.Xsave) != 0 && len(v.Xsave) != XsaveSize {
 		return nil, fmt.Errorf("XSAVE area of %d bytes, not %d", len(v.Xsave), XsaveSize)
 	}
@@ -68,7 +78,7 @@ func (v VCPU) MarshalJSON() ([]byte, error) {
 	}
 	b.Write(le.AppendUint32(nil, uint32(len(v.Xsave))))
 	b.Write(v.Xsave)
-	return json.Marshal(b.Bytes())
+	return b.Bytes(), nil
 }
 
 // UnmarshalJSON decodes a VCPU record; every count is checked against
@@ -78,6 +88,13 @@ func (v *VCPU) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return fmt.Errorf("vCPU record: %w", err)
 	}
+	return v.UnmarshalBinary(rec)
+}
+
+// UnmarshalBinary decodes MarshalBinary's record; every count is checked
+// against what is left of the record before anything is allocated for
+// it. v keeps a slice of rec (its XSAVE area).
+func (v *VCPU) UnmarshalBinary(rec []byte) error {
 	if len(rec) < vcpuFixedSize+8 {
 		return fmt.Errorf("vCPU record of %d bytes, shorter than its fixed part", len(rec))
 	}

@@ -1,6 +1,10 @@
 package vmm
 
-import "github.com/samsara-vmm/samsara/internal/devices"
+import (
+	"encoding/binary"
+
+	"github.com/samsara-vmm/samsara/internal/devices"
+)
 
 // The machine's port and MMIO map: every range a guest access can reach
 // a device through, in one table (devices.Bus) that the exit dispatch
@@ -37,6 +41,7 @@ func (m *Machine) newDevBus() {
 	b.AddPorts(portPICS, 2, &m.pic)
 	b.AddPorts(portKbdCtl, 1, kbdController{m})
 	b.AddPorts(YieldPort, 1, yieldPort{})
+	b.AddPorts(TickPort, 4, tickPort{m})
 
 	lapics := make([]devices.MMIODevice, m.cfg.CPUs)
 	ctl := make([]devices.MMIODevice, m.cfg.CPUs)
@@ -60,6 +65,24 @@ type yieldPort struct{}
 
 func (yieldPort) In(port uint16, data []byte)  { clear(data) }
 func (yieldPort) Out(port uint16, data []byte) {}
+
+// tickPort is the guest clock for the reference kernel's tick (TickPort):
+// a 32-bit read returns the machine clock in microseconds, the low 32
+// bits; it is virtual time when recording or replaying, so its value at
+// the reading exit is the same in both. Writes are ignored.
+type tickPort struct{ m *Machine }
+
+func (t tickPort) In(port uint16, data []byte) {
+	us := uint32(t.m.clock.Now() / 1000) // m.mu is held (portIn)
+	var b [4]byte
+	binary.LittleEndian.PutUint32(b[:], us)
+	clear(data)
+	if off := int(port - TickPort); off < 4 {
+		copy(data, b[off:])
+	}
+}
+
+func (tickPort) Out(port uint16, data []byte) {}
 
 // pitOnBus is the PIT as the guest reaches it: a write can arm or rearm a
 // counter, so the timer loop is woken to re-read the deadlines.

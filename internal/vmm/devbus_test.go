@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 
 	"github.com/samsara-vmm/samsara/internal/devices"
@@ -41,6 +42,8 @@ func TestDevBusMap(t *testing.T) {
 				want = kbdController{m}
 			case port == YieldPort:
 				want = yieldPort{}
+			case port >= TickPort && port < TickPort+4:
+				want = tickPort{m}
 			}
 			if got := m.devbus.Port(port); got != want {
 				t.Errorf("disk %v: port %#x: %T %v, want %T %v", disk, port, got, got, want, want)
@@ -93,3 +96,25 @@ func (emptyDisk) ReadAt(p []byte, off int64) (int, error)  { return 0, nil }
 func (emptyDisk) WriteAt(p []byte, off int64) (int, error) { return 0, nil }
 func (emptyDisk) Size() int64                              { return 0 }
 func (emptyDisk) Flush() error                             { return nil }
+
+// TestTickPort checks the guest clock the reference kernel's tick reads
+// (kernel patch 0007): the machine clock in microseconds, 32 bits, low
+// bits first, wrapping.
+func TestTickPort(t *testing.T) {
+	m := &Machine{clock: newMachineClock(true)}
+	for _, tc := range []struct {
+		vt   int64
+		want uint32
+	}{
+		{0, 0},
+		{10_000_999, 10_000},
+		{(1<<32 + 5) * 1000, 5},
+	} {
+		m.clock.vt = tc.vt
+		var b [4]byte
+		tickPort{m}.In(TickPort, b[:])
+		if got := binary.LittleEndian.Uint32(b[:]); got != tc.want {
+			t.Errorf("virtual time %d ns: port reads %d, want %d", tc.vt, got, tc.want)
+		}
+	}
+}

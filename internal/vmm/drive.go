@@ -38,6 +38,15 @@ const (
 // QEMU's fw_cfg at 0x510 is not ours).
 const YieldPort = 0x5a5
 
+// TickPort is the port the reference kernel's periodic tick reads when
+// booted with samsara_ticks= (guest-images/patches/0007): the guest
+// clock in microseconds, 32 bits, wrapping. The tick advances jiffies by
+// the periods that passed, so guest time keeps up with the machine's
+// clock when ticks come late (a vCPU that ran user code without exits
+// gets its tick at the recorder's next state stop). 0x5a8: the next
+// 4-byte-aligned port after YieldPort, in no PC device's range either.
+const TickPort = 0x5a8
+
 // Guest RAM layout: RAM is two memory slots around the legacy hole, [0,
 // LowMemEnd) and [HighMemStart, size), at the same offsets of the memory
 // file (a session attaching its own views uses both).
@@ -442,6 +451,14 @@ func (m *Machine) AdvanceIdleLocked() bool {
 	}
 	m.pollTimersLocked()
 	return true
+}
+
+// NextDeadline is the earliest armed device timer deadline, in virtual
+// nanoseconds.
+func (m *Machine) NextDeadline() (next int64, armed bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.nextDeadlineLocked()
 }
 
 // NDEErr is the first error of the non-determinism source (a log read or

@@ -159,6 +159,9 @@ type Machine struct {
 
 	// vms[i] is vCPU i's own KVM VM (Config.SeparateVMs), else empty.
 	vms []int
+	// dirtyLog holds one KVM_GET_DIRTY_LOG bitmap per RAM memslot once
+	// StartDirtyLog turned the log on (dirty.go); nil before.
+	dirtyLog [][]uint64
 	// timerWake is poked when a timer may have been reprogrammed.
 	timerWake chan struct{}
 }
@@ -312,7 +315,11 @@ func GuestCmdline(withDisk bool, platform string) string {
 		// timer check busy-waits on emulated delays.
 		"idle=halt no_timer_check " +
 		// A panic reboots, which the VMM turns into an error exit.
-		"panic=-1 quiet"
+		"panic=-1 quiet " +
+		// The tick counts the periods the machine's clock says passed
+		// (TickPort, kernel patch 0007): guest time keeps up when a
+		// recorder delivers a tick late.
+		fmt.Sprintf("samsara_ticks=%#x", TickPort)
 	if withDisk {
 		s += fmt.Sprintf(" virtio_mmio.device=4K@%#x:%d", virtioAddr, pinVirtio)
 	}
