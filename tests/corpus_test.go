@@ -122,29 +122,26 @@ var corpusKnown = []knownFailure{
 		reason: "SIGVTALRM never came within the 2^33-iteration bound (no timer tick charges the user time while the loop makes no exit)"},
 	{prog: "thread_exit_busy", mode: "serialized", platform: "svm", issue: 11, hang: true,
 		reason: "no program ended for 3 min (samsara killed) in its one try: two threads spin in user mode while the main thread's 1 ms sleep waits for a timer, as on PVM"},
-	// Guest time barely moves while a vCPU runs user code under the
-	// parallel recorder: the loop ran to its 2^33-iteration bound
-	// (natively alarm(1) ends it after 1 s) while the guest's
-	// CLOCK_MONOTONIC advanced 0.04 s, so alarm(1) never fired and the
-	// program failed its own check. The serialized recorder's state stops
-	// (internal/session/det_stop.go) are not in the parallel recorder.
+	// Guest time barely moves while a vCPU runs user code: the loop ran
+	// to its 2^33-iteration bound (natively alarm(1) ends it after 1 s)
+	// while the guest's CLOCK_MONOTONIC advanced 0.01 s (serialized) and 0.04 s
+	// (parallel), so alarm(1) never fired and the program failed its own
+	// check. Issue 19 item 1 (guest time that follows the host's clock).
+	{prog: "alarm_loop", mode: "serialized", platform: "pvm", issue: 19,
+		reason: "SIGALRM never came: the user-mode loop reached its 2^33-iteration bound while guest CLOCK_MONOTONIC advanced 0.01 s (guest time advances per exit, not with the host's clock); with record --state-stops, off by default, it passed (2026-12-07)"},
 	{prog: "alarm_loop", mode: "parallel", platform: "pvm", issue: 19,
-		reason: "SIGALRM never came: the user-mode loop reached its 2^33-iteration bound while guest CLOCK_MONOTONIC advanced 0.04 s (the parallel recorder has no state stops: a user-mode loop ends no chunk)"},
+		reason: "SIGALRM never came: the user-mode loop reached its 2^33-iteration bound while guest CLOCK_MONOTONIC advanced 0.04 s (guest time advances per exit and chunk end, not with the host's clock)"},
 	// The same for the CPU-time timer: user time is charged at guest
 	// timer ticks, which do not come while user code runs.
+	{prog: "setitimer_virtual", mode: "serialized", platform: "pvm", issue: 19,
+		reason: "SIGVTALRM never came within the 2^33-iteration bound (guest CLOCK_MONOTONIC advanced 0.02 s over the loop; no timer tick charges the user time); with record --state-stops, off by default, it passed (2026-12-07)"},
 	{prog: "setitimer_virtual", mode: "parallel", platform: "pvm", issue: 19,
 		reason: "SIGVTALRM never came within the 2^33-iteration bound (guest CLOCK_MONOTONIC advanced 0.13 s over the loop; no timer tick charges the user time)"},
 	// Two threads spin in user mode (malloc/free until a flag) while the
-	// main thread sleeps 1 ms at a time and then sets the flag. Before
-	// state stops its timer never fired while the spinners ran (samsara
-	// failed after 60 s of user code without an exit); with them it
-	// passes, slowly, as under run: 23 s of guest time of corpus-run's
-	// 30 s limit on 2026-12-07 (natively 0.16 s; the 100 Hz tick and the
-	// two spinners sharing both vCPUs with it, see the run entry below).
-	{prog: "thread_exit_busy", mode: "serialized", platform: "pvm", issue: 19, flaky: true,
-		reason: "may time out at corpus-run's 30 s guest-time limit, as under run (measured 23 s of guest time in its one serialized try of 2026-12-07; natively 0.16 s)"},
-	// The parallel recorder has no state stops: its main thread's timer
-	// never fires while the spinners run.
+	// main thread sleeps 1 ms at a time and then sets the flag: its
+	// timer never fires while the spinners run.
+	{prog: "thread_exit_busy", mode: "serialized", platform: "pvm", issue: 19, hang: true,
+		reason: "samsara record fails after 60 s: \"vcpu 0 ran guest user code for 1m0s without an exit; it cannot be preempted at an exact point on a host without a PMU\" (2 threads spin in user mode while the main thread's 1 ms sleep waits for a timer)"},
 	{prog: "thread_exit_busy", mode: "parallel", platform: "pvm", issue: 19, hang: true,
 		reason: "the recording made no progress for over 4 min (killed; both vCPU goroutines in runVCPU under parChunk): 2 threads spin in user mode while the main thread's 1 ms sleep waits for a timer"},
 	// Two threads spin in user mode on the 2 vCPUs while the main thread

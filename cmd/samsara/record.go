@@ -83,13 +83,6 @@ func (r *recordFlags) setup(logger *zap.Logger, args []string) (vmm.Config, sess
 	opts.Logger, opts.Parallel, opts.Tracker = cfg.Logger, r.mode == string(log.ModeParallel), r.tracker
 	platform := hostPlatform()
 	opts.KernelCount = platform == log.PlatformPVM
-	if !opts.KernelCount && (r.session.stateStopsSet == nil || !r.session.stateStopsSet()) {
-		// State stops are measured on PVM only so far; on hardware
-		// virtualization (no counter at all: a stop may fall in guest
-		// kernel code there) they wait for a run in the emulated SVM
-		// host, so only an explicit --state-stops turns them on.
-		opts.StateStops = false
-	}
 	cfg.SeparateVMs, cfg.Platform = opts.Parallel, string(platform)
 	h, err := recordHeader(cfg, platform)
 	if err != nil {
