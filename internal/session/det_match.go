@@ -192,22 +192,9 @@ func (v *vcpu) runToPageBreak(rip uint64) (exited bool, err error) {
 		if err := v.SetGuestDebug(0, nil); err != nil {
 			return false, fmt.Errorf("KVM_SET_GUEST_DEBUG: %w", err)
 		}
-		if err := v.ProtectPage(gpa, true); err != nil {
-			return false, err
-		}
-		err, terr := v.enterTimed(runToCheckEvery)
-		if perr := v.ProtectPage(gpa, false); perr != nil {
-			return false, perr
-		}
-		switch {
-		case terr != nil:
-			return false, terr
-		case err == nil:
-			return true, nil // a real exit: the caller handles it
-		case errors.Is(err, vmm.ErrInterrupted):
-			return false, nil
-		case !errors.Is(err, unix.EFAULT):
-			return false, err
+		trapped, exited, err := v.enterTrapped(gpa)
+		if !trapped || exited || err != nil {
+			return exited, err // a real exit (the caller handles it), a kick, the bound
 		}
 		at, exited, err := v.walkPage(rip)
 		if at || exited || err != nil {
@@ -215,6 +202,31 @@ func (v *vcpu) runToPageBreak(rip uint64) (exited bool, err error) {
 		}
 	}
 	return false, nil
+}
+
+// enterTrapped runs the vCPU once, for at most runToCheckEvery, with the
+// 4 KiB guest page at gpa inaccessible (vmm.ProtectPage), so that its
+// first access to the page ends KVM_RUN with EFAULT before it happens
+// (trapped). It reports a real exit, or neither (a kick, the bound).
+func (v *vcpu) enterTrapped(gpa uint64) (trapped, exited bool, err error) {
+	if err := v.ProtectPage(gpa, true); err != nil {
+		return false, false, err
+	}
+	runErr, timerErr := v.enterTimed(runToCheckEvery)
+	if err := v.ProtectPage(gpa, false); err != nil {
+		return false, false, err
+	}
+	switch {
+	case timerErr != nil:
+		return false, false, timerErr
+	case runErr == nil:
+		return false, true, nil
+	case errors.Is(runErr, vmm.ErrInterrupted):
+		return false, false, nil
+	case !errors.Is(runErr, unix.EFAULT):
+		return false, false, runErr
+	}
+	return true, false, nil
 }
 
 // walkPageSteps bounds the single steps that walk one entry into the

@@ -40,11 +40,8 @@ package session
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/samsara-vmm/samsara/internal/log"
 	"github.com/samsara-vmm/samsara/internal/trace"
@@ -100,7 +97,7 @@ func (s *Session) startStops() error {
 		return nil
 	}
 	if err := s.m.StartDirtyLog(); err != nil {
-		return fmt.Errorf("state stops need KVM's dirty log (record --state-stops=false goes without): %w", err)
+		return fmt.Errorf("state stops need KVM's dirty log (record without --state-stops goes without): %w", err)
 	}
 	s.dirtyCleared = time.Now()
 	return nil
@@ -108,7 +105,6 @@ func (s *Session) startStops() error {
 
 // newDirtyPeriod begins a new dirty-log period at a recorded chunk's
 // start, at most every dirtyClearEvery.
-
 func (s *Session) newDirtyPeriod() error {
 	if !s.stopsOn() || time.Since(s.dirtyCleared) < dirtyClearEvery {
 		return nil
@@ -331,25 +327,17 @@ const codePageTries = 64
 func (v *vcpu) runToCodePage(gpa uint64, cpl uint16) error {
 	defer v.SetGuestDebug(0, nil)
 	for try := 0; try < codePageTries; try++ {
-		if err := v.ProtectPage(gpa, true); err != nil {
-			return err
-		}
-		runErr, timerErr := v.enterTimed(runToCheckEvery)
-		if err := v.ProtectPage(gpa, false); err != nil {
-			return err
-		}
+		trapped, exited, err := v.enterTrapped(gpa) // det_match.go
 		switch {
-		case timerErr != nil:
-			return timerErr
-		case runErr == nil:
+		case err != nil:
+			return err
+		case exited:
 			return &DivergenceError{VCPU: v.id, What: "run to a state stop", Want: "no exit before the stop", Got: fmt.Sprintf("exit reason %d", v.ExitReason())}
-		case errors.Is(runErr, vmm.ErrInterrupted):
+		case !trapped:
 			if v.s.m.IsStopped() {
 				return errMachineStopped
 			}
 			continue
-		case !errors.Is(runErr, unix.EFAULT):
-			return runErr
 		}
 		sr, err := v.Sregs()
 		if err != nil {

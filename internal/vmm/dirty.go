@@ -21,31 +21,22 @@ import (
 // memFlagLogDirtyPages is KVM_MEM_LOG_DIRTY_PAGES (linux/kvm.h).
 const memFlagLogDirtyPages = 1 << 0
 
-// ramSlots are guest RAM's two memslots with the given flags.
-func (m *Machine) ramSlots(flags uint32) []kvm.UserspaceMemoryRegion {
-	base := uint64(uintptr(kvmsys.AddressOf(m.mem.mem)))
-	return []kvm.UserspaceMemoryRegion{
-		{Slot: 0, Flags: flags, GuestPhysAddr: 0, MemorySize: lowMemEnd, UserspaceAddr: base},
-		{Slot: 1, Flags: flags, GuestPhysAddr: highMemStart, MemorySize: uint64(len(m.mem.mem)) - highMemStart, UserspaceAddr: base + highMemStart},
-	}
-}
-
 // StartDirtyLog turns on KVM's dirty log for guest RAM's two memslots
 // (of the machine's main VM) and clears it.
 func (m *Machine) StartDirtyLog() error {
 	if m.dirtyLog != nil {
 		return nil
 	}
-	slots := m.ramSlots(memFlagLogDirtyPages)
+	slots := m.mem.slots(memFlagLogDirtyPages)
+	var bitmaps [][]uint64
 	for i := range slots {
 		if err := kvm.SetUserMemoryRegion(uintptr(m.vmFD), &slots[i]); err != nil {
 			return fmt.Errorf("turn on the dirty log of memslot %d: %w", slots[i].Slot, err)
 		}
+		// One bit per page of the slot, in 64-bit words.
+		bitmaps = append(bitmaps, make([]uint64, (slots[i].MemorySize/pageSize+63)/64))
 	}
-	m.dirtyLog = [][]uint64{
-		make([]uint64, (lowMemEnd/pageSize+63)/64),
-		make([]uint64, ((uint64(len(m.mem.mem))-highMemStart)/pageSize+63)/64),
-	}
+	m.dirtyLog = bitmaps
 	_, err := m.DirtyPages()
 	return err
 }
@@ -61,20 +52,18 @@ func (m *Machine) DirtyPages() ([]uint64, error) {
 		return nil, fmt.Errorf("DirtyPages before StartDirtyLog")
 	}
 	var pages []uint64
-	for slot, bitmap := range m.dirtyLog {
+	for i, slot := range m.mem.slots(0) {
+		bitmap := m.dirtyLog[i]
 		clear(bitmap)
-		if err := kvmsys.GetDirtyLog(m.vmFD, uint32(slot), bitmap); err != nil {
+		if err := kvmsys.GetDirtyLog(m.vmFD, slot.Slot, bitmap); err != nil {
 			return nil, err
 		}
-		first := uint64(0)
-		if slot == 1 {
-			first = highMemStart / pageSize
-		}
-		for i, w := range bitmap {
+		first := slot.GuestPhysAddr / pageSize
+		for j, w := range bitmap {
 			for w != 0 {
 				b := bits.TrailingZeros64(w)
 				w &^= 1 << b
-				pages = append(pages, first+uint64(i*64+b))
+				pages = append(pages, first+uint64(j*64+b))
 			}
 		}
 	}
@@ -94,7 +83,7 @@ func (m *Machine) ForgetTranslations() error {
 	if m.dirtyLog != nil {
 		flags = memFlagLogDirtyPages
 	}
-	for _, slot := range m.ramSlots(flags) {
+	for _, slot := range m.mem.slots(flags) {
 		del := slot
 		del.MemorySize = 0
 		if err := kvm.SetUserMemoryRegion(uintptr(m.vmFD), &del); err != nil {

@@ -62,13 +62,19 @@ func newGuestMemory(size uint64) (*guestMemory, error) {
 	return &guestMemory{fd: fd, mem: mem}, nil
 }
 
+// slots are the two RAM memslots, slot i in element i, with flags
+// (KVM_MEM_*).
+func (g *guestMemory) slots(flags uint32) []kvm.UserspaceMemoryRegion {
+	base := uint64(uintptr(kvmsys.AddressOf(g.mem)))
+	return []kvm.UserspaceMemoryRegion{
+		{Slot: 0, Flags: flags, GuestPhysAddr: 0, MemorySize: lowMemEnd, UserspaceAddr: base},
+		{Slot: 1, Flags: flags, GuestPhysAddr: highMemStart, MemorySize: uint64(len(g.mem)) - highMemStart, UserspaceAddr: base + highMemStart},
+	}
+}
+
 // register installs the two RAM memslots in a VM.
 func (g *guestMemory) register(vmFD int) error {
-	base := uint64(uintptr(kvmsys.AddressOf(g.mem)))
-	slots := []kvm.UserspaceMemoryRegion{
-		{Slot: 0, GuestPhysAddr: 0, MemorySize: lowMemEnd, UserspaceAddr: base},
-		{Slot: 1, GuestPhysAddr: highMemStart, MemorySize: uint64(len(g.mem)) - highMemStart, UserspaceAddr: base + highMemStart},
-	}
+	slots := g.slots(0)
 	for i := range slots {
 		if err := kvm.SetUserMemoryRegion(uintptr(vmFD), &slots[i]); err != nil {
 			return fmt.Errorf("set memslot %d: %w", slots[i].Slot, err)
