@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	kvmsys "github.com/samsara-vmm/samsara/internal/kvm"
 )
 
 // Point is a vCPU's guest progress on a PVM host: both components only grow,
@@ -133,7 +135,7 @@ func (c *Counter) init(calibrate bool) error {
 	if err != nil {
 		return err
 	}
-	if err := setKVMSignalMask(c.vcpuFD, mask); err != nil {
+	if err := kvmsys.SetSignalMask(c.vcpuFD, mask); err != nil {
 		return err
 	}
 	c.args = runArgs{perfFD: uintptr(c.perfFD), blockAll: ^uint64(0)}

@@ -94,26 +94,6 @@ func runCounted(p *runArgs) {
 	exitsyscall()
 }
 
-// kvmSignalMask is struct kvm_signal_mask with the 8-byte x86-64 sigset.
-type kvmSignalMask struct {
-	len    uint32
-	sigset [8]byte
-}
-
-// setKVMSignalMask sets the signal mask KVM_RUN runs the guest with
-// (KVM_SET_SIGNAL_MASK, api.rst 4.38). countedRun blocks every signal in
-// the thread's own mask, so without this KVM_RUN could not be interrupted.
-func setKVMSignalMask(vcpuFD int, mask uint64) error {
-	m := kvmSignalMask{len: 8}
-	*(*uint64)(unsafe.Pointer(&m.sigset[0])) = mask
-	// _IOW(KVMIO, 0x8b, struct kvm_signal_mask): the size is the 4-byte header.
-	req := uintptr(1<<30 | 4<<16 | 0xAE<<8 | 0x8b)
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(vcpuFD), req, uintptr(unsafe.Pointer(&m))); e != 0 {
-		return fmt.Errorf("KVM_SET_SIGNAL_MASK: %w", e)
-	}
-	return nil
-}
-
 // threadSignalMask returns the calling thread's signal mask.
 func threadSignalMask() (uint64, error) {
 	var old uint64

@@ -319,6 +319,12 @@ func (v *vcpu) applyStateStop(c *chunkRun) error {
 // kernel may touch the page before user code runs from it.
 const codePageTries = 64
 
+// codePageAccesses bounds the kernel accesses to the page that
+// runToCodePage completes on the way (CompleteTrappedAccess): each moves
+// at most 8 bytes, so this is the page read or written byte by byte
+// twice over, as a kernel filling it from the page cache might.
+const codePageAccesses = 2 * 4096
+
 // runToCodePage runs the vCPU, after the chunk's last exit, until it
 // stands at an instruction of the guest page at gpa with privilege level
 // cpl: the page is made inaccessible to KVM (vmm.ProtectPage), so the
@@ -326,13 +332,20 @@ const codePageTries = 64
 // another privilege level is single-stepped with the page given back.
 func (v *vcpu) runToCodePage(gpa uint64, cpl uint16) error {
 	defer v.SetGuestDebug(0, nil)
+	accesses := 0
 	for try := 0; try < codePageTries; try++ {
 		trapped, exited, err := v.enterTrapped(gpa) // det_match.go
 		switch {
 		case err != nil:
 			return err
+		case exited && accesses < codePageAccesses && v.CompleteTrappedAccess(gpa&^(log.PageSize-1)):
+			// The emulated guest kernel touched the page (PVM): not
+			// the fetch this waits for, and not an exit of the chunk.
+			accesses++
+			try--
+			continue
 		case exited:
-			return &DivergenceError{VCPU: v.id, What: "run to a state stop", Want: "no exit before the stop", Got: fmt.Sprintf("exit reason %d", v.ExitReason())}
+			return &DivergenceError{VCPU: v.id, What: "run to a state stop", Want: "no exit before the stop", Got: v.ExitSummary()}
 		case !trapped:
 			if v.s.m.IsStopped() {
 				return errMachineStopped

@@ -69,9 +69,9 @@ type Options struct {
 	// StateStops: the serialized recorder ends a chunk that has made no
 	// exit for long, where no counted point is near, by logging the
 	// state it stands in (det_stop.go): guest user mode on PVM, any
-	// guest code without a counter. Off by default (record
-	// --state-stops): the fresh-clone make test of 2026-12-07 found
-	// replays that met an MMIO exit on the way to the stop's code page.
+	// guest code without a counter. DefaultOptions turns it on; the
+	// record command turns it off on VMX/SVM unless asked for
+	// (record --state-stops), where it has not been measured yet.
 	StateStops bool
 	// DebugSquashAll squashes every parallel chunk once before committing
 	// it: a replay of such a recording checks that a squash leaves no
@@ -99,7 +99,7 @@ type Options struct {
 // DefaultOptions are the recorders' defaults: every chunk-end refinement
 // on, diagnostics off.
 func DefaultOptions() Options {
-	return Options{KernelCount: true, PrivilegeEnds: true, EarlyConflicts: true, SpinChecks: true}
+	return Options{KernelCount: true, PrivilegeEnds: true, EarlyConflicts: true, SpinChecks: true, StateStops: true}
 }
 
 // Recorder is the header record of the options that shaped a recording.
