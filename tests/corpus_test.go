@@ -124,19 +124,8 @@ var corpusKnown = []knownFailure{
 		reason: "SIGVTALRM never came within the 2^33-iteration bound (no timer tick charges the user time while the loop makes no exit)"},
 	{prog: "thread_exit_busy", mode: "serialized", platform: "svm", issue: 11, hang: true,
 		reason: "no program ended for 3 min (samsara killed) in its one try: two threads spin in user mode while the main thread's 1 ms sleep waits for a timer, as on PVM"},
-	// Guest time barely moves while a vCPU runs user code under the
-	// parallel recorder: the loop ran to its 2^33-iteration bound
-	// (natively alarm(1) ends it after 1 s) while the guest's
-	// CLOCK_MONOTONIC advanced 0.04 s, so alarm(1) never fired and the
-	// program failed its own check. Issue 19 item 1. (The serialized
-	// recorder passes since its state stops, on by default on PVM:
-	// det_stop.go.)
-	{prog: "alarm_loop", mode: "parallel", platform: "pvm", issue: 19,
-		reason: "SIGALRM never came: the user-mode loop reached its 2^33-iteration bound while guest CLOCK_MONOTONIC advanced 0.04 s (guest time advances per exit and chunk end, not with the host's clock)"},
-	// The same for the CPU-time timer: user time is charged at guest
-	// timer ticks, which do not come while user code runs.
-	{prog: "setitimer_virtual", mode: "parallel", platform: "pvm", issue: 19,
-		reason: "SIGVTALRM never came within the 2^33-iteration bound (guest CLOCK_MONOTONIC advanced 0.13 s over the loop; no timer tick charges the user time)"},
+	// (alarm_loop and setitimer_virtual pass under both recorders on
+	// PVM since their state stops: det_stop.go.)
 	// Two threads spin in user mode (malloc/free until a flag) while the
 	// main thread sleeps 1 ms at a time and then sets the flag: its
 	// timer never fires while the spinners run. The serialized recorder's
@@ -145,8 +134,8 @@ var corpusKnown = []knownFailure{
 	// guest time (2026-12-07, 1 of 1; the recording replayed matched).
 	{prog: "thread_exit_busy", mode: "serialized", platform: "pvm", issue: 19,
 		reason: "timed out at corpus-run's 30 s guest-time limit (2 threads spin in user mode while the main thread sleeps 1 ms at a time, 60 times; state stops end a spinner's chunk at most every 100 ms)"},
-	{prog: "thread_exit_busy", mode: "parallel", platform: "pvm", issue: 19, hang: true,
-		reason: "the recording made no progress for over 4 min (killed; both vCPU goroutines in runVCPU under parChunk): 2 threads spin in user mode while the main thread's 1 ms sleep waits for a timer"},
+	{prog: "thread_exit_busy", mode: "parallel", platform: "pvm", issue: 19,
+		reason: "timed out at corpus-run's 30 s guest-time limit (2026-12-07, 1 of 1, the recording replayed matched with 24 state stops; before state stops the recording made no progress for 4 min): 2 threads spin in user mode while the main thread sleeps 1 ms at a time, 60 times"},
 	// Two threads spin in user mode on the 2 vCPUs while the main thread
 	// creates 60 threads and sleeps 1 ms at a time: even without a
 	// recorder the main thread did not finish within corpus-run's 30 s

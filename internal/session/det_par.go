@@ -345,7 +345,9 @@ type parRun struct {
 	// was abandoned for an exclusive chunk or doomed by an early conflict
 	// (both re-run it); at a privilege-change breakpoint; else preempted.
 	exited, stopped, abandoned, doomed, atBound bool
-	sets                                        parSets
+	// stop: it ended at a state stop there (det_stop.go, parStop).
+	stop *stopAt
+	sets parSets
 	// ran and harvested are the chunk's time in the guest and at its
 	// harvest (profile.go: a squash moves them to PhaseSquashed).
 	ran, harvested time.Duration
@@ -460,6 +462,9 @@ func (v *vcpu) parRunGuest(c *parRun) error {
 			c.abandoned = true
 			return nil
 		}
+		if stopped, err := v.parStop(c); stopped || err != nil {
+			return err
+		}
 		// Preemption and privilege-change ends: internal/chunk decides;
 		// without an exact kernel count there are none (chunks end at
 		// exits, yields among them).
@@ -536,6 +541,13 @@ func (v *vcpu) parCommit(c *parRun, w RecordSink) error {
 		}
 		return v.squash(c)
 	}
+	if c.stop != nil {
+		// The pages it wrote, as the chunk left them: still private to
+		// its view until Commit.
+		if err := v.takeStop(c.stop, c.sets.writes.Pages(), p.views[v.id].Mem()); err != nil {
+			return err
+		}
+	}
 	if err := p.views[v.id].Commit(nil); err != nil {
 		return err
 	}
@@ -575,9 +587,21 @@ func (v *vcpu) parCommitted(c *parRun, seq uint64, w RecordSink) error {
 			return err
 		}
 	}
+	if c.stop != nil {
+		reason = log.ReasonStateStop
+	}
 	rec, err := v.finishChunk(rec, reason)
 	if err != nil {
 		return err
+	}
+	if c.stop != nil {
+		rec.End.KernelInsns = 0 // replay puts the state in place (det_stop.go)
+		for _, st := range v.stops {
+			if err := w.Append(st); err != nil {
+				return err
+			}
+		}
+		v.stops = nil
 	}
 	// The chunk's guest time is the host time since the previous commit
 	// (clock.go); commits are ordered, under commitMu.

@@ -88,6 +88,7 @@ const userTop = 1 << 47
 const maxStopPages = 2048
 
 // stopsOn reports whether this recording takes state stops.
+// (The parallel recorder's are parStopsOn's.)
 func (s *Session) stopsOn() bool { return s.opts.StateStops && !s.opts.Parallel }
 
 // startStops turns on the dirty log a state stop reads, at the start of a
@@ -143,33 +144,67 @@ func (v *vcpu) stopDue(c *chunkRun) bool {
 // the chunk running, where replay could not put the state in place: on
 // PVM, anywhere but user code (runToCodePage).
 func (v *vcpu) stateStop(c *chunkRun) (bool, error) {
-	arch, err := v.SaveArch()
-	if err != nil {
-		return false, fmt.Errorf("state stop: %w", err)
-	}
-	if v.s.opts.KernelCount && (arch.Sregs.CS.Selector&3 != 3 || arch.Regs.RIP >= userTop) {
-		// (PVM reports a user CS at some instructions of its entry
-		// trampolines, above userTop.)
-		return false, nil
-	}
-	enc, err := vmm.EncodeArch(&arch)
-	if err != nil {
-		return false, fmt.Errorf("state stop: %w", err)
-	}
-	code, err := translate(v.s.m.Memory(), arch.Sregs.CR3, arch.Regs.RIP)
-	if err != nil {
-		// The kick came before a fetch that will fault (the page is
-		// not mapped yet): no code page to run replay to. Measured in
-		// the fresh-clone make test of 2026-12-07 (true, threads2,
-		// the daemon's race).
-		return false, nil
+	mem := v.s.m.Memory()
+	at, err := v.stopPoint(mem)
+	if err != nil || at == nil {
+		return false, err
 	}
 	pages, err := v.s.m.DirtyPages()
 	if err != nil {
 		return false, fmt.Errorf("state stop: %w", err)
 	}
 	v.s.dirtyCleared = time.Now()
-	mem := v.s.m.Memory()
+	if err := v.takeStop(at, pages, mem); err != nil {
+		return false, err
+	}
+	c.rec, err = v.finishChunk(c.rec, log.ReasonStateStop)
+	c.rec.End.KernelInsns = 0
+	v.trace("STATE-STOP vcpu %d rip %#x after %v, %d pages", v.id, at.rip, time.Since(c.started), len(pages))
+	return true, err
+}
+
+// stopAt is where a state stop may end a chunk: the vCPU's state and the
+// guest page its next instruction is fetched from.
+type stopAt struct {
+	arch []byte // vmm.EncodeArch
+	code uint64 // guest-physical address of the code page
+	rip  uint64
+}
+
+// stopPoint reads where the vCPU stands, or nil where replay could not
+// put the state in place: on PVM anywhere but user code
+// (runToCodePage), and where the next fetch's page is not mapped. mem is
+// guest memory as this vCPU sees it (the page tables are read there).
+func (v *vcpu) stopPoint(mem []byte) (*stopAt, error) {
+	arch, err := v.SaveArch()
+	if err != nil {
+		return nil, fmt.Errorf("state stop: %w", err)
+	}
+	if v.s.opts.KernelCount && (arch.Sregs.CS.Selector&3 != 3 || arch.Regs.RIP >= userTop) {
+		// (PVM reports a user CS at some instructions of its entry
+		// trampolines, above userTop.)
+		return nil, nil
+	}
+	enc, err := vmm.EncodeArch(&arch)
+	if err != nil {
+		return nil, fmt.Errorf("state stop: %w", err)
+	}
+	code, err := translate(mem, arch.Sregs.CR3, arch.Regs.RIP)
+	if err != nil {
+		// The kick came before a fetch that will fault (the page is
+		// not mapped yet): no code page to run replay to. Measured in
+		// the fresh-clone make test of 2026-12-07 (true, threads2,
+		// the daemon's race).
+		return nil, nil
+	}
+	return &stopAt{arch: enc, code: code, rip: arch.Regs.RIP}, nil
+}
+
+// takeStop keeps the state stop records of a stop at at (v.stops): the
+// state, and the pages written (sorted page numbers, their contents in
+// mem), split at maxStopPages. It paces the vCPU's next stop by their
+// compressed size (stopLogRate).
+func (v *vcpu) takeStop(at *stopAt, pages []uint64, mem []byte) error {
 	v.stops = v.stops[:0]
 	for len(pages) > 0 || len(v.stops) == 0 {
 		n := min(len(pages), maxStopPages)
@@ -179,7 +214,7 @@ func (v *vcpu) stateStop(c *chunkRun) (bool, error) {
 		}
 		pages = pages[n:]
 		if len(pages) == 0 {
-			r.Arch, r.CodePage = enc, code/log.PageSize
+			r.Arch, r.CodePage = at.arch, at.code/log.PageSize
 		}
 		v.stops = append(v.stops, r)
 	}
@@ -187,15 +222,41 @@ func (v *vcpu) stateStop(c *chunkRun) (bool, error) {
 	for _, r := range v.stops {
 		n, err := r.CompressedSize()
 		if err != nil {
-			return false, err
+			return err
 		}
 		size += n
 	}
 	v.stopNotBefore = time.Now().Add(time.Duration(size) * time.Second / stopLogRate)
-	c.rec, err = v.finishChunk(c.rec, log.ReasonStateStop)
-	c.rec.End.KernelInsns = 0
-	v.trace("STATE-STOP vcpu %d rip %#x after %v, %d pages, ~%d bytes compressed", v.id, arch.Regs.RIP, time.Since(c.started), len(v.stops[len(v.stops)-1].Pages)+(len(v.stops)-1)*maxStopPages, size)
-	return true, err
+	return nil
+}
+
+// parStopsOn reports whether the parallel recorder takes state stops:
+// on PVM, where replay finds a stop's user-mode point (runToCodePage).
+// Its chunks' write sets come from the page tracker, not the dirty log.
+func (s *Session) parStopsOn() bool {
+	return s.opts.StateStops && s.opts.Parallel && s.opts.KernelCount
+}
+
+// parStop is the parallel recorder's state stop, tried at a kick: a chunk
+// that has run for stateStopAfter in guest user code without an exit
+// ends there (parRun.stop), so that what it wrote commits and its guest
+// time passes (a thread that set a flag and spins on another's, or a
+// loop a timer should interrupt, kept the chunk, and so its writes and
+// the clock, forever). Not after an interrupt was injected at its start:
+// replay would have to deliver it, and a stop has no point for that
+// (its handler's EOI is an exit anyway).
+func (v *vcpu) parStop(c *parRun) (bool, error) {
+	if !v.s.parStopsOn() || c.injected || time.Since(c.started) < stateStopAfter || time.Now().Before(v.stopNotBefore) {
+		return false, nil
+	}
+	// Read through the chunk's view: its page-table reads are tracked
+	// like the guest's.
+	at, err := v.stopPoint(v.s.par.views[v.id].Mem())
+	if err != nil || at == nil {
+		return false, err
+	}
+	c.stop = at
+	return true, nil
 }
 
 // pendingStop gathers, in replay, the state stop records that precede

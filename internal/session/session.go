@@ -105,7 +105,7 @@ func DefaultOptions() Options {
 // Recorder is the header record of the options that shaped a recording.
 func (o Options) Recorder() *log.RecorderOptions {
 	return &log.RecorderOptions{KernelCount: o.KernelCount, PrivilegeEnds: o.PrivilegeEnds && o.KernelCount,
-		EarlyConflicts: o.EarlyConflicts, SpinChecks: o.SpinChecks && o.KernelCount, StateMatch: o.StateMatch && !o.KernelCount, StateStops: o.StateStops && !o.Parallel, DebugSquashAll: o.DebugSquashAll}
+		EarlyConflicts: o.EarlyConflicts, SpinChecks: o.SpinChecks && o.KernelCount, StateMatch: o.StateMatch && !o.KernelCount, StateStops: o.StateStops && (!o.Parallel || o.KernelCount), DebugSquashAll: o.DebugSquashAll}
 }
 
 // Session records or replays one machine.
