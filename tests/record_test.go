@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -139,16 +140,25 @@ func TestUserSpinWait(t *testing.T) {
 	requireKVM(t)
 	ckpt := bootedCheckpoint(t, 2)
 	modes := []string{"serialized"}
-	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+	_, pvm := os.Stat("/sys/module/kvm_pvm")
+	if pvm == nil {
 		// The parallel recorder's state stops exist on PVM only
 		// (det_stop.go, parStopsOn); elsewhere its chunk never ends.
 		modes = append(modes, "parallel")
 	}
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
-			out, _ := recordAndReplayFlags(t, 3, 2, ckpt, []string{"--mode", mode, "--state-match"}, nil, "spinflag", "20")
+			out, rec := recordAndReplayFlags(t, 3, 2, ckpt, []string{"--mode", mode, "--state-match"}, nil, "spinflag", "20")
 			if !strings.Contains(out, "spinflag: rounds=20 ok") {
 				t.Fatalf("spinflag output:\n%s", out)
+			}
+			if pvm == nil {
+				// On PVM the spin ends only at state stops: the
+				// recording must hold some.
+				p := samsara(t, resumeTimeout, "inspect", rec)
+				if !regexp.MustCompile(`(?m)^\s+state-stop\s+[1-9]`).MatchString(p.stdout) {
+					t.Errorf("the recording has no chunk ended at a state stop; inspect says:\n%s", p.stdout)
+				}
 			}
 		})
 	}

@@ -16,8 +16,9 @@ import (
 // guest user mode for far longer than the test, under the serialized
 // recorder with state stops off (--state-stops=false), which then cannot
 // preempt guest user code without a PMU (README, "How record and replay
-// work"): the vCPU whose turn it is makes no exit, so no chunk ends. (The parallel recorder stalls on it too, under PVM;
-// in the emulated SVM host it is too slow to reach the loop in time.)
+// work"): the vCPU whose turn it is makes no exit, so no chunk ends. (So
+// does the parallel recorder's without them, under PVM; in the emulated
+// SVM host it is too slow to reach the loop in time.)
 func TestStallEndsWithError(t *testing.T) {
 	requireKVM(t)
 	ckpt := bootedCheckpoint(t, 2)

@@ -361,7 +361,6 @@ func (v *vcpu) replayChunkEnd(c *chunkRun) (log.Chunk, error) {
 			return c.rec, err
 		}
 		rec, err := v.finishChunk(c.rec, log.ReasonStateStop)
-		rec.End.KernelInsns = 0
 		if err == nil && (rec.End.RIP != c.want.End.RIP || rec.End.Regs != c.want.End.Regs) {
 			v.endNote = v.replayEndNote(c, false)
 		}
@@ -681,6 +680,12 @@ func (v *vcpu) finishChunk(rec log.Chunk, reason log.Reason) (log.Chunk, error) 
 		return rec, err
 	}
 	rec.End = log.Point{KernelInsns: n - v.last, RIP: regs.RIP, RCX: regs.RCX, Regs: regsHash(regs)}
+	if reason == log.ReasonStateStop {
+		// Replay puts a stop's state in place instead of counting its
+		// way there (det_stop.go): the count since the last exit is not
+		// part of the end point.
+		rec.End.KernelInsns = 0
+	}
 	if v.s.tracing() {
 		v.s.log.Debug(fmt.Sprintf("CHUNK vcpu %d reason %v exits %d rip %#x vt %d regs %+v", v.id, reason, rec.Exits, regs.RIP, v.s.m.VirtualTime(), *regs))
 	}

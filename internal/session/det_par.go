@@ -595,7 +595,6 @@ func (v *vcpu) parCommitted(c *parRun, seq uint64, w RecordSink) error {
 		return err
 	}
 	if c.stop != nil {
-		rec.End.KernelInsns = 0 // replay puts the state in place (det_stop.go)
 		for _, st := range v.stops {
 			if err := w.Append(st); err != nil {
 				return err

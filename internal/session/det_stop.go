@@ -87,9 +87,9 @@ const userTop = 1 << 47
 // is split over several records, the state in the last one.
 const maxStopPages = 2048
 
-// stopsOn reports whether this recording takes state stops.
-// (The parallel recorder's are parStopsOn's.)
-func (s *Session) stopsOn() bool { return s.opts.StateStops && !s.opts.Parallel }
+// stopsOn reports whether this serialized recording takes state stops
+// (the parallel recorder's are parStopsOn's).
+func (s *Session) stopsOn() bool { return s.opts.serialStops() }
 
 // startStops turns on the dirty log a state stop reads, at the start of a
 // recording.
@@ -158,7 +158,6 @@ func (v *vcpu) stateStop(c *chunkRun) (bool, error) {
 		return false, err
 	}
 	c.rec, err = v.finishChunk(c.rec, log.ReasonStateStop)
-	c.rec.End.KernelInsns = 0
 	v.trace("STATE-STOP vcpu %d rip %#x after %v, %d pages", v.id, at.rip, time.Since(c.started), len(pages))
 	return true, err
 }
@@ -230,12 +229,10 @@ func (v *vcpu) takeStop(at *stopAt, pages []uint64, mem []byte) error {
 	return nil
 }
 
-// parStopsOn reports whether the parallel recorder takes state stops:
-// on PVM, where replay finds a stop's user-mode point (runToCodePage).
-// Its chunks' write sets come from the page tracker, not the dirty log.
-func (s *Session) parStopsOn() bool {
-	return s.opts.StateStops && s.opts.Parallel && s.opts.KernelCount
-}
+// parStopsOn reports whether this parallel recording takes state stops
+// (Options.parallelStops). Its chunks' write sets come from the page
+// tracker, not the dirty log.
+func (s *Session) parStopsOn() bool { return s.opts.parallelStops() }
 
 // parStop is the parallel recorder's state stop, tried at a kick: a chunk
 // that has run for stateStopAfter in guest user code without an exit
@@ -399,7 +396,7 @@ func (v *vcpu) runToCodePage(gpa uint64, cpl uint16) error {
 		switch {
 		case err != nil:
 			return err
-		case exited && accesses < codePageAccesses && v.CompleteTrappedAccess(gpa&^(log.PageSize-1)):
+		case exited && accesses < codePageAccesses && v.CompleteTrappedAccess(gpa):
 			// The emulated guest kernel touched the page (PVM): not
 			// the fetch this waits for, and not an exit of the chunk.
 			accesses++

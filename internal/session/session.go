@@ -66,10 +66,11 @@ type Options struct {
 	// host one replay of a daemon-made 2-vCPU race recording diverged
 	// with it on (cause not found yet).
 	StateMatch bool
-	// StateStops: the serialized recorder ends a chunk that has made no
-	// exit for long, where no counted point is near, by logging the
-	// state it stands in (det_stop.go): guest user mode on PVM, any
-	// guest code without a counter. DefaultOptions turns it on; the
+	// StateStops: a recorder ends a chunk that has made no exit for
+	// long, where no counted point is near, by logging the state it
+	// stands in (det_stop.go): guest user mode on PVM (both recorders),
+	// any guest code without a counter (the serialized recorder only:
+	// serialStops, parallelStops). DefaultOptions turns it on; the
 	// record command turns it off on VMX/SVM unless asked for
 	// (record --state-stops), where it has not been measured yet.
 	StateStops bool
@@ -102,10 +103,19 @@ func DefaultOptions() Options {
 	return Options{KernelCount: true, PrivilegeEnds: true, EarlyConflicts: true, SpinChecks: true, StateStops: true}
 }
 
+// serialStops reports whether the serialized recorder takes state stops
+// (det_stop.go): with a counter or without.
+func (o Options) serialStops() bool { return o.StateStops && !o.Parallel }
+
+// parallelStops reports whether the parallel recorder takes state stops:
+// on PVM only, where replay finds a stop's user-mode point
+// (runToCodePage).
+func (o Options) parallelStops() bool { return o.StateStops && o.Parallel && o.KernelCount }
+
 // Recorder is the header record of the options that shaped a recording.
 func (o Options) Recorder() *log.RecorderOptions {
 	return &log.RecorderOptions{KernelCount: o.KernelCount, PrivilegeEnds: o.PrivilegeEnds && o.KernelCount,
-		EarlyConflicts: o.EarlyConflicts, SpinChecks: o.SpinChecks && o.KernelCount, StateMatch: o.StateMatch && !o.KernelCount, StateStops: o.StateStops && (!o.Parallel || o.KernelCount), DebugSquashAll: o.DebugSquashAll}
+		EarlyConflicts: o.EarlyConflicts, SpinChecks: o.SpinChecks && o.KernelCount, StateMatch: o.StateMatch && !o.KernelCount, StateStops: o.serialStops() || o.parallelStops(), DebugSquashAll: o.DebugSquashAll}
 }
 
 // Session records or replays one machine.

@@ -205,20 +205,22 @@ func (v *VCPU) ProtectPage(gpa uint64, none bool) error {
 }
 
 // CompleteTrappedAccess handles the last exit when it is an MMIO exit
-// inside the guest RAM page at page (4 KiB aligned) that ProtectPage made
+// inside the guest RAM page holding gpa that ProtectPage made
 // inaccessible: KVM's instruction emulator, which could not reach the
 // page, handed its access to userspace as device I/O (measured on PVM,
 // where the guest kernel's instructions are emulated: the kernel's first
 // touch of a protected page arrives so, not as EFAULT). It does the access
 // against guest RAM, as KVM would have, and reports true; the next KVM_RUN
 // finishes the instruction. The page must be accessible again.
-func (v *VCPU) CompleteTrappedAccess(page uint64) bool {
+func (v *VCPU) CompleteTrappedAccess(gpa uint64) bool {
 	if v.run.ExitReason != kvmsys.ExitMMIO {
 		return false
 	}
 	addr, data, write := kvmsys.MMIOExit(v.run)
 	mem := v.m.mem.mem
-	if addr&^4095 != page || addr+uint64(len(data)) > page+4096 || addr+uint64(len(data)) > uint64(len(mem)) {
+	page := gpa &^ (pageSize - 1)
+	end := addr + uint64(len(data))
+	if addr&^(pageSize-1) != page || end > page+pageSize || end > uint64(len(mem)) {
 		return false
 	}
 	if write {
