@@ -102,7 +102,9 @@ type knownFailure struct {
 //
 // Measured on PVM (this project's machine, 2 vCPUs, 2 host cores shared
 // with other jobs), 2026-12-06, with the programs in one batch and again
-// alone where it says so.
+// alone where it says so; the serialized entries again on 2026-12-07 with
+// state stops on (alarm_loop, setitimer_virtual and munmap_in_use pass
+// since).
 var corpusKnown = []knownFailure{
 	// Measured in the emulated SVM host (no PMU), 2026-12-07, the
 	// serialized batch on 2 vCPUs: a vCPU that spins waiting for a thread
@@ -122,28 +124,18 @@ var corpusKnown = []knownFailure{
 		reason: "SIGVTALRM never came within the 2^33-iteration bound (no timer tick charges the user time while the loop makes no exit)"},
 	{prog: "thread_exit_busy", mode: "serialized", platform: "svm", issue: 11, hang: true,
 		reason: "no program ended for 3 min (samsara killed) in its one try: two threads spin in user mode while the main thread's 1 ms sleep waits for a timer, as on PVM"},
-	// Guest time barely moves while a vCPU runs user code: the loop ran
-	// to its 2^33-iteration bound (natively alarm(1) ends it after 1 s)
-	// while the guest's CLOCK_MONOTONIC advanced 0.01 s (serialized) and 0.04 s
-	// (parallel), so alarm(1) never fired and the program failed its own
-	// check. Issue 19 item 1 (guest time that follows the host's clock).
-	{prog: "alarm_loop", mode: "serialized", platform: "pvm", issue: 19,
-		reason: "SIGALRM never came: the user-mode loop reached its 2^33-iteration bound while guest CLOCK_MONOTONIC advanced 0.01 s (guest time advances per exit, not with the host's clock); with record --state-stops, off by default, it passed (2026-12-07)"},
-	{prog: "alarm_loop", mode: "parallel", platform: "pvm", issue: 19,
-		reason: "SIGALRM never came: the user-mode loop reached its 2^33-iteration bound while guest CLOCK_MONOTONIC advanced 0.04 s (guest time advances per exit and chunk end, not with the host's clock)"},
-	// The same for the CPU-time timer: user time is charged at guest
-	// timer ticks, which do not come while user code runs.
-	{prog: "setitimer_virtual", mode: "serialized", platform: "pvm", issue: 19,
-		reason: "SIGVTALRM never came within the 2^33-iteration bound (guest CLOCK_MONOTONIC advanced 0.02 s over the loop; no timer tick charges the user time); with record --state-stops, off by default, it passed (2026-12-07)"},
-	{prog: "setitimer_virtual", mode: "parallel", platform: "pvm", issue: 19,
-		reason: "SIGVTALRM never came within the 2^33-iteration bound (guest CLOCK_MONOTONIC advanced 0.13 s over the loop; no timer tick charges the user time)"},
+	// (alarm_loop and setitimer_virtual pass under both recorders on
+	// PVM since their state stops: det_stop.go.)
 	// Two threads spin in user mode (malloc/free until a flag) while the
 	// main thread sleeps 1 ms at a time and then sets the flag: its
-	// timer never fires while the spinners run.
-	{prog: "thread_exit_busy", mode: "serialized", platform: "pvm", issue: 19, hang: true,
-		reason: "samsara record fails after 60 s: \"vcpu 0 ran guest user code for 1m0s without an exit; it cannot be preempted at an exact point on a host without a PMU\" (2 threads spin in user mode while the main thread's 1 ms sleep waits for a timer)"},
-	{prog: "thread_exit_busy", mode: "parallel", platform: "pvm", issue: 19, hang: true,
-		reason: "the recording made no progress for over 4 min (killed; both vCPU goroutines in runVCPU under parChunk): 2 threads spin in user mode while the main thread's 1 ms sleep waits for a timer"},
+	// timer never fires while the spinners run. The serialized recorder's
+	// state stops (every 100 ms at most) let the main thread run, but
+	// not often enough: it did not finish within corpus-run's 30 s of
+	// guest time (2026-12-07, 1 of 1; the recording replayed matched).
+	{prog: "thread_exit_busy", mode: "serialized", platform: "pvm", issue: 19,
+		reason: "timed out at corpus-run's 30 s guest-time limit (2 threads spin in user mode while the main thread sleeps 1 ms at a time, 60 times; state stops end a spinner's chunk at most every 100 ms)"},
+	{prog: "thread_exit_busy", mode: "parallel", platform: "pvm", issue: 19,
+		reason: "timed out at corpus-run's 30 s guest-time limit (2026-12-07, 1 of 1, the recording replayed matched with 24 state stops; before state stops the recording made no progress for 4 min): 2 threads spin in user mode while the main thread sleeps 1 ms at a time, 60 times"},
 	// Two threads spin in user mode on the 2 vCPUs while the main thread
 	// creates 60 threads and sleeps 1 ms at a time: even without a
 	// recorder the main thread did not finish within corpus-run's 30 s
@@ -151,13 +143,6 @@ var corpusKnown = []knownFailure{
 	// 2 passed).
 	{prog: "thread_exit_busy", mode: "run", platform: "pvm", issue: 19, flaky: true,
 		reason: "timed out at corpus-run's 30 s guest-time limit in 2 of 4 run batches (2 threads spin in user mode on both vCPUs while the main thread creates threads and sleeps 1 ms at a time; natively 0.16 s)"},
-	// A reader thread loops in user mode over a mapping until the main
-	// thread (which yields until the reader started) unmaps it: when the
-	// reader's vCPU holds the serialized recorder's turn, the main
-	// thread never runs. 2 of 5 serialized batches (3 passed and
-	// replayed matched).
-	{prog: "munmap_in_use", mode: "serialized", platform: "pvm", issue: 19, flaky: true,
-		reason: "samsara record failed in 2 of 5 batches after 60 s: \"vcpu 0 ran guest user code for 1m0s without an exit; it cannot be preempted at an exact point on a host without a PMU\" (the reader thread spins in user mode while the thread that would unmap waits for the turn)"},
 	// The same stall in another program: in 1 of 5 serialized batches no
 	// program ended for 3 min in barrier (killed; vCPU goroutines in
 	// detLoop, runVCPU and the watchdog); the other 4 passed and replayed

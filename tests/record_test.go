@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -131,23 +132,50 @@ func TestInspect(t *testing.T) {
 // forth by spinning in user mode on a shared flag (no system call, no
 // PAUSE), on 2 vCPUs and replays it 3 times (issue 11, item 5). On
 // hardware virtualization without a PMU the serialized recorder stops a
-// spinning vCPU at a state-matching stop so that the other can run.
+// spinning vCPU at a state-matching stop so that the other can run, or,
+// asked to (--state-stops), at a state stop; on PVM both recorders do at
+// a state stop (on by default there; det_stop.go), and the parallel
+// recorder's stop commits the flag the spinning thread set.
 func TestUserSpinWait(t *testing.T) {
 	requireKVM(t)
-	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
-		// Measured: the serialized recorder stalls (a vCPU in guest user
-		// code cannot be stopped at an exact point there, README
-		// "Platform notes"), and so did the parallel recorder (no chunk
-		// ended for 2m30s after 1039 chunks, both vCPUs returning to
-		// user mode). With record --state-stops (experimental, off by
-		// default) the serialized recorder passed it (1 of 1,
-		// 2026-12-07).
-		t.Skip("needs hardware virtualization: under PVM neither recorder stops a vCPU spinning in guest user code by default (state stops are experimental: record --state-stops; README, \"How record and replay work\")")
-	}
 	ckpt := bootedCheckpoint(t, 2)
-	out, _ := recordAndReplayFlags(t, 3, 2, ckpt, []string{"--state-match"}, nil, "spinflag", "20")
-	if !strings.Contains(out, "spinflag: rounds=20 ok") {
-		t.Fatalf("spinflag output:\n%s", out)
+	_, pvm := os.Stat("/sys/module/kvm_pvm")
+	type mode struct {
+		name  string
+		flags []string
+		stops bool // the recording must hold state stops
+	}
+	var modes []mode
+	if pvm == nil {
+		// On PVM the spin ends only at state stops (on by default in
+		// both recorders there).
+		modes = []mode{
+			{"serialized", []string{"--mode", "serialized"}, true},
+			{"parallel", []string{"--mode", "parallel"}, true},
+		}
+	} else {
+		// Without a counter: the serialized recorder's state-matching
+		// stops, and its state stops (opt-in off PVM). The parallel
+		// recorder has neither there (det_stop.go, parStopsOn): its
+		// chunk would never end.
+		modes = []mode{
+			{"serialized", []string{"--mode", "serialized", "--state-match"}, false},
+			{"serialized_state_stops", []string{"--mode", "serialized", "--state-stops"}, true},
+		}
+	}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			out, rec := recordAndReplayFlags(t, 3, 2, ckpt, m.flags, nil, "spinflag", "20")
+			if !strings.Contains(out, "spinflag: rounds=20 ok") {
+				t.Fatalf("spinflag output:\n%s", out)
+			}
+			if m.stops {
+				p := samsara(t, resumeTimeout, "inspect", rec)
+				if !regexp.MustCompile(`(?m)^\s+state-stop\s+[1-9]`).MatchString(p.stdout) {
+					t.Errorf("the recording has no chunk ended at a state stop; inspect says:\n%s", p.stdout)
+				}
+			}
+		})
 	}
 }
 

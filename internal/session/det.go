@@ -645,7 +645,10 @@ func (s *Session) othersState(cur *vcpu) string {
 // preemptablePoint reports whether the vCPU stands where a chunk may end
 // by preemption, a point replay can find again (both recorders ask it):
 // guest kernel code (user reports guest user mode instead), not a REP
-// string instruction (atRepString), and real progress since the chunk's
+// string instruction (atRepString), no event queued for delivery
+// (vmm.EventQueued: the fresh-clone make test of 2026-12-07 diverged
+// twice at a point counted one past a kernel access to a user page whose
+// #PF was queued, not delivered), and real progress since the chunk's
 // last exit or start: right after an exit the only kernel "progress" may
 // be KVM completing the exit's I/O instruction, and replay's breakpoint
 // cannot land between that completion and the next instruction.
@@ -664,7 +667,11 @@ func (v *vcpu) preemptablePoint() (ok, user bool, err error) {
 	if err != nil {
 		return false, false, err
 	}
-	return !v.atRepString(regs.RIP), false, nil
+	if v.atRepString(regs.RIP) {
+		return false, false, nil
+	}
+	queued, err := v.EventQueued()
+	return !queued, false, err
 }
 
 // finishChunk fills the chunk's end point: the registers, and the kernel

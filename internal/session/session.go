@@ -70,13 +70,9 @@ type Options struct {
 	// long, where no counted point is near, by logging the state it
 	// stands in (det_stop.go): guest user mode on PVM (both recorders),
 	// any guest code without a counter (the serialized recorder only:
-	// serialStops, parallelStops). Off by default (record
-	// --state-stops): the fresh-clone make test of 2026-12-07 evening
-	// with them on saw the serialized corpus replay diverge twice at a
-	// counted preemption point in strncpy_from_user (recorded +N kernel
-	// instructions at an instruction still to run, replayed +N at the
-	// next one's page fault): the dirty log's write protection or the
-	// replay's dropped translations perturb PVM's count (issue 19).
+	// serialStops, parallelStops). DefaultOptions turns it on; the
+	// record command turns it off on VMX/SVM unless asked for
+	// (record --state-stops), where it has not been measured yet.
 	StateStops bool
 	// DebugSquashAll squashes every parallel chunk once before committing
 	// it: a replay of such a recording checks that a squash leaves no
@@ -104,7 +100,7 @@ type Options struct {
 // DefaultOptions are the recorders' defaults: every chunk-end refinement
 // on, diagnostics off.
 func DefaultOptions() Options {
-	return Options{KernelCount: true, PrivilegeEnds: true, EarlyConflicts: true, SpinChecks: true}
+	return Options{KernelCount: true, PrivilegeEnds: true, EarlyConflicts: true, SpinChecks: true, StateStops: true}
 }
 
 // serialStops reports whether the serialized recorder takes state stops
