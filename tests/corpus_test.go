@@ -143,23 +143,12 @@ var corpusKnown = []knownFailure{
 	// 2 passed).
 	{prog: "thread_exit_busy", mode: "run", platform: "pvm", issue: 19, flaky: true,
 		reason: "timed out at corpus-run's 30 s guest-time limit in 2 of 4 run batches (2 threads spin in user mode on both vCPUs while the main thread creates threads and sleeps 1 ms at a time; natively 0.16 s)"},
-	// The same stall in another program: in 1 of 5 serialized batches no
-	// program ended for 3 min in barrier (killed; vCPU goroutines in
-	// detLoop, runVCPU and the watchdog); the other 4 passed and replayed
-	// matched. The stall looks like one intermittent serialized-recorder
-	// hang (issue 19 item 2) that lands in whichever program runs.
-	{prog: "barrier", mode: "serialized", platform: "pvm", issue: 19, flaky: true,
-		reason: "the serialized recording stalled in it in 1 of 5 batches (no program ended for 3 min; vCPU goroutines in detLoop, runVCPU and the watchdog); 4 batches passed and replayed matched"},
-	// Seen once in 10 serialized recordings of it (1 of 6 batches; 4 of 4
-	// alone passed in 9-16 s): no program ended for 4 min, vCPU 1 in
-	// KVM_RUN (runChunk), vCPU 0 waiting for its turn (detLoop).
-	{prog: "pipe_threads", mode: "serialized", platform: "pvm", issue: 19, flaky: true,
-		reason: "the serialized recording stalled in it in 1 of 10 tries (no progress for 4 min; vCPU 1 in KVM_RUN under runChunk, vCPU 0 waiting for its turn in detLoop); 9 tries passed and replayed matched"},
-	// The same class once more, in a program with no user-mode spin of
-	// its own: 1 of 5 serialized batches of 2026-12-06 (the fresh-clone
-	// make test at efc1438; the other 4, two in CI, passed).
-	{prog: "epoll", mode: "serialized", platform: "pvm", issue: 19, flaky: true,
-		reason: "samsara record failed in 1 of 5 batches after 60 s: \"vcpu 1 ran guest user code for 1m0s without an exit; it cannot be preempted at an exact point on a host without a PMU\" (the intermittent serialized-recorder stall of barrier and pipe_threads, landing here)"},
+	// (barrier, pipe_threads and epoll were listed here as intermittent
+	// serialized-recorder stalls, 1 in 5-10 tries: vCPU 1 in KVM_RUN,
+	// not ended by kicks. The cause was KVM_SET_SIGNAL_MASK's argument
+	// layout, which blocked the kick signal at random (fixed 2026-12-07,
+	// internal/kvm.SetSignalMask); since then every serialized batch
+	// passed them: 5 of 5, CI included.)
 }
 
 // corpusProgram is one program's part of a batch's console output.
