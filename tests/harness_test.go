@@ -269,6 +269,17 @@ func recordAndReplayFlags(t *testing.T, n, cpus int, ckpt string, recordFlags, e
 // diverge there, and returns the copy's path.
 func divergedCopy(t *testing.T, rec string) string {
 	t.Helper()
+	bad, ok := divergedCopyWhere(t, rec, func(c *log.Chunk) bool { return c.Exits > 2 })
+	if !ok {
+		t.Fatal("no chunk with exits to change")
+	}
+	return bad
+}
+
+// divergedCopyWhere is divergedCopy for the first chunk that pick
+// accepts; ok is false when there is none.
+func divergedCopyWhere(t *testing.T, rec string, pick func(*log.Chunk) bool) (path string, ok bool) {
+	t.Helper()
 	raw, err := os.ReadFile(rec)
 	if err != nil {
 		t.Fatal(err)
@@ -279,13 +290,13 @@ func divergedCopy(t *testing.T, rec string) string {
 	}
 	changed := false
 	for _, r := range records {
-		if c, ok := r.(*log.Chunk); ok && c.Exits > 2 && !changed {
+		if c, ok := r.(*log.Chunk); ok && c.Exits > 0 && pick(c) && !changed {
 			c.Exits-- // the chunk now ends one exit early
 			changed = true
 		}
 	}
 	if !changed {
-		t.Fatal("no chunk with exits to change")
+		return "", false
 	}
 	var buf bytes.Buffer
 	w, err := log.NewWriter(&buf, h)
@@ -304,5 +315,5 @@ func divergedCopy(t *testing.T, rec string) string {
 	if err := os.WriteFile(bad, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return bad
+	return bad, true
 }

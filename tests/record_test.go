@@ -8,6 +8,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/samsara-vmm/samsara/internal/log"
+	"github.com/samsara-vmm/samsara/tests/testenv"
 )
 
 // replays is how many times each recording is replayed (issue 3: "each
@@ -105,6 +108,7 @@ func TestReplayDetectsDivergence(t *testing.T) {
 	if p.status == 0 || !strings.Contains(p.stderr, "DIVERGED: replay diverged at chunk") {
 		t.Fatalf("replay of a changed log: status %d\nstderr:\n%s", p.status, tail(p.stderr))
 	}
+	checkStopLosesExit(t, rec, ckpt)
 
 	cut := filepath.Join(t.TempDir(), "cut.zst")
 	os.WriteFile(cut, raw[:len(raw)*2/3], 0o644)
@@ -174,8 +178,33 @@ func TestUserSpinWait(t *testing.T) {
 				if !regexp.MustCompile(`(?m)^\s+state-stop\s+[1-9]`).MatchString(p.stdout) {
 					t.Errorf("the recording has no chunk ended at a state stop; inspect says:\n%s", p.stdout)
 				}
+				checkStopLosesExit(t, rec, ckpt)
 			}
 		})
+	}
+}
+
+// checkStopLosesExit replays a copy of rec in which a chunk ended at a
+// state stop lost an exit, and expects the divergence: replay puts the
+// stop's state in place after the chunk's exits, so only its check of
+// where the last exit left the vCPU (on PVM, the run on to the stop's
+// code page) can see it (det_stop.go). A recording with no such chunk
+// is noted.
+func checkStopLosesExit(t *testing.T, rec, ckpt string) {
+	t.Helper()
+	bad, ok := divergedCopyWhere(t, rec, func(c *log.Chunk) bool { return c.Reason == log.ReasonStateStop })
+	if !ok {
+		testenv.Note(t, "the recording has no chunk ended at a state stop after an exit: a lost exit before a stop was not checked")
+		return
+	}
+	p := samsara(t, resumeTimeout, "replay", bad, "--from-checkpoint", ckpt)
+	if p.status == 0 || !strings.Contains(p.stderr, "DIVERGED: replay diverged at chunk") {
+		t.Fatalf("replay of a log whose state-stop chunk lost an exit: status %d\nstderr:\n%s", p.status, tail(p.stderr))
+	}
+	for _, l := range strings.Split(p.stderr, "\n") {
+		if strings.Contains(l, "DIVERGED") {
+			t.Logf("a state-stop chunk that lost an exit: %s", l)
+		}
 	}
 }
 

@@ -43,9 +43,6 @@ Exits with PROGRAM's exit status.`,
 			if err := checkRecordFlags(r.out, r.mode, r.tracker); err != nil {
 				return err
 			}
-			// State stops are on by default where they were measured
-			// (PVM); on VMX/SVM only when asked for (session.Options).
-			r.stopsAsked = cmd.Flags().Changed("state-stops")
 			return r.record(logger(), args)
 		},
 	}
@@ -72,8 +69,6 @@ type recordFlags struct {
 	// profile prints where the wall time went; profileJSON writes it.
 	profile     bool
 	profileJSON string
-	// stopsAsked: --state-stops was given (either way).
-	stopsAsked bool
 }
 
 // setup is the machine and session configuration and the log header.
@@ -88,9 +83,6 @@ func (r *recordFlags) setup(logger *zap.Logger, args []string) (vmm.Config, sess
 	opts.Logger, opts.Parallel, opts.Tracker = cfg.Logger, r.mode == string(log.ModeParallel), r.tracker
 	platform := hostPlatform()
 	opts.KernelCount = platform == log.PlatformPVM
-	if !opts.KernelCount && !r.stopsAsked {
-		opts.StateStops = false
-	}
 	cfg.SeparateVMs, cfg.Platform = opts.Parallel, string(platform)
 	h, err := recordHeader(cfg, platform)
 	if err != nil {

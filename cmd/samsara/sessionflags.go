@@ -25,7 +25,7 @@ func (f *sessionFlags) registerRecord(cmd *cobra.Command) {
 	fl.BoolVar(&f.o.EarlyConflicts, "early-conflicts", f.o.EarlyConflicts, "parallel recorder: stop a chunk as soon as a commit dooms it")
 	fl.BoolVar(&f.o.SpinChecks, "spin-checks", f.o.SpinChecks, "serialized recorder: preempt a vCPU in a kernel spin function early")
 	fl.BoolVar(&f.o.StateMatch, "state-match", false, "serialized recorder without a counter (VMX/SVM): end chunks that spin without exits at state-matching stops (experimental)")
-	fl.BoolVar(&f.o.StateStops, "state-stops", f.o.StateStops, "end a chunk that loops in guest code without exits where it stands, logging its state (both recorders on PVM, on by default; VMX/SVM: serialized recorder only, experimental, off by default)")
+	fl.BoolVar(&f.o.StateStops, "state-stops", f.o.StateStops, "end a chunk that loops in guest code without exits where it stands, logging its state (on by default: both recorders on PVM, the serialized recorder on VMX/SVM; --state-stops=false turns it off)")
 	fl.BoolVar(&f.o.DebugSquashAll, "debug-squash-all", false, "parallel recorder: squash every chunk once (a replay checks that squashes leave no trace)")
 	f.registerDebug(cmd, "parallel recorder: write the hash of every page each chunk wrote to FILE (replay --debug-writes checks them)")
 	for _, name := range []string{"privilege-ends", "early-conflicts", "spin-checks", "debug-squash-all"} {

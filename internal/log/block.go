@@ -39,7 +39,9 @@ import (
 //	7  record kind 11 (StateStop) and chunk reason 12 (ReasonStateStop):
 //	   a version 6 reader would reject serialized recordings of guests
 //	   that loop without exits
-const Version uint32 = 7
+//	8  StateStop.ExitRegs after CodePage: a version 7 reader would
+//	   misread every state stop
+const Version uint32 = 8
 
 // magic opens every recording. The NUL after "SAMSARA" stops text tools
 // from treating the file as text; "REC" leaves room for other samsara file

@@ -160,13 +160,14 @@ func (c *ConsoleInput) decode(d *decoder) { c.Data = d.bytes() }
 func (*ConsoleInput) validate(uint32) error { return nil }
 
 // --- StateStop: vcpu uvarint, arch length uvarint + bytes, code page
-// uvarint, page count uvarint, page-number deltas uvarint (the first from 0), page bytes.
+// uvarint, exit registers uvarint, page count uvarint, page-number deltas uvarint (the first from 0), page bytes.
 
 func (s *StateStop) appendFields(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(s.VCPU))
 	b = binary.AppendUvarint(b, uint64(len(s.Arch)))
 	b = append(b, s.Arch...)
 	b = binary.AppendUvarint(b, s.CodePage)
+	b = binary.AppendUvarint(b, s.ExitRegs)
 	b = binary.AppendUvarint(b, uint64(len(s.Pages)))
 	prev := uint64(0)
 	for _, p := range s.Pages {
@@ -180,6 +181,7 @@ func (s *StateStop) decode(d *decoder) {
 	s.VCPU = d.u32()
 	s.Arch = d.bytes()
 	s.CodePage = d.uvarint()
+	s.ExitRegs = d.uvarint()
 	// Each page takes at least its delta byte and its 4 KiB.
 	n := d.count(PageSize+1, "state stop page count")
 	if d.err != nil {

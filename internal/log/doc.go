@@ -59,7 +59,7 @@
 //	9     End             exit code v (int32 range), length uv, reason bytes, guest nanos uv
 //	10    RecorderStats   length uv, tracker bytes, n uv (== CPUs), n x VCPUStats,
 //	                      m uv (<= 65), m x (bucket uv, chunks uv)
-//	11    StateStop       vcpu uv, length uv, arch bytes, code page uv, n uv, n x page-number
+//	11    StateStop       vcpu uv, length uv, arch bytes, code page uv, exit registers uv, n uv, n x page-number
 //	                      delta uv (ascending), n x 4096 page bytes
 //
 // (uv: uvarint; v: zig-zag varint; every vcpu is below Header.Config.CPUs and

@@ -72,7 +72,7 @@ func allKinds() []Record {
 		&End{ExitCode: 0, Reason: "poweroff", GuestNanos: 12345678901},
 		&End{ExitCode: math.MinInt32, Reason: ""},
 		&End{ExitCode: math.MaxInt32, Reason: strings.Repeat("ü", 100), GuestNanos: math.MaxUint64},
-		&StateStop{VCPU: 1, Arch: []byte{1, 2, 3}, CodePage: 0x401, Pages: []uint64{0x100, 0x101, 0x3ffff}, Data: bytes.Repeat([]byte{0xab, 0, 0, 7}, 3*PageSize/4)},
+		&StateStop{VCPU: 1, Arch: []byte{1, 2, 3}, CodePage: 0x401, ExitRegs: 0xcbf29ce484222325, Pages: []uint64{0x100, 0x101, 0x3ffff}, Data: bytes.Repeat([]byte{0xab, 0, 0, 7}, 3*PageSize/4)},
 		&StateStop{VCPU: testCPUs - 1, Arch: bytes.Repeat([]byte{9}, 5000), Pages: []uint64{}},
 		testRecorderStats(),
 		&RecorderStats{VCPUs: make([]RecorderVCPUStats, testCPUs)}, // empty histogram, no tracker

@@ -206,6 +206,13 @@ type StateStop struct {
 	// it first fetches from that page at the stop's privilege level, since
 	// PVM cannot change a vCPU's privilege level through KVM_SET_SREGS.
 	CodePage uint64 `json:"code_page"`
+	// ExitRegs, in the record with Arch, hashes the vCPU's registers
+	// (session.regsHash) after the chunk's last exit was handled (at the
+	// chunk's start if it made none), where replay stands before it puts
+	// Arch in place; 0 where it is not recorded (PVM, whose replay runs on
+	// to CodePage and meets any exit on the way). Without it a changed
+	// exit count before a stop would go unseen on VMX/SVM.
+	ExitRegs uint64 `json:"exit_regs,omitempty"`
 	// Pages are the guest page numbers (guest-physical address / 4 KiB,
 	// ascending) the guest wrote during the chunk, and Data their
 	// contents where it stopped, 4 KiB each in the same order.

@@ -238,6 +238,9 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		return c.rec, err
 	}
 	defer v.startChunkTimers(want != nil, c.started)()
+	if err := v.noteExitRegs(want == nil); err != nil {
+		return c.rec, err
+	}
 	for {
 		if err := v.debugTop(c); err != nil {
 			return c.rec, err
@@ -288,6 +291,9 @@ func (v *vcpu) runChunk(want *log.Chunk) (log.Chunk, error) {
 		c.rec.Exits++
 		t := time.Now()
 		reason, mustEnd, err := v.handleChunkExit()
+		if err == nil {
+			err = v.noteExitRegs(want == nil)
+		}
 		v.lap(PhaseExit, t)
 		if err == nil && want != nil {
 			err = v.expandExit() // trace_events.go

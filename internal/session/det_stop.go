@@ -165,9 +165,10 @@ func (v *vcpu) stateStop(c *chunkRun) (bool, error) {
 // stopAt is where a state stop may end a chunk: the vCPU's state and the
 // guest page its next instruction is fetched from.
 type stopAt struct {
-	arch []byte // vmm.EncodeArch
-	code uint64 // guest-physical address of the code page
-	rip  uint64
+	arch     []byte // vmm.EncodeArch
+	code     uint64 // guest-physical address of the code page
+	rip      uint64
+	exitRegs uint64 // log.StateStop.ExitRegs
 }
 
 // stopPoint reads where the vCPU stands, or nil where replay could not
@@ -196,7 +197,29 @@ func (v *vcpu) stopPoint(mem []byte) (*stopAt, error) {
 		// the daemon's race).
 		return nil, nil
 	}
-	return &stopAt{arch: enc, code: code, rip: arch.Regs.RIP}, nil
+	at := &stopAt{arch: enc, code: code, rip: arch.Regs.RIP}
+	if !v.s.opts.KernelCount {
+		at.exitRegs = v.exitRegs
+	}
+	return at, nil
+}
+
+// noteExitRegs keeps the hash of the registers where the chunk stands
+// after an exit (or at its start), for a state stop's ExitRegs: replay
+// on VMX/SVM puts a stop's state in place right there, so this is all it
+// can check of the chunk's exits. Only when recording serialized chunks
+// without a counter (on PVM replay runs on to the stop's code page and
+// meets any exit on the way): one KVM_GET_REGS per exit.
+func (v *vcpu) noteExitRegs(recording bool) error {
+	if !recording || v.s.opts.KernelCount || !v.s.stopsOn() {
+		return nil
+	}
+	regs, err := v.Regs()
+	if err != nil {
+		return err
+	}
+	v.exitRegs = regsHash(regs)
+	return nil
 }
 
 // takeStop keeps the state stop records of a stop at at (v.stops): the
@@ -213,7 +236,7 @@ func (v *vcpu) takeStop(at *stopAt, pages []uint64, mem []byte) error {
 		}
 		pages = pages[n:]
 		if len(pages) == 0 {
-			r.Arch, r.CodePage = at.arch, at.code/log.PageSize
+			r.Arch, r.CodePage, r.ExitRegs = at.arch, at.code/log.PageSize, at.exitRegs
 		}
 		v.stops = append(v.stops, r)
 	}
@@ -259,11 +282,12 @@ func (v *vcpu) parStop(c *parRun) (bool, error) {
 // pendingStop gathers, in replay, the state stop records that precede
 // the chunk they end.
 type pendingStop struct {
-	vcpu  uint32
-	arch  []byte
-	code  uint64
-	recs  []*log.StateStop
-	pages int
+	vcpu     uint32
+	arch     []byte
+	code     uint64
+	exitRegs uint64
+	recs     []*log.StateStop
+	pages    int
 }
 
 // add takes one state stop record; a record after the one with the state
@@ -276,7 +300,7 @@ func (p *pendingStop) add(r *log.StateStop) error {
 	p.recs = append(p.recs, r)
 	p.pages += len(r.Pages)
 	if len(r.Arch) > 0 {
-		p.arch, p.code = r.Arch, r.CodePage
+		p.arch, p.code, p.exitRegs = r.Arch, r.CodePage, r.ExitRegs
 	}
 	return nil
 }
@@ -301,6 +325,18 @@ func (p *pendingStop) check(i int, want *log.Chunk) error {
 func (v *vcpu) applyStateStop(c *chunkRun) error {
 	p := &v.s.stop
 	defer func() { *p = pendingStop{} }()
+	if p.exitRegs != 0 {
+		// The recorder hashed the registers after the chunk's last
+		// exit (log.StateStop.ExitRegs): replay must stand there too.
+		regs, err := v.Regs()
+		if err != nil {
+			return err
+		}
+		if h := regsHash(regs); h != p.exitRegs {
+			return &DivergenceError{VCPU: v.id, What: "registers after the last exit before a state stop",
+				Want: fmt.Sprintf("registers %016x after %d exits", p.exitRegs, c.rec.Exits), Got: fmt.Sprintf("registers %016x at RIP %#x", h, regs.RIP)}
+		}
+	}
 	if c.inject {
 		// The recorder's entry after the last exit asked the LAPIC for
 		// an interrupt too (and stopped only if none was injected).

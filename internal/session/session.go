@@ -70,9 +70,12 @@ type Options struct {
 	// long, where no counted point is near, by logging the state it
 	// stands in (det_stop.go): guest user mode on PVM (both recorders),
 	// any guest code without a counter (the serialized recorder only:
-	// serialStops, parallelStops). DefaultOptions turns it on; the
-	// record command turns it off on VMX/SVM unless asked for
-	// (record --state-stops), where it has not been measured yet.
+	// serialStops, parallelStops). DefaultOptions turns it on. Measured
+	// in the emulated SVM host, 2026-12-07, the serialized corpus with
+	// stops (2 vCPUs): alarm_loop, setitimer_virtual and munmap_in_use
+	// pass (they failed or stalled without), sched_yield and
+	// thread_exit_busy time out at 30 s of guest time instead of
+	// stalling samsara, and the replay matched.
 	StateStops bool
 	// DebugSquashAll squashes every parallel chunk once before committing
 	// it: a replay of such a recording checks that a squash leaves no
@@ -188,6 +191,10 @@ type vcpu struct {
 	// stopNotBefore paces the vCPU's state stops (det_stop.go,
 	// stopLogRate).
 	stopNotBefore time.Time
+	// exitRegs hashes the registers after the chunk's last exit was
+	// handled (at its start before one), for a state stop's ExitRegs;
+	// kept only without a counter (det_stop.go, noteExitRegs).
+	exitRegs uint64
 	// endNote describes where the vCPU's last replayed chunk ended, for a
 	// divergence report (det.go, replayEndNote).
 	endNote string

@@ -215,8 +215,12 @@ func (w *workspace) basePayload() (payload, error) {
 			"SAMSARA_HOSTVM": "1",
 		},
 	}
-	if os.Getenv("CI") != "" {
-		p.Env["CI"] = os.Getenv("CI")
+	// CI, and the corpus's knobs (re-measuring known failures, a subset:
+	// tests/corpus_test.go), reach the tests inside as they would outside.
+	for _, k := range []string{"CI", "SAMSARA_CORPUS_KNOWN", "SAMSARA_CORPUS_ONLY"} {
+		if v := os.Getenv(k); v != "" {
+			p.Env[k] = v
+		}
 	}
 	for _, f := range []string{"vmlinux", "System.map", "task-offsets", "initramfs.cpio", "workloads"} {
 		src := filepath.Join(w.o.build, f)
