@@ -42,9 +42,11 @@ var kvmPackages = []kvmPackage{
 	// bad input, checkpoints, record/replay with both recorders. The
 	// smoke set records with the serialized recorder on 1 vCPU (with a
 	// disk too) and on 2 vCPUs (the guest kernel's busy-waits exit to the
-	// yield port there), and runs the daemon end to end; skips.go says
-	// why the parallel recorder does not run in the host yet.
-	{Path: "tests", Smoke: "^(TestBootColdAndResume|TestNproc|TestExitStatus|TestBadInput|TestRecordReplay|TestInspect|TestReplayDetectsDivergence|TestRecordReplayDisk|TestCPUIDHidden|TestRecordReplaySMP|TestDaemonEndToEnd|TestStallEndsWithError)$"},
+	// yield port there), a user-mode spin-wait ended by state-matching
+	// and state stops (TestUserSpinWait: about 50 s in the host), and runs
+	// the daemon end to end; skips.go says why the parallel recorder does
+	// not run in the host yet.
+	{Path: "tests", Smoke: "^(TestBootColdAndResume|TestNproc|TestExitStatus|TestBadInput|TestRecordReplay|TestInspect|TestReplayDetectsDivergence|TestRecordReplayDisk|TestCPUIDHidden|TestRecordReplaySMP|TestUserSpinWait|TestDaemonEndToEnd|TestStallEndsWithError)$"},
 	// The CLI: probe inside the host reports what it opened.
 	{Path: "cmd/samsara"},
 }
