@@ -197,11 +197,8 @@ func (v *vcpu) stopPoint(mem []byte) (*stopAt, error) {
 		// the daemon's race).
 		return nil, nil
 	}
-	at := &stopAt{arch: enc, code: code, rip: arch.Regs.RIP}
-	if !v.s.opts.KernelCount {
-		at.exitRegs = v.exitRegs
-	}
-	return at, nil
+	// (exitRegs stays 0 where noteExitRegs keeps none: PVM.)
+	return &stopAt{arch: enc, code: code, rip: arch.Regs.RIP, exitRegs: v.exitRegs}, nil
 }
 
 // noteExitRegs keeps the hash of the registers where the chunk stands

@@ -294,7 +294,7 @@ func (v *VCPU) readyForInterrupt() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return ev.I.Inject == 0 && ev.I.Shadow == 0 && ev.E.Inject == 0 && ev.E.Pending == 0, nil
+	return ev.I.Shadow == 0 && !interruptOrExceptionQueued(ev), nil
 }
 
 func (v *VCPU) events() (*kvm.VCPUEvents, error) {
@@ -305,11 +305,16 @@ func (v *VCPU) events() (*kvm.VCPUEvents, error) {
 	return ev, nil
 }
 
-// eventQueued reports an exception, interrupt or NMI that KVM will
-// deliver at the next entry. Without KVM_CAP_EXCEPTION_PAYLOAD (samsara
-// does not enable it) a pending exception reads as injected.
+// interruptOrExceptionQueued reports an interrupt or exception that KVM
+// will deliver at the next entry. Without KVM_CAP_EXCEPTION_PAYLOAD
+// (samsara does not enable it) a pending exception reads as injected.
+func interruptOrExceptionQueued(ev *kvm.VCPUEvents) bool {
+	return ev.I.Inject != 0 || ev.E.Inject != 0 || ev.E.Pending != 0
+}
+
+// eventQueued is interruptOrExceptionQueued, or an NMI queued.
 func eventQueued(ev *kvm.VCPUEvents) bool {
-	return ev.I.Inject != 0 || ev.E.Inject != 0 || ev.E.Pending != 0 || ev.N.Inject != 0 || ev.N.Pending != 0
+	return interruptOrExceptionQueued(ev) || ev.N.Inject != 0 || ev.N.Pending != 0
 }
 
 // EventQueued reports whether KVM holds an event for delivery at the
